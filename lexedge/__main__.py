@@ -1,0 +1,3 @@
+from lexedge.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,37 @@
+"""The ``lexedge`` command. Each part registers its own subcommands; a subcommand imports its
+part's heavy modules only when it runs, so ``lexedge search`` never loads torch."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from lexedge import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lexedge.runtime import cli as runtime_cli
+
+    parser = argparse.ArgumentParser(
+        prog="lexedge", description="Offline hybrid legal search: evaluate, index, search.")
+    parser.add_argument("--version", action="version", version=f"lexedge {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    runtime_cli.add_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lexedge.runtime.errors import LexedgeError
+
+    # Every model comes from a local path: never let a library wait on a hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args) or 0
+    except LexedgeError as exc:
+        print(f"lexedge: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lexedge: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""The offline runtime: data formats, lexical analysis, BM25, metrics and search. No torch."""

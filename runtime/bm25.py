@@ -1,0 +1,137 @@
+"""BM25 over lexedge's analyzers, stored and scored by ``bm25s``.
+
+Documents are analysed one at a time and kept only as integer term ids, so building never holds
+the corpus text. The saved index is ``bm25s``' own numpy arrays (no pickle) plus a JSON list of
+document ids; it loads memory-mapped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .analysis import Analyzer, get_analyzer
+from .datasets import Document
+from .errors import LexedgeError
+
+DOC_IDS_FILE = "doc_ids.json"
+PARAMS_FILE = "lexedge_bm25.json"
+
+
+class BM25Index:
+    """A BM25 index whose queries are analysed by the same analyzer as its documents.
+
+    Args:
+        retriever: a fitted ``bm25s.BM25``.
+        doc_ids: the external id of each row, in index order.
+        analyzer: the analyzer used for both documents and queries.
+    """
+
+    def __init__(self, retriever, doc_ids: Sequence[str], analyzer: Analyzer):
+        self.retriever = retriever
+        self.doc_ids = list(doc_ids)
+        self.analyzer = analyzer
+
+    @classmethod
+    def build(cls, documents: Iterable[Document], analyzer: Analyzer, k1: float = 1.2,
+              b: float = 0.75, progress: bool = False) -> "BM25Index":
+        """Index title and text of every document (one pass over the stream)."""
+        import bm25s
+
+        vocabulary: dict[str, int] = {}
+        token_ids: list[np.ndarray] = []
+        doc_ids: list[str] = []
+        documents = _with_progress(documents, progress, "analysing")
+        for document in documents:
+            terms = analyzer.tokens(document.indexed_text)
+            token_ids.append(np.fromiter(
+                (vocabulary.setdefault(term, len(vocabulary)) for term in terms),
+                dtype=np.int32, count=len(terms)))
+            doc_ids.append(document.id)
+        if not doc_ids:
+            raise LexedgeError("cannot build a BM25 index over an empty corpus")
+        retriever = bm25s.BM25(k1=k1, b=b)
+        with _quiet_bm25s():
+            retriever.index((token_ids, vocabulary), show_progress=False)
+        return cls(retriever, doc_ids, analyzer)
+
+    @property
+    def k1(self) -> float:
+        return float(self.retriever.k1)
+
+    @property
+    def b(self) -> float:
+        return float(self.retriever.b)
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    def search_many(self, queries: Sequence[str], k: int = 10,
+                    ) -> list[list[tuple[str, float]]]:
+        """Top-``k`` ``(doc_id, score)`` per query, best first; documents scoring 0 (no shared
+        term) are left out."""
+        if not queries:
+            return []
+        k = min(k, len(self.doc_ids))
+        query_terms = [self.analyzer.tokens(query) for query in queries]
+        with _quiet_bm25s():
+            rows, scores = self.retriever.retrieve(query_terms, k=k, show_progress=False,
+                                                   n_threads=1)
+        results = []
+        for row, row_scores in zip(rows, scores):
+            results.append([(self.doc_ids[int(i)], float(s))
+                            for i, s in zip(row, row_scores) if s > 0])
+        return results
+
+    def search(self, query: str, k: int = 10) -> list[tuple[str, float]]:
+        return self.search_many([query], k)[0]
+
+    def save(self, directory: str | Path) -> None:
+        """Write into ``directory`` (callers make it atomic with
+        :func:`~lexedge.runtime.storage.atomic_directory`)."""
+        directory = Path(directory)
+        with _quiet_bm25s():
+            self.retriever.save(directory, show_progress=False)
+        (directory / DOC_IDS_FILE).write_text(json.dumps(self.doc_ids, ensure_ascii=False),
+                                              encoding="utf-8")
+        (directory / PARAMS_FILE).write_text(json.dumps(
+            {"analyzer": self.analyzer.to_manifest(), "k1": self.k1, "b": self.b,
+             "documents": len(self.doc_ids)}, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path, mmap: bool = True) -> "BM25Index":
+        import bm25s
+
+        directory = Path(directory)
+        params_path = directory / PARAMS_FILE
+        if not params_path.is_file():
+            raise LexedgeError(f"{directory}: not a lexedge BM25 index ({PARAMS_FILE} missing)")
+        params = json.loads(params_path.read_text(encoding="utf-8"))
+        with _quiet_bm25s():
+            retriever = bm25s.BM25.load(directory, mmap=mmap, show_progress=False)
+        doc_ids = json.loads((directory / DOC_IDS_FILE).read_text(encoding="utf-8"))
+        return cls(retriever, doc_ids, get_analyzer(params["analyzer"]))
+
+
+def _with_progress(items, enabled: bool, description: str):
+    if not enabled:
+        return items
+    from tqdm import tqdm
+    # disable=None: silent when stderr is not a terminal (CI logs, pipes).
+    return tqdm(items, desc=description, unit=" docs", disable=None, mininterval=0.5)
+
+
+class _quiet_bm25s:
+    """bm25s logs at INFO on every call; keep the user's terminal for lexedge's own output."""
+
+    def __enter__(self):
+        self.logger = logging.getLogger("bm25s")
+        self.level = self.logger.level
+        self.logger.setLevel(logging.WARNING)
+
+    def __exit__(self, *exc):
+        self.logger.setLevel(self.level)

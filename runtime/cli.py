@@ -1,0 +1,105 @@
+"""Runtime subcommands: ``eval``, ``index build``, ``search``. Only argparse is imported here;
+each handler imports what it needs when it runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPORTED_METRICS = ("recall@1", "recall@3", "recall@5", "recall@10", "recall@20", "recall@50",
+                    "recall@100", "recall@200", "mrr@10", "ndcg@10")
+
+
+def add_commands(commands) -> None:
+    evaluate = commands.add_parser(
+        "eval", help="evaluate a retrieval method on a BEIR dataset split",
+        description="Evaluate retrieval on DATA_DIR (corpus.jsonl, queries.jsonl, qrels/).")
+    evaluate.add_argument("data_dir", metavar="DATA_DIR")
+    evaluate.add_argument("--split", default="dev", help="qrels split (default: dev)")
+    evaluate.add_argument("--method", default="bm25", help="bm25 (default)")
+    evaluate.add_argument("--analyzer", default="auto", choices=("auto", "ja", "zh", "word"),
+                          help="lexical analyzer; auto detects it from the corpus")
+    evaluate.add_argument("--k1", type=float, default=1.2, help="BM25 k1 (default 1.2)")
+    evaluate.add_argument("--b", type=float, default=0.75, help="BM25 b (default 0.75)")
+    evaluate.add_argument("--index", help="evaluate a saved index instead of building one")
+    evaluate.add_argument("--metrics-out", type=Path, help="write the metrics as JSON here")
+    evaluate.add_argument("--run-out", type=Path, help="write the ranking as a TREC run here")
+    evaluate.set_defaults(handler=run_eval)
+
+    index = commands.add_parser("index", help="build a search index")
+    index_commands = index.add_subparsers(dest="index_command", required=True, metavar="ACTION")
+    build = index_commands.add_parser("build", help="index a BEIR corpus.jsonl")
+    build.add_argument("--docs", required=True, type=Path,
+                       help="corpus.jsonl, or a BEIR dataset folder holding one")
+    build.add_argument("--out", required=True, type=Path, help="index folder to write")
+    build.add_argument("--analyzer", default="auto", choices=("auto", "ja", "zh", "word"))
+    build.add_argument("--k1", type=float, default=1.2)
+    build.add_argument("--b", type=float, default=0.75)
+    build.set_defaults(handler=run_index_build)
+
+    search = commands.add_parser("search", help="search an index")
+    search.add_argument("query")
+    search.add_argument("--index", required=True, type=Path)
+    search.add_argument("--top", type=int, default=10, help="results to show (default 10)")
+    search.add_argument("--json", action="store_true", help="print results as JSON")
+    search.set_defaults(handler=run_search)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from .evaluation import EvalConfig, run_evaluation
+    from .metrics import write_trec_run
+    from .storage import write_json_atomic
+
+    config = EvalConfig(data_dir=args.data_dir, split=args.split, method=args.method,
+                        analyzer=args.analyzer, k1=args.k1, b=args.b, index=args.index)
+    metrics, run = run_evaluation(config)
+    print(format_metrics_table(metrics))
+    if args.metrics_out:
+        write_json_atomic(args.metrics_out, metrics)
+    if args.run_out:
+        write_trec_run(args.run_out, run, tag=f"lexedge-{args.method}")
+    return 0
+
+
+def format_metrics_table(metrics: dict) -> str:
+    header = f"{metrics['method']} on {metrics['dataset']} [{metrics['split']}], " \
+             f"{metrics['queries']} queries, {metrics['queries_per_second']} queries/s"
+    names = [m for m in REPORTED_METRICS if m in metrics]
+    widths = [max(len(n), 6) for n in names]
+    top = "  ".join(n.rjust(w) for n, w in zip(names, widths))
+    values = "  ".join(f"{metrics[n]:.4f}".rjust(w) for n, w in zip(names, widths))
+    return f"{header}\n{top}\n{values}"
+
+
+def _corpus_file(path: Path) -> Path:
+    return path / "corpus.jsonl" if path.is_dir() else path
+
+
+def run_index_build(args: argparse.Namespace) -> int:
+    from .index import Index
+
+    index = Index.build(_corpus_file(args.docs), args.out, analyzer=args.analyzer,
+                        k1=args.k1, b=args.b)
+    manifest = index.manifest
+    print(f"indexed {manifest['documents']} documents into {args.out} "
+          f"(analyzer {manifest['analyzer']['name']}, {manifest['build_seconds']} s)")
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from .index import Index
+
+    hits = Index.load(args.index).search(args.query, k=args.top)
+    if args.json:
+        json.dump(hits, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+        return 0
+    if not hits:
+        print("no results")
+    for hit in hits:
+        print(f"{hit['rank']:>3}. {hit['title'] or hit['id']}  [{hit['id']}]  "
+              f"score {hit['score']:.3f}")
+        print(f"     {hit['snippet']}")
+    return 0

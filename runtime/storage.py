@@ -1,0 +1,54 @@
+"""Atomic writes: an index, a bundle or a checkpoint is built under a temporary name beside its
+destination and renamed into place, so a crash never leaves a half-written artefact."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_directory(destination: str | Path) -> Iterator[Path]:
+    """Yield a fresh temporary folder; on success it replaces ``destination`` in one rename.
+
+    On failure the temporary folder is removed and ``destination`` is left as it was.
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = destination.with_name(f".{destination.name}.tmp-{os.getpid()}")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    retired = destination.with_name(f".{destination.name}.old-{os.getpid()}")
+    if destination.exists():
+        os.replace(destination, retired)
+    os.replace(staging, destination)
+    if retired.exists():
+        shutil.rmtree(retired, ignore_errors=True)
+
+
+def write_json_atomic(path: str | Path, payload) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    staging.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    os.replace(staging, path)
+
+
+def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
