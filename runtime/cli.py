@@ -46,6 +46,36 @@ def add_commands(commands) -> None:
     search.add_argument("--json", action="store_true", help="print results as JSON")
     search.set_defaults(handler=run_search)
 
+    add_demo_command(commands)
+
+
+def add_demo_command(commands) -> None:
+    demo = commands.add_parser(
+        "demo", help="search the sample of Japanese statutes shipped with lexedge",
+        description="Index the bundled sample (3,610 articles of 12 Japanese laws) into --out "
+                    "once, then answer QUERY.")
+    demo.add_argument("query", nargs="?", default=DEMO_QUERY)
+    demo.add_argument("--out", required=True, type=Path, help="index folder (created once)")
+    demo.add_argument("--top", type=int, default=5)
+    demo.set_defaults(handler=run_demo)
+
+
+DEMO_QUERY = "本人の同意を得ないで個人データを第三者に提供してよいか"
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from importlib.resources import files
+
+    from .index import MANIFEST_FILE, Index
+
+    sample = Path(str(files("lexedge.runtime") / "samples" / "ja_statutes_sample.jsonl.gz"))
+    if not (args.out / MANIFEST_FILE).is_file():
+        print(f"indexing the bundled sample into {args.out} …")
+        Index.build(sample, args.out)
+    args.index, args.json = args.out, False
+    print(f"query: {args.query}")
+    return run_search(args)
+
 
 def run_eval(args: argparse.Namespace) -> int:
     from .evaluation import EvalConfig, run_evaluation

@@ -7,6 +7,7 @@ memory as text by this module (callers keep what they need, e.g. token ids). Bad
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -31,7 +32,8 @@ class Document:
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """Yield ``(line_number, object)`` for every non-blank line of a JSON-lines file.
+    """Yield ``(line_number, object)`` for every non-blank line of a JSON-lines file
+    (gzip-compressed when its name ends in ``.gz``).
 
     Raises :class:`DataError` for a missing or empty file, bytes that are not UTF-8, malformed
     JSON, or a line holding something other than a JSON object.
@@ -40,7 +42,8 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
     if not path.is_file():
         raise DataError(path, "file not found")
     records = 0
-    with path.open("rb") as handle:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
         for line_number, raw in enumerate(handle, start=1):
             try:
                 line = raw.decode("utf-8")

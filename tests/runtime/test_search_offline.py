@@ -1,0 +1,43 @@
+"""Searching never imports torch or transformers and never opens a socket (the laptop path)."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+
+def run_isolated(code: str) -> dict:
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                            text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_search_never_imports_torch(tiny_dataset, tmp_path):
+    report = run_isolated(f"""
+        import json, sys
+        from lexedge.cli import main
+        main(["index", "build", "--docs", {str(tiny_dataset)!r}, "--out", {str(tmp_path / 'i')!r}])
+        main(["search", "損害賠償", "--index", {str(tmp_path / 'i')!r}])
+        main(["eval", {str(tiny_dataset)!r}])
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
+        print(json.dumps(heavy))
+    """)
+    assert report == []
+
+
+def test_search_opens_no_socket(tiny_dataset, tmp_path):
+    report = run_isolated(f"""
+        import json, socket
+        attempts = []
+        class NoSocket(socket.socket):
+            def __init__(self, *args, **kwargs):
+                attempts.append(args)
+                raise OSError("network disabled in this test")
+        socket.socket = NoSocket
+        socket.create_connection = lambda *a, **k: attempts.append(a) or NoSocket()
+        from lexedge.cli import main
+        main(["index", "build", "--docs", {str(tiny_dataset)!r}, "--out", {str(tmp_path / 'i')!r}])
+        main(["search", "損害賠償", "--index", {str(tmp_path / 'i')!r}, "--json"])
+        print(json.dumps(len(attempts)))
+    """)
+    assert report == 0
