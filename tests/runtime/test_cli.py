@@ -56,6 +56,7 @@ def test_missing_index_is_refused_clearly(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv", [["-m", "lexedge", "--version"]])
-def test_python_dash_m(argv):
-    result = subprocess.run([sys.executable, *argv], capture_output=True, text=True, check=True)
+def test_python_dash_m(argv, tmp_path):
+    result = subprocess.run([sys.executable, *argv], capture_output=True, text=True, check=True,
+                            cwd=tmp_path)
     assert result.stdout.startswith("lexedge ")

@@ -6,9 +6,9 @@ import sys
 import textwrap
 
 
-def run_isolated(code: str) -> dict:
+def run_isolated(code: str, cwd) -> dict:
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                            text=True, check=True)
+                            text=True, check=True, cwd=cwd)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -21,7 +21,7 @@ def test_search_never_imports_torch(tiny_dataset, tmp_path):
         main(["eval", {str(tiny_dataset)!r}])
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
         print(json.dumps(heavy))
-    """)
+    """, cwd=tmp_path)
     assert report == []
 
 
@@ -39,5 +39,5 @@ def test_search_opens_no_socket(tiny_dataset, tmp_path):
         main(["index", "build", "--docs", {str(tiny_dataset)!r}, "--out", {str(tmp_path / 'i')!r}])
         main(["search", "損害賠償", "--index", {str(tmp_path / 'i')!r}, "--json"])
         print(json.dumps(len(attempts)))
-    """)
+    """, cwd=tmp_path)
     assert report == 0

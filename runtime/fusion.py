@@ -1,0 +1,58 @@
+"""Fusing the first stage's ranked lists (dense and BM25) into one.
+
+* ``weighted``: each list's scores are min–max normalised over its own candidates, then
+  combined as ``alpha * dense + (1 - alpha) * bm25`` (a document missing from a list gets 0
+  there). This is the weighted-score ensemble of 2412.19265 and 2412.13205 (lexical + semantic
+  signals), with normalisation so BM25's unbounded scores and cosine similarities can be mixed.
+* ``rrf``: reciprocal rank fusion, ``Σ 1 / (k + rank)`` (Cormack et al., SIGIR 2009), which
+  needs no score calibration at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+Ranking = Sequence[tuple[str, float]]
+
+
+def min_max(ranking: Ranking) -> dict[str, float]:
+    """Scores rescaled to [0, 1] within the list; a list of equal scores maps to 1."""
+    if not ranking:
+        return {}
+    scores = [s for _, s in ranking]
+    low, high = min(scores), max(scores)
+    span = high - low
+    return {doc: ((s - low) / span if span > 0 else 1.0) for doc, s in ranking}
+
+
+def weighted_fusion(rankings: Mapping[str, Ranking], weights: Mapping[str, float],
+                    k: int) -> list[tuple[str, float]]:
+    """Normalised weighted sum over the named lists, top ``k``, ties broken by doc id."""
+    fused: dict[str, float] = {}
+    for name, ranking in rankings.items():
+        weight = weights.get(name, 0.0)
+        for doc, score in min_max(ranking).items():
+            fused[doc] = fused.get(doc, 0.0) + weight * score
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
+
+
+def rrf_fusion(rankings: Mapping[str, Ranking], k: int, constant: int = 60,
+               ) -> list[tuple[str, float]]:
+    fused: dict[str, float] = {}
+    for ranking in rankings.values():
+        for rank, (doc, _) in enumerate(ranking, start=1):
+            fused[doc] = fused.get(doc, 0.0) + 1.0 / (constant + rank)
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
+
+
+def fuse(dense: Ranking, bm25: Ranking, k: int, method: str = "weighted",
+         alpha: float = 0.5) -> list[tuple[str, float]]:
+    """Fuse a dense and a BM25 list; ``alpha`` is the dense weight for ``weighted``."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be within [0, 1], got {alpha}")
+    rankings = {"dense": dense, "bm25": bm25}
+    if method == "rrf":
+        return rrf_fusion(rankings, k)
+    if method == "weighted":
+        return weighted_fusion(rankings, {"dense": alpha, "bm25": 1.0 - alpha}, k)
+    raise ValueError(f"unknown fusion {method!r} (choose weighted or rrf)")
