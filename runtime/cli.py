@@ -42,8 +42,7 @@ def add_commands(commands) -> None:
     search = commands.add_parser("search", help="search an index")
     search.add_argument("query")
     search.add_argument("--index", required=True, type=Path)
-    search.add_argument("--top", type=int, default=10, help="results to show (default 10)")
-    search.add_argument("--json", action="store_true", help="print results as JSON")
+    add_search_options(search)
     search.set_defaults(handler=run_search)
 
     add_demo_command(commands)
@@ -72,9 +71,39 @@ def run_demo(args: argparse.Namespace) -> int:
     if not (args.out / MANIFEST_FILE).is_file():
         print(f"indexing the bundled sample into {args.out} …")
         Index.build(sample, args.out)
-    args.index, args.json = args.out, False
+    args.index, args.json, args.bundle, args.filter = args.out, False, None, []
+    args.budget, args.rerank, args.alpha, args.fusion = 100, 20, 0.5, "weighted"
     print(f"query: {args.query}")
     return run_search(args)
+
+
+def add_search_options(parser) -> None:
+    parser.add_argument("--bundle", type=Path,
+                        help="bundle folder (default: the one the index was built with)")
+    parser.add_argument("--budget", type=int, default=100,
+                        help="retrieval budget K: candidates per first-stage retriever")
+    parser.add_argument("--rerank", type=int, default=20,
+                        help="re-score the top N with the bundle's reranker (0: off)")
+    fusion = parser.add_mutually_exclusive_group()
+    fusion.add_argument("--alpha", type=float, default=0.5,
+                        help="dense weight in the weighted fusion (0 = BM25 only)")
+    fusion.add_argument("--fusion", choices=("weighted", "rrf"), default="weighted")
+    parser.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                        help="metadata filter, e.g. law=民法 or source=contracts/* (repeatable)")
+    parser.add_argument("--top", type=int, default=10, help="results to show (default 10)")
+    parser.add_argument("--json", action="store_true", help="print results as JSON")
+
+
+def parse_filters(pairs: list[str]) -> dict:
+    from .errors import LexedgeError
+
+    filters = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise LexedgeError(f"--filter {pair!r}: expected KEY=VALUE")
+        filters[key] = value
+    return filters
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -119,17 +148,25 @@ def run_index_build(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from .index import Index
+    from .searcher import Searcher
 
-    hits = Index.load(args.index).search(args.query, k=args.top)
+    searcher = Searcher(args.index, bundle=args.bundle)
+    result = searcher.search(args.query, budget=args.budget, rerank=args.rerank,
+                             alpha=args.alpha, fusion=args.fusion, top=args.top,
+                             filters=parse_filters(args.filter))
     if args.json:
-        json.dump(hits, sys.stdout, ensure_ascii=False, indent=2)
+        json.dump({"query": result.query, "settings": result.settings,
+                   "timings_ms": result.timings_ms,
+                   "hits": [hit.to_dict() for hit in result.hits]},
+                  sys.stdout, ensure_ascii=False, indent=2)
         print()
         return 0
-    if not hits:
+    if not result.hits:
         print("no results")
-    for hit in hits:
-        print(f"{hit['rank']:>3}. {hit['title'] or hit['id']}  [{hit['id']}]  "
-              f"score {hit['score']:.3f}")
-        print(f"     {hit['snippet']}")
+    for hit in result.hits:
+        stages = " ".join(f"{k} {v:.3f}" for k, v in hit.scores.items())
+        print(f"{hit.rank:>3}. {hit.title or hit.id}  [{hit.id}]  {stages}")
+        print(f"     {hit.snippet}")
+    print(f"({result.timings_ms['total']:.0f} ms, budget {result.settings['budget']}, "
+          f"reranked {result.settings['rerank']})")
     return 0

@@ -1,5 +1,5 @@
 """Random access to the indexed documents (title, text, metadata) without loading them all:
-one JSON line per document plus a memory-mapped array of byte offsets."""
+one JSON line per document (a *row*), a memory-mapped array of byte offsets, and the ids."""
 
 from __future__ import annotations
 
@@ -13,35 +13,60 @@ from .datasets import Document
 
 DOCS_FILE = "docs.jsonl"
 OFFSETS_FILE = "docs.offsets.npy"
+IDS_FILE = "docs.ids.json"
+
+
+def _record(document: Document) -> bytes:
+    record = {"id": document.id, "title": document.title, "text": document.text}
+    if document.metadata:
+        record["metadata"] = document.metadata
+    return json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
 
 
 def write_docstore(directory: str | Path, documents: Iterable[Document]) -> Iterator[Document]:
     """Write the store while passing every document through, so a single streaming pass over
-    the corpus can feed both the store and an index."""
+    the corpus can feed the store and the indexes."""
     directory = Path(directory)
-    offsets = []
+    offsets, ids = [], []
     with open(directory / DOCS_FILE, "wb") as handle:
         for document in documents:
             offsets.append(handle.tell())
-            record = {"id": document.id, "title": document.title, "text": document.text}
-            if document.metadata:
-                record["metadata"] = document.metadata
-            handle.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
+            ids.append(document.id)
+            handle.write(_record(document))
             yield document
         offsets.append(handle.tell())
     np.save(directory / OFFSETS_FILE, np.asarray(offsets, dtype=np.int64))
+    (directory / IDS_FILE).write_text(json.dumps(ids, ensure_ascii=False), encoding="utf-8")
+
+
+def append_docstore(directory: str | Path, documents: Iterable[Document]) -> None:
+    """Append rows to an existing store (used on a staging copy of an index)."""
+    directory = Path(directory)
+    offsets = list(np.load(directory / OFFSETS_FILE))
+    ids = json.loads((directory / IDS_FILE).read_text(encoding="utf-8"))
+    with open(directory / DOCS_FILE, "ab") as handle:
+        for document in documents:
+            handle.write(_record(document))
+            ids.append(document.id)
+            offsets.append(handle.tell())
+    np.save(directory / OFFSETS_FILE, np.asarray(offsets, dtype=np.int64))
+    (directory / IDS_FILE).write_text(json.dumps(ids, ensure_ascii=False), encoding="utf-8")
 
 
 class DocStore:
-    """Read documents back by their row in the index."""
+    """Read documents back by their row."""
 
     def __init__(self, directory: str | Path):
         directory = Path(directory)
         self.path = directory / DOCS_FILE
         self.offsets = np.load(directory / OFFSETS_FILE, mmap_mode="r")
+        self.ids = json.loads((directory / IDS_FILE).read_text(encoding="utf-8"))
 
     def __len__(self) -> int:
-        return len(self.offsets) - 1
+        return len(self.ids)
+
+    def id_of(self, row: int) -> str:
+        return self.ids[row]
 
     def get(self, row: int) -> Document:
         start, end = int(self.offsets[row]), int(self.offsets[row + 1])

@@ -6,27 +6,39 @@ Layout::
 
     IDX/manifest.json
     IDX/bm25/             bm25s arrays (no pickle) + doc ids
-    IDX/docs.jsonl        one document per line
+    IDX/dense/            hnswlib graph over the bundle's embeddings (when built with a bundle)
+    IDX/docs.jsonl        one document per line (a row); removed rows stay as tombstones
     IDX/docs.offsets.npy  byte offset of each line
+    IDX/deleted.json      rows removed since the build
+
+An index built with a bundle records the bundle's manifest hash: loading it with another bundle
+is refused, because its vectors would not be comparable with the new embedder's queries.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from .analysis import Analyzer, detect_language, get_analyzer
 from .bm25 import BM25Index
-from .datasets import iter_corpus
-from .docstore import DocStore, write_docstore
+from .datasets import Document, iter_corpus
+from .dense import DenseIndex
+from .docstore import DocStore, append_docstore, write_docstore
 from .errors import LexedgeError
 from .storage import atomic_directory, sha256_file
 
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
+DELETED_FILE = "deleted.json"
+EMBED_CHUNK = 1024
 
 
 def choose_analyzer(corpus_path: Path, analyzer: str = "auto") -> Analyzer:
@@ -43,6 +55,9 @@ class Index:
     manifest: dict
     bm25: BM25Index
     docs: DocStore
+    dense: DenseIndex | None = None
+    deleted: set[int] = field(default_factory=set)
+    bundle: object | None = None  # lexedge.runtime.bundle.Bundle when the index has vectors
 
     @property
     def analyzer(self) -> Analyzer:
@@ -50,35 +65,42 @@ class Index:
 
     @classmethod
     def build(cls, corpus_path: str | Path, out: str | Path, analyzer: str = "auto",
-              k1: float = 1.2, b: float = 0.75, progress: bool = True) -> "Index":
-        """Index a BEIR ``corpus.jsonl`` into ``out`` atomically: the old index (if any) stays
-        usable until the new one is complete."""
-        from lexedge import __version__
+              k1: float = 1.2, b: float = 0.75, bundle=None, progress: bool = True,
+              documents: Iterable[Document] | None = None) -> "Index":
+        """Index a BEIR ``corpus.jsonl`` (or the given ``documents``) into ``out`` atomically:
+        the old index, if any, stays usable until the new one is complete.
 
+        With a ``bundle`` every document is also embedded (passage side) into an HNSW graph.
+        """
         corpus_path = Path(corpus_path)
-        chosen = choose_analyzer(corpus_path, analyzer)
+        chosen = choose_analyzer(corpus_path, analyzer) if documents is None \
+            else get_analyzer("word" if analyzer == "auto" else analyzer)
         started = time.perf_counter()
+        stream = iter_corpus(corpus_path) if documents is None else iter(documents)
         with atomic_directory(out) as staging:
-            documents = write_docstore(staging, iter_corpus(corpus_path))
-            bm25 = BM25Index.build(documents, chosen, k1=k1, b=b, progress=progress)
+            vectors: list[np.ndarray] = []
+            stream = write_docstore(staging, stream)
+            if bundle is not None:
+                stream = _embedding(stream, bundle.embedder(), vectors, progress)
+            bm25 = BM25Index.build(stream, chosen, k1=k1, b=b, progress=progress and not bundle)
             (staging / "bm25").mkdir()
             bm25.save(staging / "bm25")
-            manifest = {
-                "format": FORMAT_VERSION,
-                "lexedge_version": __version__,
-                "analyzer": chosen.to_manifest(),
-                "bm25": {"k1": k1, "b": b},
-                "documents": len(bm25),
-                "source": {"path": str(corpus_path.resolve()),
-                           "sha256": sha256_file(corpus_path)},
-                "build_seconds": round(time.perf_counter() - started, 3),
-            }
+            if bundle is not None:
+                (staging / "dense").mkdir()
+                DenseIndex.build(np.concatenate(vectors)).save(staging / "dense")
+            manifest = _manifest(chosen, k1, b, len(bm25), bundle,
+                                 {"path": str(corpus_path.resolve()),
+                                  "sha256": sha256_file(corpus_path)
+                                  if corpus_path.is_file() else None})
+            manifest["build_seconds"] = round(time.perf_counter() - started, 3)
             (staging / MANIFEST_FILE).write_text(
                 json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        return cls.load(out)
+        return cls.load(out, bundle=bundle)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Index":
+    def load(cls, path: str | Path, bundle=None) -> "Index":
+        """Open an index. An index with vectors needs its bundle: the one given, else the one
+        recorded at build time; a bundle whose hash differs from the recorded one is refused."""
         path = Path(path)
         manifest_path = path / MANIFEST_FILE
         if not manifest_path.is_file():
@@ -91,24 +113,137 @@ class Index:
         if manifest.get("format") != FORMAT_VERSION:
             raise LexedgeError(f"{manifest_path}: index format {manifest.get('format')!r} is "
                                f"not supported (expected {FORMAT_VERSION}); rebuild the index")
-        return cls(path, manifest, BM25Index.load(path / "bm25"), DocStore(path))
+        dense = bundle_obj = None
+        if manifest.get("bundle"):
+            bundle_obj = _matching_bundle(path, manifest["bundle"], bundle)
+            dense = DenseIndex.load(path / "dense")
+        deleted_path = path / DELETED_FILE
+        deleted = set(json.loads(deleted_path.read_text())) if deleted_path.is_file() else set()
+        return cls(path, manifest, BM25Index.load(path / "bm25"), DocStore(path), dense,
+                   deleted, bundle_obj)
+
+    def __len__(self) -> int:
+        return len(self.bm25)
+
+    def row_of(self, doc_id: str) -> int:
+        if not hasattr(self, "_rows"):
+            self._rows = {self.docs.id_of(row): row for row in range(len(self.docs))
+                          if row not in self.deleted}
+        return self._rows[doc_id]
+
+    def document(self, doc_id: str) -> Document:
+        return self.docs.get(self.row_of(doc_id))
 
     def search(self, query: str, k: int = 10) -> list[dict]:
-        """BM25 hits with title, text and score, best first."""
-        from .snippets import matched_terms, snippet
+        """BM25 hits as dictionaries, best first (the lexical path of :class:`Searcher`)."""
+        from .searcher import Searcher
 
-        row_of = self._row_of()
-        hits = []
-        for rank, (doc_id, score) in enumerate(self.bm25.search(query, k), start=1):
-            document = self.docs.get(row_of[doc_id])
-            terms = matched_terms(self.analyzer, query, document.indexed_text)
-            hits.append({"rank": rank, "id": doc_id, "title": document.title,
-                         "score": score, "scores": {"bm25": score}, "matched_terms": terms,
-                         "snippet": snippet(document.text, terms), "text": document.text,
-                         "metadata": document.metadata})
-        return hits
+        result = Searcher(self).search(query, budget=k, top=k, rerank=0, alpha=0.0)
+        return [hit.to_dict() for hit in result.hits]
 
-    def _row_of(self) -> dict[str, int]:
-        if not hasattr(self, "_rows"):
-            self._rows = {doc_id: row for row, doc_id in enumerate(self.bm25.doc_ids)}
-        return self._rows
+    # -- incremental changes: each writes a new copy of the index and renames it into place --
+
+    def add(self, documents: Iterable[Document], progress: bool = False) -> "Index":
+        """Add documents (an id already present replaces the old version)."""
+        documents = list(documents)
+        replaced = [d.id for d in documents if self._has(d.id)]
+        return self._rewrite(remove_ids=replaced, new_documents=documents, progress=progress)
+
+    def remove(self, doc_ids: Iterable[str]) -> "Index":
+        doc_ids = list(doc_ids)
+        missing = [d for d in doc_ids if not self._has(d)]
+        if missing:
+            raise LexedgeError(f"{self.path}: no document with id {missing[0]!r}")
+        return self._rewrite(remove_ids=doc_ids, new_documents=[])
+
+    def _has(self, doc_id: str) -> bool:
+        try:
+            self.row_of(doc_id)
+            return True
+        except KeyError:
+            return False
+
+    def _rewrite(self, remove_ids: list[str], new_documents: list[Document],
+                 progress: bool = False) -> "Index":
+        removed_rows = {self.row_of(d) for d in remove_ids}
+        with atomic_directory(self.path) as staging:
+            for name in (MANIFEST_FILE, "docs.jsonl", "docs.offsets.npy", "docs.ids.json"):
+                shutil.copy2(self.path / name, staging / name)
+            deleted = self.deleted | removed_rows
+            first_new_row = len(self.docs)
+            append_docstore(staging, new_documents)
+            docs = DocStore(staging)
+            if self.dense is not None:
+                dense = DenseIndex.load(self.path / "dense")
+                dense.remove(removed_rows)
+                if new_documents:
+                    vectors = self.bundle.embedder().encode(
+                        [d.indexed_text for d in new_documents], kind="passage",
+                        progress=progress)
+                    dense.add(vectors, np.arange(first_new_row, first_new_row + len(vectors)))
+                (staging / "dense").mkdir()
+                dense.save(staging / "dense")
+            # bm25s has no incremental update; rebuilding from the stored rows takes seconds.
+            live = (docs.get(row) for row in range(len(docs)) if row not in deleted)
+            bm25 = BM25Index.build(live, self.analyzer, k1=self.bm25.k1, b=self.bm25.b)
+            (staging / "bm25").mkdir()
+            bm25.save(staging / "bm25")
+            (staging / DELETED_FILE).write_text(json.dumps(sorted(deleted)))
+            manifest = dict(self.manifest, documents=len(bm25))
+            (staging / MANIFEST_FILE).write_text(
+                json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        return Index.load(self.path, bundle=self.bundle)
+
+
+def _manifest(analyzer: Analyzer, k1: float, b: float, documents: int, bundle,
+              source: dict) -> dict:
+    from lexedge import __version__
+
+    return {
+        "format": FORMAT_VERSION,
+        "lexedge_version": __version__,
+        "analyzer": analyzer.to_manifest(),
+        "bm25": {"k1": k1, "b": b},
+        "documents": documents,
+        "bundle": None if bundle is None else {"path": str(Path(bundle.path).resolve()),
+                                               "sha256": bundle.sha256},
+        "source": source,
+    }
+
+
+def _matching_bundle(index_path: Path, recorded: dict, bundle):
+    from .bundle import Bundle
+
+    if bundle is None:
+        bundle = Bundle.load(recorded["path"])
+    elif not isinstance(bundle, Bundle):
+        bundle = Bundle.load(bundle)
+    if bundle.sha256 != recorded["sha256"]:
+        raise LexedgeError(
+            f"{index_path}: built with bundle {recorded['sha256'][:12]} "
+            f"({recorded['path']}), but {bundle.path} is {bundle.sha256[:12]}; "
+            "rebuild the index with this bundle or pass the original one")
+    return bundle
+
+
+def _embedding(documents: Iterator[Document], embedder, vectors: list, progress: bool,
+               ) -> Iterator[Document]:
+    """Pass documents through while embedding them in chunks (length-sorted inside each
+    chunk by the embedder), so the corpus text is never all in memory."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc="embedding", unit=" docs", disable=None if progress else True,
+               mininterval=1.0)
+    chunk: list[Document] = []
+    for document in documents:
+        chunk.append(document)
+        if len(chunk) == EMBED_CHUNK:
+            vectors.append(embedder.encode([d.indexed_text for d in chunk], kind="passage"))
+            bar.update(len(chunk))
+            yield from chunk
+            chunk = []
+    if chunk:
+        vectors.append(embedder.encode([d.indexed_text for d in chunk], kind="passage"))
+        bar.update(len(chunk))
+        yield from chunk
+    bar.close()

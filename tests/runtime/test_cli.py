@@ -46,7 +46,7 @@ def test_index_build_and_search_json(tiny_dataset, tmp_path, capsys):
                  str(tmp_path / "idx")]) == 0
     capsys.readouterr()
     assert main(["search", "労働時間", "--index", str(tmp_path / "idx"), "--json"]) == 0
-    hits = json.loads(capsys.readouterr().out)
+    hits = json.loads(capsys.readouterr().out)["hits"]
     assert hits[0]["id"] == "d5" and hits[0]["scores"]["bm25"] > 0
 
 

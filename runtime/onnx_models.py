@@ -1,0 +1,158 @@
+"""The bundle's two ONNX models as the laptop runs them: onnxruntime, numpy and tokenizers only.
+
+* :class:`OnnxEmbedder` turns queries or passages into L2-normalised vectors; pooling and
+  normalisation live inside the graph (see ``lexedge.export``), so this module only tokenises,
+  pads and runs it.
+* :class:`OnnxReranker` scores ``(query, passage)`` pairs with a cross-encoder.
+
+Both pad each batch only to its own longest text, after sorting texts by token count, and put
+the rows back in the caller's order. Padding is what a CPU pays for: a batch of 16-token
+queries runs roughly ten times faster than the same batch padded to 128 tokens
+(``../shared/OFFLINE-MODELS.md``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import LexedgeError
+
+# Texts tokenised at once: length sorting happens inside such a window, so memory stays
+# bounded on a large corpus while batches are still nearly uniform in length.
+SORT_WINDOW = 4096
+
+
+def session_options(threads: int | None = None):
+    """onnxruntime options: all graph optimisations, one thread per core unless told otherwise."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+class _OnnxModel:
+    """Shared loading, tokenisation and length-sorted dynamic batching."""
+
+    def __init__(self, model_path: str | Path, tokenizer_path: str | Path, config: dict,
+                 threads: int | None = None):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.model_path, self.config = Path(model_path), config
+        for field in ("inputs", "output", "max_length"):
+            if field not in config:
+                raise LexedgeError(f"{self.model_path}: model settings lack {field!r}")
+        try:
+            self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        except Exception as exc:  # tokenizers raises a bare Exception on a bad file
+            raise LexedgeError(f"{tokenizer_path}: not a tokenizers JSON file ({exc})") from None
+        # The batches below do their own padding; a padding rule saved in tokenizer.json
+        # (often to max_length) would undo the point of sorting by length.
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(int(config["max_length"]))
+        try:
+            self.session = ort.InferenceSession(str(self.model_path), session_options(threads),
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise LexedgeError(f"{self.model_path}: onnxruntime cannot load it ({exc})") from None
+        self.inputs = list(config["inputs"])
+        graph_inputs = sorted(i.name for i in self.session.get_inputs())
+        if graph_inputs != sorted(self.inputs):
+            raise LexedgeError(f"{self.model_path}: graph inputs {graph_inputs} differ from the "
+                               f"manifest's {sorted(self.inputs)}")
+        self.output = config["output"]
+        self.pad_id = int(config.get("pad_id", 0))
+
+    def batches(self, encodings: Sequence, batch_size: int) -> Iterator[tuple[np.ndarray, dict]]:
+        """Yield ``(rows, feeds)``: the positions of a batch's texts in ``encodings`` and its
+        input arrays, padded to the batch's longest text. Batches follow token count."""
+        if batch_size < 1:
+            raise LexedgeError(f"batch size must be at least 1, got {batch_size}")
+        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            width = max(len(encodings[r].ids) for r in rows)
+            ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            types = np.zeros((len(rows), width), dtype=np.int64)
+            for line, row in enumerate(rows):
+                encoding = encodings[row]
+                length = len(encoding.ids)
+                ids[line, :length] = encoding.ids
+                mask[line, :length] = 1
+                types[line, :length] = encoding.type_ids
+            arrays = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            yield rows, {name: arrays[name] for name in self.inputs}
+
+    def _run(self, inputs: Sequence, width: tuple[int, ...], batch_size: int,
+             progress: bool, description: str) -> np.ndarray:
+        from tqdm import tqdm
+
+        result = np.zeros((len(inputs), *width), dtype=np.float32)
+        with tqdm(total=len(inputs), desc=description, unit="text",
+                  disable=None if progress else True) as bar:
+            for window in range(0, len(inputs), SORT_WINDOW):
+                encodings = self.tokenizer.encode_batch(list(inputs[window:window + SORT_WINDOW]))
+                for rows, feeds in self.batches(encodings, batch_size):
+                    result[window + rows] = self.session.run([self.output], feeds)[0]
+                    bar.update(len(rows))
+        return result
+
+
+class OnnxEmbedder(_OnnxModel):
+    """A bi-encoder: text in, unit vector out (``sentence_embedding`` [batch, dim]).
+
+    Args:
+        model_path: the ``embedder.onnx`` file.
+        tokenizer_path: its ``tokenizers`` JSON file.
+        config: the bundle manifest's ``embedder`` section (inputs, output, dimension,
+            prefixes, max_length, pad_id).
+        threads: onnxruntime intra-op threads (default: every core).
+
+    Example:
+        >>> embedder = Bundle.load("bundle").embedder()  # doctest: +SKIP
+        >>> embedder.encode(["民法 第九十条"], kind="query").shape  # doctest: +SKIP
+        (1, 384)
+    """
+
+    @property
+    def dimension(self) -> int:
+        return int(self.config["dimension"])
+
+    def encode(self, texts: Sequence[str], kind: str = "passage", batch_size: int = 32,
+               progress: bool = False) -> np.ndarray:
+        """Embed ``texts`` as queries or passages; returns float32 [len(texts), dimension]
+        in the order given. E5-style models need the prefix their kind names
+        (Wang et al., 2022, arXiv:2212.03533); the manifest records it."""
+        if kind not in ("query", "passage"):
+            raise LexedgeError(f"embedding kind must be 'query' or 'passage', got {kind!r}")
+        if isinstance(texts, str):
+            texts = [texts]
+        prefix = self.config.get(f"{kind}_prefix") or ""
+        return self._run([prefix + text for text in texts], (self.dimension,), batch_size,
+                         progress, f"embedding {kind}s")
+
+
+class OnnxReranker(_OnnxModel):
+    """A cross-encoder: ``query [SEP] passage`` in, one relevance logit out (``logits`` [batch]).
+
+    Arguments as for :class:`OnnxEmbedder`, with the manifest's ``reranker`` section.
+    Pairs use the tokenizer's own pair template and are truncated longest-first; the
+    manifest's prefixes, if any, are put before the query and the passage.
+    """
+
+    def score(self, query: str, passages: Sequence[str], batch_size: int = 16,
+              progress: bool = False) -> np.ndarray:
+        """Relevance logits of ``passages`` for ``query`` (float32 [len(passages)], higher is
+        more relevant), in the order given."""
+        query_prefix = self.config.get("query_prefix") or ""
+        passage_prefix = self.config.get("passage_prefix") or ""
+        pairs = [(query_prefix + query, passage_prefix + passage) for passage in passages]
+        return self._run(pairs, (), batch_size, progress, "reranking")
