@@ -18,12 +18,23 @@ def add_commands(commands) -> None:
         description="Evaluate retrieval on DATA_DIR (corpus.jsonl, queries.jsonl, qrels/).")
     evaluate.add_argument("data_dir", metavar="DATA_DIR")
     evaluate.add_argument("--split", default="dev", help="qrels split (default: dev)")
-    evaluate.add_argument("--method", default="bm25", help="bm25 (default)")
+    evaluate.add_argument("--method", default="bm25",
+                          choices=("bm25", "dense", "hybrid", "pipeline"),
+                          help="bm25 (default); dense / hybrid / pipeline run the served "
+                               "path of --index or --bundle; dense --model DIR a trainer stage")
     evaluate.add_argument("--analyzer", default="auto", choices=("auto", "ja", "zh", "word"),
                           help="lexical analyzer; auto detects it from the corpus")
     evaluate.add_argument("--k1", type=float, default=1.2, help="BM25 k1 (default 1.2)")
     evaluate.add_argument("--b", type=float, default=0.75, help="BM25 b (default 0.75)")
     evaluate.add_argument("--index", help="evaluate a saved index instead of building one")
+    evaluate.add_argument("--bundle", help="bundle whose models serve dense/hybrid/pipeline")
+    evaluate.add_argument("--model", help="a trainer model or stage folder (--method dense)")
+    evaluate.add_argument("--budget", type=int, default=100,
+                          help="retrieval budget K for hybrid/pipeline (default 100)")
+    evaluate.add_argument("--rerank", type=int, default=20,
+                          help="candidates re-scored by the reranker in pipeline (default 20)")
+    evaluate.add_argument("--alpha", type=float, default=0.5, help="dense weight for hybrid")
+    evaluate.add_argument("--fusion", choices=("weighted", "rrf"), default="weighted")
     evaluate.add_argument("--metrics-out", type=Path, help="write the metrics as JSON here")
     evaluate.add_argument("--run-out", type=Path, help="write the ranking as a TREC run here")
     evaluate.set_defaults(handler=run_eval)
@@ -112,7 +123,9 @@ def run_eval(args: argparse.Namespace) -> int:
     from .storage import write_json_atomic
 
     config = EvalConfig(data_dir=args.data_dir, split=args.split, method=args.method,
-                        analyzer=args.analyzer, k1=args.k1, b=args.b, index=args.index)
+                        analyzer=args.analyzer, k1=args.k1, b=args.b, index=args.index,
+                        bundle=args.bundle, model=args.model, budget=args.budget,
+                        rerank=args.rerank, alpha=args.alpha, fusion=args.fusion)
     metrics, run = run_evaluation(config)
     print(format_metrics_table(metrics))
     if args.metrics_out:

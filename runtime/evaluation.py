@@ -1,7 +1,9 @@
 """Evaluate a retrieval method on a BEIR dataset split: the engine behind ``lexedge eval``.
 
-Methods are looked up by name so the trainer and the runtime can add ``dense``, ``hybrid`` and
-``pipeline`` next to ``bm25`` without changing the command.
+Methods: ``bm25``; ``dense``, ``hybrid`` and ``pipeline`` over the served path (a bundle's INT8
+models through :class:`~lexedge.runtime.searcher.Searcher`, on ``--index`` or on an index built
+from the corpus); ``dense --model DIR`` evaluates a trainer checkpoint with torch, through the
+``dense-model`` method that ``lexedge.trainer`` registers (the runtime never imports it).
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ class EvalConfig:
     k1: float = 1.2
     b: float = 0.75
     index: str | None = None
+    bundle: str | None = None
+    model: str | None = None  # a trainer model / stage folder (needs lexedge[train])
+    budget: int = 100
+    rerank: int = 20
+    alpha: float = 0.5
+    fusion: str = "weighted"
     depth: int = RUN_DEPTH
     extra: dict = field(default_factory=dict)
 
@@ -58,7 +66,74 @@ def _bm25_retriever(config: EvalConfig, dataset: BeirDataset) -> Retriever:
         "index_seconds": round(time.perf_counter() - started, 3)})
 
 
-METHODS: dict[str, Callable[[EvalConfig, BeirDataset], Retriever]] = {"bm25": _bm25_retriever}
+def _served_index(config: EvalConfig, dataset: BeirDataset):
+    """The index users run: the one given, or one built from the corpus with the bundle into
+    a temporary folder."""
+    import tempfile
+
+    from .bundle import Bundle
+    from .index import Index
+
+    if config.index:
+        return Index.load(config.index, bundle=config.bundle), None
+    if not config.bundle:
+        raise LexedgeError(f"--method {config.method} needs --index IDX or --bundle BUNDLE")
+    workdir = tempfile.TemporaryDirectory(prefix="lexedge-eval-")
+    index = Index.build(dataset.corpus_path, Path(workdir.name) / "index",
+                        analyzer=config.analyzer, k1=config.k1, b=config.b,
+                        bundle=Bundle.load(config.bundle), progress=True)
+    return index, workdir
+
+
+def _searcher_retriever(config: EvalConfig, dataset: BeirDataset) -> Retriever:
+    """dense, hybrid and pipeline all run :class:`Searcher`, exactly as ``lexedge search``."""
+    from .searcher import Searcher
+
+    started = time.perf_counter()
+    index, workdir = _served_index(config, dataset)
+    searcher = Searcher(index)
+    if not searcher.has_dense:
+        raise LexedgeError(f"{index.path}: has no dense vectors; build it with --bundle")
+    if config.method == "pipeline" and not searcher.has_reranker:
+        raise LexedgeError(f"{index.bundle.path}: the bundle has no reranker for --method "
+                           "pipeline")
+    alpha = 1.0 if config.method == "dense" else config.alpha
+    rerank = config.rerank if config.method == "pipeline" else 0
+    # The run is as deep as the budget for dense/hybrid (Recall@K up to K), and every
+    # metric cutoff is reported; deeper cutoffs than the budget simply stop growing.
+    budget = config.budget if config.method == "pipeline" else max(config.budget, config.depth)
+
+    def search_many(queries, k):
+        runs = []
+        for query in queries:
+            result = searcher.search(query, budget=budget, rerank=rerank, alpha=alpha,
+                                     fusion=config.fusion, top=min(k, budget))
+            runs.append([(hit.id, hit.score) for hit in result.hits])
+        return runs
+
+    live_ids = [index.docs.id_of(r) for r in range(len(index.docs)) if r not in index.deleted]
+    setup = {"analyzer": index.analyzer.to_manifest(), "bundle": index.manifest["bundle"],
+             "budget": budget, "rerank": rerank, "alpha": alpha, "fusion": config.fusion,
+             "corpus_size": len(live_ids), "doc_ids": live_ids,
+             "index_seconds": round(time.perf_counter() - started, 3),
+             "_keep_alive": workdir}
+    return Retriever(search_many, setup)
+
+
+def _model_retriever(config: EvalConfig, dataset: BeirDataset) -> Retriever:
+    if "dense-model" not in METHODS:
+        raise LexedgeError("--model needs the trainer: pip install 'lexedge[train]'")
+    return METHODS["dense-model"](config, dataset)
+
+
+def _dense_retriever(config: EvalConfig, dataset: BeirDataset) -> Retriever:
+    return _model_retriever(config, dataset) if config.model \
+        else _searcher_retriever(config, dataset)
+
+
+METHODS: dict[str, Callable[[EvalConfig, BeirDataset], Retriever]] = {
+    "bm25": _bm25_retriever, "dense": _dense_retriever, "hybrid": _searcher_retriever,
+    "pipeline": _searcher_retriever}
 
 
 def register_method(name: str, factory: Callable[[EvalConfig, BeirDataset], Retriever]) -> None:
@@ -76,6 +151,7 @@ def run_evaluation(config: EvalConfig) -> tuple[dict, dict]:
     retriever = METHODS[config.method](config, dataset)
     setup = dict(retriever.setup)
     doc_ids = set(setup.pop("doc_ids"))
+    setup.pop("_keep_alive", None)
     qrels = dataset.qrels(config.split, query_ids=queries, doc_ids=doc_ids)
     query_ids = list(qrels)
     started = time.perf_counter()
