@@ -1,8 +1,12 @@
 import json
 import os
+import sys
 from pathlib import Path
 
+
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/support helpers
 
 # Nothing may reach a model hub, in tests or anywhere else.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -25,6 +29,17 @@ def write_jsonl(path: Path, records) -> Path:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return path
+
+
+@pytest.fixture
+def tiny_bundle(tmp_path, tiny_dataset) -> Path:
+    """A real ONNX bundle (embedder + reranker) over the tiny dataset's characters."""
+    pytest.importorskip("onnx")
+    from support.tiny_bundle import build_tiny_bundle
+
+    characters = (tiny_dataset / "corpus.jsonl").read_text(encoding="utf-8") + \
+        (tiny_dataset / "queries.jsonl").read_text(encoding="utf-8")
+    return build_tiny_bundle(tmp_path / "bundle", characters)
 
 
 @pytest.fixture

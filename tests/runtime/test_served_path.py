@@ -1,0 +1,127 @@
+"""The laptop's path: an index built with a bundle, hybrid search, reranking, incremental
+changes and refusals (issue 6)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from lexedge.cli import main
+from lexedge.runtime.bundle import Bundle
+from lexedge.runtime.datasets import Document, iter_corpus
+from lexedge.runtime.errors import LexedgeError
+from lexedge.runtime.index import Index
+from lexedge.runtime.searcher import Searcher
+
+
+@pytest.fixture
+def served_index(tiny_dataset, tiny_bundle, tmp_path):
+    return Index.build(tiny_dataset / "corpus.jsonl", tmp_path / "idx",
+                       bundle=Bundle.load(tiny_bundle), progress=False)
+
+
+def ranking(searcher, query, **options):
+    return [(h.id, round(h.score, 5)) for h in searcher.search(query, **options).hits]
+
+
+def test_index_records_its_bundle(served_index, tiny_bundle):
+    assert served_index.manifest["bundle"]["sha256"] == Bundle.load(tiny_bundle).sha256
+    assert len(served_index.dense) == 6
+
+
+def test_dense_scores_are_the_embedders_cosines(served_index):
+    searcher = Searcher(served_index)
+    result = searcher.search("損害賠償", alpha=1.0, rerank=0, budget=6, top=6)
+    embedder = served_index.bundle.embedder()
+    query = embedder.encode(["損害賠償"], kind="query")[0]
+    for hit in result.hits:
+        passage = embedder.encode([served_index.document(hit.id).indexed_text])[0]
+        assert hit.scores["dense"] == pytest.approx(float(query @ passage), abs=1e-4)
+
+
+def test_pipeline_reorders_the_head_by_reranker_score(served_index):
+    searcher = Searcher(served_index)
+    result = searcher.search("他人の権利を侵害した損害", budget=6, rerank=4, top=6)
+    head = result.hits[:4]
+    scores = [h.scores["rerank"] for h in head]
+    assert scores == sorted(scores, reverse=True)
+    assert result.settings["rerank"] == 4 and "rerank" in result.timings_ms
+    expected = served_index.bundle.reranker().score(
+        "他人の権利を侵害した損害", [served_index.document(h.id).indexed_text for h in head])
+    np.testing.assert_allclose(sorted(expected, reverse=True), scores, rtol=1e-5)
+
+
+def test_incremental_add_and_remove_equal_a_rebuild(tiny_dataset, tiny_bundle, tmp_path):
+    bundle = Bundle.load(tiny_bundle)
+    documents = list(iter_corpus(tiny_dataset / "corpus.jsonl"))
+    partial = tmp_path / "partial.jsonl"
+    partial.write_text("".join(json.dumps({"id": d.id, "title": d.title, "text": d.text},
+                                          ensure_ascii=False) + "\n" for d in documents[:4]),
+                       encoding="utf-8")
+    incremental = Index.build(partial, tmp_path / "inc", bundle=bundle, progress=False)
+    incremental = incremental.add(documents[4:] + [Document("extra", "一時的な条文", "仮")])
+    incremental = incremental.remove(["extra"])
+    rebuilt = Index.build(tiny_dataset / "corpus.jsonl", tmp_path / "full", bundle=bundle,
+                          progress=False)
+    for query in ("損害賠償", "労働時間", "著作権", "個人データの第三者提供"):
+        for alpha in (0.0, 0.5, 1.0):
+            options = dict(alpha=alpha, rerank=0, budget=6, top=6)
+            assert ranking(Searcher(incremental), query, **options) == \
+                ranking(Searcher(rebuilt), query, **options), (query, alpha)
+
+
+def test_adding_an_existing_id_replaces_it(served_index):
+    updated = served_index.add([Document("d6", "著作者は複製権を持つ。改正後の文。", "著作権法 第二十一条")])
+    assert "改正後" in updated.document("d6").text
+    assert len(updated) == 6
+
+
+def test_killed_build_leaves_the_old_index_usable(tiny_dataset, tiny_bundle, served_index,
+                                                   monkeypatch):
+    before = ranking(Searcher(served_index), "労働時間", rerank=0)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # what a Ctrl-C or kill during embedding looks like
+
+    monkeypatch.setattr("lexedge.runtime.onnx_models.OnnxEmbedder.encode", crash)
+    with pytest.raises(KeyboardInterrupt):
+        Index.build(tiny_dataset / "corpus.jsonl", served_index.path,
+                    bundle=Bundle.load(tiny_bundle), progress=False)
+    monkeypatch.undo()
+    leftovers = [p.name for p in served_index.path.parent.iterdir() if ".tmp-" in p.name]
+    assert leftovers == []
+    assert ranking(Searcher(Index.load(served_index.path)), "労働時間", rerank=0) == before
+
+
+def test_a_different_bundle_is_refused(served_index, tiny_dataset, tmp_path):
+    from support.tiny_bundle import build_tiny_bundle
+
+    other = build_tiny_bundle(tmp_path / "other", (tiny_dataset / "corpus.jsonl").read_text(),
+                              seed=7)
+    with pytest.raises(LexedgeError, match="built with bundle .* rebuild the index"):
+        Index.load(served_index.path, bundle=other)
+
+
+@pytest.mark.parametrize("query", ["", "   ", "損害" * 5000, "What is the notice period?",
+                                   "مرحبا بالعالم", "🙂"])
+def test_odd_queries_return_sensibly(served_index, query):
+    result = Searcher(served_index).search(query, budget=20, rerank=5)
+    assert isinstance(result.hits, list) and len(result.hits) <= 6
+    if not query.strip():
+        assert result.hits == []
+
+
+def test_filters_restrict_results(served_index):
+    result = Searcher(served_index).search("法律", filters={"title": "民法*"}, rerank=0)
+    assert result.hits and all(h.title.startswith("民法") for h in result.hits)
+
+
+def test_eval_served_methods(tiny_dataset, tiny_bundle, tmp_path):
+    for method in ("dense", "hybrid", "pipeline"):
+        out = tmp_path / f"{method}.json"
+        assert main(["eval", str(tiny_dataset), "--method", method, "--bundle",
+                     str(tiny_bundle), "--budget", "6", "--rerank", "3",
+                     "--metrics-out", str(out)]) == 0
+        metrics = json.loads(out.read_text())
+        assert metrics["queries"] == 2 and 0.0 <= metrics["recall@5"] <= 1.0
+        assert metrics["rerank"] == (3 if method == "pipeline" else 0)

@@ -1,0 +1,102 @@
+"""A real but tiny bundle, built without torch: character-level tokenizer, an ONNX embedder
+(mean of character embeddings, L2-normalised) and an ONNX "reranker" (sum of per-character
+weights). Enough to drive the runtime's served path end to end in milliseconds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _tokenizer(characters: str, path: Path) -> None:
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
+
+    vocabulary = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3}
+    for ch in sorted(set(characters)):
+        vocabulary.setdefault(ch, len(vocabulary))
+    tokenizer = Tokenizer(models.WordLevel(vocabulary, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"\S"), behavior="isolated")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tokenizer.save(str(path))
+    return len(vocabulary)
+
+
+def _embedder_graph(vocabulary: int, dimension: int, path: Path, seed: int) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = np.random.default_rng(seed).normal(size=(vocabulary, dimension)).astype(np.float32)
+    nodes = [
+        helper.make_node("Gather", ["table", "input_ids"], ["vectors"]),
+        helper.make_node("Cast", ["attention_mask"], ["mask"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["mask", "last"], ["mask3"]),
+        helper.make_node("Mul", ["vectors", "mask3"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked", "one"], ["summed"], keepdims=0),
+        helper.make_node("LpNormalization", ["summed"], ["sentence_embedding"], axis=1, p=2),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny_embedder",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT,
+                                       ["batch", dimension])],
+        [numpy_helper.from_array(table, "table"),
+         numpy_helper.from_array(np.array([-1], dtype=np.int64), "last"),
+         numpy_helper.from_array(np.array([1], dtype=np.int64), "one")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def _reranker_graph(vocabulary: int, path: Path, seed: int) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.random.default_rng(seed).normal(size=(vocabulary,)).astype(np.float32)
+    nodes = [
+        helper.make_node("Gather", ["weights", "input_ids"], ["per_token"]),
+        helper.make_node("Cast", ["attention_mask"], ["mask"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["per_token", "mask"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked", "one"], ["logits"], keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny_reranker",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch"])],
+        [numpy_helper.from_array(weights, "weights"),
+         numpy_helper.from_array(np.array([1], dtype=np.int64), "one")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def build_tiny_bundle(out: Path, characters: str, reranker: bool = True, dimension: int = 16,
+                      seed: int = 0) -> Path:
+    """Write a bundle folder at ``out`` whose vocabulary covers ``characters``."""
+    out.mkdir(parents=True, exist_ok=True)
+    vocabulary = _tokenizer(characters, out / "embedder.tokenizer.json")
+    _embedder_graph(vocabulary, dimension, out / "embedder.onnx", seed)
+    common = {"inputs": ["input_ids", "attention_mask"], "max_length": 64, "pad_id": 0,
+              "query_prefix": "", "passage_prefix": "", "precision": "fp32"}
+    manifest = {"format": 1, "lexedge_version": "test", "created": "test",
+                "embedder": {"file": "embedder.onnx", "tokenizer": "embedder.tokenizer.json",
+                             "output": "sentence_embedding", "dimension": dimension,
+                             "pooling": "mean", "normalize": True, **common},
+                "reranker": None, "selection": None, "metrics": None}
+    if reranker:
+        (out / "reranker.tokenizer.json").write_bytes(
+            (out / "embedder.tokenizer.json").read_bytes())
+        _reranker_graph(vocabulary, out / "reranker.onnx", seed + 1)
+        manifest["reranker"] = {"file": "reranker.onnx", "tokenizer": "reranker.tokenizer.json",
+                                "output": "logits", **common}
+    manifest["files"] = {p.name: _sha256(p) for p in sorted(out.iterdir())
+                         if p.name != "manifest.json"}
+    (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2),
+                                       encoding="utf-8")
+    return out
