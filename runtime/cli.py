@@ -39,16 +39,31 @@ def add_commands(commands) -> None:
     evaluate.add_argument("--run-out", type=Path, help="write the ranking as a TREC run here")
     evaluate.set_defaults(handler=run_eval)
 
-    index = commands.add_parser("index", help="build a search index")
+    index = commands.add_parser("index", help="build or change a search index")
     index_commands = index.add_subparsers(dest="index_command", required=True, metavar="ACTION")
-    build = index_commands.add_parser("build", help="index a BEIR corpus.jsonl")
+    build = index_commands.add_parser(
+        "build", help="index a corpus.jsonl or a folder of .txt/.md/.html (.pdf/.docx) files")
     build.add_argument("--docs", required=True, type=Path,
-                       help="corpus.jsonl, or a BEIR dataset folder holding one")
+                       help="corpus.jsonl, a BEIR dataset folder, or a folder of documents")
     build.add_argument("--out", required=True, type=Path, help="index folder to write")
+    build.add_argument("--bundle", type=Path, help="bundle whose embedder adds dense vectors")
     build.add_argument("--analyzer", default="auto", choices=("auto", "ja", "zh", "word"))
     build.add_argument("--k1", type=float, default=1.2)
     build.add_argument("--b", type=float, default=0.75)
     build.set_defaults(handler=run_index_build)
+    for action, text in (("add", "add documents (an existing id is replaced)"),
+                         ("update", "re-read documents: changed ones replaced, new ones added, "
+                                    "vanished parts of the same source files removed")):
+        change = index_commands.add_parser(action, help=text)
+        change.add_argument("--index", required=True, type=Path)
+        change.add_argument("--docs", required=True, type=Path)
+        change.set_defaults(handler=run_index_change)
+    remove = index_commands.add_parser("remove", help="remove documents by id or source file")
+    remove.add_argument("--index", required=True, type=Path)
+    remove.add_argument("--ids", nargs="*", default=[], help="document ids")
+    remove.add_argument("--source", nargs="*", default=[],
+                        help="remove every document from these source files")
+    remove.set_defaults(handler=run_index_remove)
 
     search = commands.add_parser("search", help="search an index")
     search.add_argument("query")
@@ -145,18 +160,60 @@ def format_metrics_table(metrics: dict) -> str:
     return f"{header}\n{top}\n{values}"
 
 
-def _corpus_file(path: Path) -> Path:
-    return path / "corpus.jsonl" if path.is_dir() else path
-
-
 def run_index_build(args: argparse.Namespace) -> int:
+    from .bundle import Bundle
     from .index import Index
 
-    index = Index.build(_corpus_file(args.docs), args.out, analyzer=args.analyzer,
-                        k1=args.k1, b=args.b)
+    bundle = Bundle.load(args.bundle) if args.bundle else None
+    index = Index.build(args.docs, args.out, analyzer=args.analyzer, k1=args.k1, b=args.b,
+                        bundle=bundle)
     manifest = index.manifest
+    vectors = manifest.get("vectors")
+    dense = f", {vectors['embedded']} embedded, {vectors['reused']} reused" if vectors else \
+        ", BM25 only"
     print(f"indexed {manifest['documents']} documents into {args.out} "
-          f"(analyzer {manifest['analyzer']['name']}, {manifest['build_seconds']} s)")
+          f"(analyzer {manifest['analyzer']['name']}{dense}, {manifest['build_seconds']} s)")
+    return 0
+
+
+def run_index_change(args: argparse.Namespace) -> int:
+    from .index import Index
+    from .ingest import iter_documents
+
+    index = Index.load(args.index)
+    documents = list(iter_documents(args.docs))
+    stale = []
+    if args.index_command == "update":
+        sources = {d.metadata.get("source") for d in documents} - {None}
+        fresh_ids = {d.id for d in documents}
+        stale = [index.docs.id_of(row) for row in range(len(index.docs))
+                 if row not in index.deleted and index.docs.id_of(row) not in fresh_ids
+                 and index.docs.get(row).metadata.get("source") in sources]
+    changed = [d for d in documents if index.unchanged_row(d) is None]
+    if stale:
+        index = index.remove(stale)
+    if changed:
+        index = index.add(changed, progress=True)
+    print(f"{args.index}: {len(changed)} added or replaced, {len(stale)} removed, "
+          f"{len(documents) - len(changed)} unchanged; {len(index)} documents")
+    return 0
+
+
+def run_index_remove(args: argparse.Namespace) -> int:
+    from .errors import LexedgeError
+    from .index import Index
+
+    index = Index.load(args.index)
+    ids = list(args.ids)
+    if args.source:
+        wanted = set(args.source)
+        ids += [index.docs.id_of(row) for row in range(len(index.docs))
+                if row not in index.deleted
+                and index.docs.get(row).metadata.get("source") in wanted]
+    if not ids:
+        raise LexedgeError("nothing to remove: give --ids or --source naming indexed documents")
+    index = index.remove(ids)
+    print(f"{args.index}: removed {len(ids)}; {len(index)} documents")
     return 0
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from .analysis import Analyzer, detect_language, get_analyzer
 from .bm25 import BM25Index
-from .datasets import Document, iter_corpus
+from .datasets import Document
 from .dense import DenseIndex
 from .docstore import DocStore, append_docstore, write_docstore
 from .errors import LexedgeError
@@ -41,11 +41,13 @@ DELETED_FILE = "deleted.json"
 EMBED_CHUNK = 1024
 
 
-def choose_analyzer(corpus_path: Path, analyzer: str = "auto") -> Analyzer:
+def choose_analyzer(source: Path, analyzer: str = "auto") -> Analyzer:
     """``auto`` samples the start of the corpus to pick ``ja``, ``zh`` or ``word``."""
+    from .ingest import iter_documents
+
     if analyzer != "auto":
         return get_analyzer(analyzer)
-    sample = (d.indexed_text for d in itertools.islice(iter_corpus(corpus_path), 2000))
+    sample = (d.indexed_text for d in itertools.islice(iter_documents(source), 2000))
     return get_analyzer(detect_language(sample))
 
 
@@ -64,24 +66,30 @@ class Index:
         return self.bm25.analyzer
 
     @classmethod
-    def build(cls, corpus_path: str | Path, out: str | Path, analyzer: str = "auto",
+    def build(cls, source: str | Path, out: str | Path, analyzer: str = "auto",
               k1: float = 1.2, b: float = 0.75, bundle=None, progress: bool = True,
-              documents: Iterable[Document] | None = None) -> "Index":
-        """Index a BEIR ``corpus.jsonl`` (or the given ``documents``) into ``out`` atomically:
-        the old index, if any, stays usable until the new one is complete.
+              ) -> "Index":
+        """Index ``source`` (a BEIR corpus file, or a file or folder of documents, see
+        :mod:`~lexedge.runtime.ingest`) into ``out`` atomically: the old index, if any, stays
+        usable until the new one is complete.
 
         With a ``bundle`` every document is also embedded (passage side) into an HNSW graph.
+        Rebuilding over an index made with the same bundle re-embeds only documents whose
+        title or text changed; the others keep their vectors.
         """
-        corpus_path = Path(corpus_path)
-        chosen = choose_analyzer(corpus_path, analyzer) if documents is None \
-            else get_analyzer("word" if analyzer == "auto" else analyzer)
+        from .ingest import iter_documents
+
+        source = Path(source)
+        chosen = choose_analyzer(source, analyzer)
         started = time.perf_counter()
-        stream = iter_corpus(corpus_path) if documents is None else iter(documents)
+        previous = _previous_vectors(out, bundle)
+        counts = {"embedded": 0, "reused": 0}
         with atomic_directory(out) as staging:
             vectors: list[np.ndarray] = []
-            stream = write_docstore(staging, stream)
+            stream = write_docstore(staging, iter_documents(source))
             if bundle is not None:
-                stream = _embedding(stream, bundle.embedder(), vectors, progress)
+                stream = _embedding(stream, bundle.embedder(), vectors, progress, previous,
+                                    counts)
             bm25 = BM25Index.build(stream, chosen, k1=k1, b=b, progress=progress and not bundle)
             (staging / "bm25").mkdir()
             bm25.save(staging / "bm25")
@@ -89,10 +97,11 @@ class Index:
                 (staging / "dense").mkdir()
                 DenseIndex.build(np.concatenate(vectors)).save(staging / "dense")
             manifest = _manifest(chosen, k1, b, len(bm25), bundle,
-                                 {"path": str(corpus_path.resolve()),
-                                  "sha256": sha256_file(corpus_path)
-                                  if corpus_path.is_file() else None})
+                                 {"path": str(source.resolve()),
+                                  "sha256": sha256_file(source) if source.is_file() else None})
             manifest["build_seconds"] = round(time.perf_counter() - started, 3)
+            if bundle is not None:
+                manifest["vectors"] = counts
             (staging / MANIFEST_FILE).write_text(
                 json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         return cls.load(out, bundle=bundle)
@@ -155,6 +164,15 @@ class Index:
         if missing:
             raise LexedgeError(f"{self.path}: no document with id {missing[0]!r}")
         return self._rewrite(remove_ids=doc_ids, new_documents=[])
+
+    def unchanged_row(self, document: Document) -> int | None:
+        """The row holding ``document`` with the same title and text, if any."""
+        try:
+            row = self.row_of(document.id)
+        except KeyError:
+            return None
+        old = self.docs.get(row)
+        return row if (old.title, old.text) == (document.title, document.text) else None
 
     def _has(self, doc_id: str) -> bool:
         try:
@@ -226,24 +244,51 @@ def _matching_bundle(index_path: Path, recorded: dict, bundle):
     return bundle
 
 
+def _previous_vectors(out: str | Path, bundle) -> "Index | None":
+    """The index being replaced, when its vectors can be reused (same bundle)."""
+    if bundle is None or not (Path(out) / MANIFEST_FILE).is_file():
+        return None
+    try:
+        previous = Index.load(out, bundle=bundle)
+    except LexedgeError:
+        return None  # another bundle or an unreadable index: embed everything afresh
+    return previous if previous.dense is not None else None
+
+
 def _embedding(documents: Iterator[Document], embedder, vectors: list, progress: bool,
-               ) -> Iterator[Document]:
+               previous: "Index | None", counts: dict) -> Iterator[Document]:
     """Pass documents through while embedding them in chunks (length-sorted inside each
-    chunk by the embedder), so the corpus text is never all in memory."""
+    chunk by the embedder), so the corpus text is never all in memory. A document unchanged
+    since ``previous`` keeps its vector."""
     from tqdm import tqdm
 
     bar = tqdm(desc="embedding", unit=" docs", disable=None if progress else True,
                mininterval=1.0)
+
+    def flush(chunk: list[Document]) -> Iterator[Document]:
+        block = np.zeros((len(chunk), embedder.dimension), dtype=np.float32)
+        fresh = []
+        for position, document in enumerate(chunk):
+            row = previous.unchanged_row(document) if previous is not None else None
+            if row is None:
+                fresh.append(position)
+            else:
+                block[position] = previous.dense.graph.get_items([row])[0]
+        if fresh:
+            block[fresh] = embedder.encode([chunk[i].indexed_text for i in fresh],
+                                           kind="passage")
+        counts["embedded"] += len(fresh)
+        counts["reused"] += len(chunk) - len(fresh)
+        vectors.append(block)
+        bar.update(len(chunk))
+        yield from chunk
+
     chunk: list[Document] = []
     for document in documents:
         chunk.append(document)
         if len(chunk) == EMBED_CHUNK:
-            vectors.append(embedder.encode([d.indexed_text for d in chunk], kind="passage"))
-            bar.update(len(chunk))
-            yield from chunk
+            yield from flush(chunk)
             chunk = []
     if chunk:
-        vectors.append(embedder.encode([d.indexed_text for d in chunk], kind="passage"))
-        bar.update(len(chunk))
-        yield from chunk
+        yield from flush(chunk)
     bar.close()

@@ -81,9 +81,9 @@ def test_killed_build_leaves_the_old_index_usable(tiny_dataset, tiny_bundle, ser
     before = ranking(Searcher(served_index), "労働時間", rerank=0)
 
     def crash(*args, **kwargs):
-        raise KeyboardInterrupt  # what a Ctrl-C or kill during embedding looks like
+        raise KeyboardInterrupt  # what a Ctrl-C or kill late in the build looks like
 
-    monkeypatch.setattr("lexedge.runtime.onnx_models.OnnxEmbedder.encode", crash)
+    monkeypatch.setattr("lexedge.runtime.index.DenseIndex.build", crash)
     with pytest.raises(KeyboardInterrupt):
         Index.build(tiny_dataset / "corpus.jsonl", served_index.path,
                     bundle=Bundle.load(tiny_bundle), progress=False)
@@ -125,3 +125,19 @@ def test_eval_served_methods(tiny_dataset, tiny_bundle, tmp_path):
         metrics = json.loads(out.read_text())
         assert metrics["queries"] == 2 and 0.0 <= metrics["recall@5"] <= 1.0
         assert metrics["rerank"] == (3 if method == "pipeline" else 0)
+
+
+def test_rebuild_re_embeds_only_changed_documents(tiny_dataset, tiny_bundle, served_index,
+                                                  tmp_path):
+    assert served_index.manifest["vectors"] == {"embedded": 6, "reused": 0}
+    corpus = (tiny_dataset / "corpus.jsonl").read_text(encoding="utf-8")
+    changed = tmp_path / "changed.jsonl"
+    changed.write_text(corpus.replace("死刑又は無期", "無期"), encoding="utf-8")
+    rebuilt = Index.build(changed, served_index.path, bundle=Bundle.load(tiny_bundle),
+                          progress=False)
+    assert rebuilt.manifest["vectors"] == {"embedded": 1, "reused": 5}
+    fresh = Index.build(changed, tmp_path / "fresh", bundle=Bundle.load(tiny_bundle),
+                        progress=False)
+    for query in ("人を殺した者", "著作権"):
+        assert ranking(Searcher(rebuilt), query, rerank=0) == \
+            ranking(Searcher(fresh), query, rerank=0)

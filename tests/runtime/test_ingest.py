@@ -1,0 +1,73 @@
+"""Folders of documents: statutes split into articles, other files into passages (issue 6)."""
+
+import json
+
+from lexedge.cli import main
+from lexedge.runtime.index import Index
+from lexedge.runtime.ingest import iter_documents, split_articles, split_passages
+
+CIVIL_CODE = """民法
+第一条　私権は、公共の福祉に適合しなければならない。
+２　権利の行使及び義務の履行は、信義に従い誠実に行わなければならない。
+第九十条　公の秩序又は善良の風俗に反する法律行為は、無効とする。
+第九十条の二　テスト用の条文である。
+"""
+LABOR_LAW_ZH = """中华人民共和国劳动合同法
+第一条 为了完善劳动合同制度，制定本法。
+第四十七条 经济补偿按劳动者在本单位工作的年限，每满一年支付一个月工资的标准向劳动者支付。
+"""
+
+
+def test_statutes_split_into_articles_with_headings_as_titles(tmp_path):
+    (tmp_path / "laws").mkdir()
+    (tmp_path / "laws" / "minpo.txt").write_text(CIVIL_CODE, encoding="utf-8")
+    (tmp_path / "laws" / "labor.md").write_text(LABOR_LAW_ZH, encoding="utf-8")
+    documents = {d.id: d for d in iter_documents(tmp_path)}
+    article = documents["laws/minpo.txt#第九十条"]
+    assert article.title == "民法 第九十条"
+    assert article.text == "公の秩序又は善良の風俗に反する法律行為は、無効とする。"
+    assert article.metadata == {"source": "laws/minpo.txt", "folder": "laws", "law": "民法",
+                                "position": 1}
+    assert "laws/minpo.txt#第九十条の二" in documents
+    assert "信義に従い" in documents["laws/minpo.txt#第一条"].text  # paragraphs stay together
+    assert documents["laws/labor.md#第四十七条"].title == "中华人民共和国劳动合同法 第四十七条"
+
+
+def test_long_documents_become_overlapping_passages(tmp_path):
+    sentences = "".join(f"これは契約書の第{i}文である。" for i in range(200))
+    (tmp_path / "contract.html").write_text(
+        f"<html><head><style>p {{}}</style></head><body><p>{sentences}</p></body></html>",
+        encoding="utf-8")
+    documents = list(iter_documents(tmp_path))
+    assert len(documents) > 3
+    assert all(len(d.text) <= 600 for d in documents)
+    assert "style" not in documents[0].text and "{" not in documents[0].text
+    assert [d.metadata["position"] for d in documents] == list(range(len(documents)))
+    # consecutive passages overlap, so a sentence cut at a boundary is still whole somewhere
+    assert documents[0].text[-40:] in documents[1].text
+
+
+def test_split_helpers_edge_cases():
+    assert split_articles("no headings here") == []
+    assert split_passages("") == []
+    assert split_passages("short") == ["short"]
+
+
+def test_cli_update_and_remove_follow_the_files(tmp_path, capsys):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "minpo.txt").write_text(CIVIL_CODE, encoding="utf-8")
+    (folder / "note.txt").write_text("事務所のメモ：解雇予告の確認。", encoding="utf-8")
+    index_path = tmp_path / "idx"
+    assert main(["index", "build", "--docs", str(folder), "--out", str(index_path)]) == 0
+    assert len(Index.load(index_path)) == 4
+    (folder / "minpo.txt").write_text(CIVIL_CODE.replace("第九十条の二　テスト用の条文である。\n", ""),
+                                      encoding="utf-8")
+    assert main(["index", "update", "--index", str(index_path), "--docs", str(folder)]) == 0
+    assert "0 added or replaced, 1 removed" in capsys.readouterr().out
+    assert main(["index", "remove", "--index", str(index_path), "--source", "note.txt"]) == 0
+    index = Index.load(index_path)
+    assert len(index) == 2
+    assert main(["search", "公の秩序", "--index", str(index_path), "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out.split("\n", 1)[1])["hits"]
+    assert hits[0]["title"] == "民法 第九十条"
