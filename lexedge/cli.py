@@ -18,6 +18,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lexedge {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     runtime_cli.add_commands(commands)
+    try:  # `lexedge train` and `eval --model`; torch is imported only when they run
+        from lexedge.trainer import cli as trainer_cli
+    except ImportError:
+        trainer_cli = None
+    if trainer_cli is not None:
+        trainer_cli.add_commands(commands)
+    try:  # a laptop install has no lexedge.export; the runtime commands still work
+        from lexedge.export import cli as export_cli
+    except ImportError:
+        export_cli = None
+    if export_cli is not None:
+        export_cli.add_commands(commands)
+    try:  # the terminal UI: argparse only here, Textual is imported when `lexedge tui` runs
+        from lexedge.tui import cli as tui_cli
+    except ImportError:
+        tui_cli = None
+    if tui_cli is not None:
+        tui_cli.add_commands(commands)
     return parser
 
 

@@ -82,7 +82,7 @@ class Searcher:
         lexical = self.index.bm25.search(query, budget) if alpha < 1.0 or not self.has_dense \
             else []
         timings["bm25"] = _ms(started)
-        if not self.has_dense:
+        if not self.has_dense or alpha <= 0.0:
             return [(doc, score, {"bm25": score}) for doc, score in lexical]
         started = time.perf_counter()
         vector = self.embedder.encode([query], kind="query")

@@ -1,0 +1,268 @@
+"""Write a bundle: merge, export, fuse, quantise and measure each stage, then commit the
+folder in one rename (``lexedge.runtime.storage.atomic_directory``).
+
+Nothing is written to ``out`` until every stage has exported and every parity gate has
+passed (or ``force`` is set), so a failed gate or a crash leaves an existing bundle as it
+was and no half-written one. The layout and manifest are described in
+``lexedge.runtime.bundle``, which reads them without torch.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from lexedge.runtime.bundle import FORMAT_VERSION, MANIFEST_FILE, Bundle
+from lexedge.runtime.errors import DataError, LexedgeError
+from lexedge.runtime.onnx_models import OnnxEmbedder, OnnxReranker
+from lexedge.runtime.storage import atomic_directory, sha256_file
+
+from . import parity
+from .merge import EMBEDDER, RERANKER, load_merged
+from .onnx_export import OUTPUTS, export_onnx, graph_inputs, graph_module, optimize_graph
+from .quantize import quantize_int8
+
+PRECISIONS = ("int8", "fp32")
+# Texts the torch model and the FP32 graph are compared on: enough to cover several lengths
+# and paddings, few enough that a 12-layer model on 2 cores answers in seconds.
+EXPORT_CHECK_TEXTS = 24
+
+
+@dataclass
+class ExportConfig:
+    """What ``lexedge export`` does; saved in the manifest beside what it produced.
+
+    Args:
+        out: the bundle folder to write (replaced atomically if it holds a bundle).
+        embedder: a stage folder or a built-in base name (``default`` = multilingual-e5-small).
+        reranker: a reranker stage folder, or ``None`` for an embedder-only bundle.
+        precision: ``int8`` (dynamic, per-channel weights) or ``fp32``.
+        force: write the bundle even when a parity gate fails (recorded as ``failed+forced``).
+        selection: a ``selection.json`` to record in the manifest.
+        calibration: a BEIR folder or corpus file for the parity sample (default: the shipped
+            sample of Japanese statutes).
+        gates: parity thresholds.
+        keep_fp32: node groups left unquantised (``lexedge.export.quantize.KEEP_FP32_GROUPS``).
+        compare_per_tensor: also measure a per-tensor INT8 graph (recorded, not shipped).
+        exporter: ``torchscript`` (attention fuses) or ``dynamo``.
+    """
+
+    out: Path
+    embedder: str = "default"
+    reranker: str | None = None
+    precision: str = "int8"
+    force: bool = False
+    selection: Path | None = None
+    calibration: Path | None = None
+    gates: parity.Gates = field(default_factory=parity.Gates)
+    per_channel: bool = True
+    keep_fp32: tuple[str, ...] = ()
+    compare_per_tensor: bool = False
+    exporter: str = "torchscript"
+    opset: int = 17
+    model_cache: Path | None = None
+    threads: int | None = None
+    calibration_passages: int = 200
+    calibration_queries: int = 50
+
+
+def export_bundle(config: ExportConfig, log=print) -> Bundle:
+    """Build the bundle ``config`` describes and return it loaded (and verified)."""
+    from lexedge import __version__
+
+    if config.precision not in PRECISIONS:
+        raise LexedgeError(f"precision must be one of {', '.join(PRECISIONS)}, "
+                           f"got {config.precision!r}")
+    out = Path(config.out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir())
+                                              and not (out / MANIFEST_FILE).is_file())):
+        raise LexedgeError(f"{out}: exists and is not a bundle; choose another --out")
+    selection = _read_selection(config.selection)
+    calibration = parity.load_calibration(config.calibration, config.calibration_passages,
+                                          config.calibration_queries)
+    started = time.perf_counter()
+    with atomic_directory(out) as staging:
+        work = staging / ".work"
+        work.mkdir()
+        entries, metrics = {}, {}
+        for kind, spec in ((EMBEDDER, config.embedder), (RERANKER, config.reranker)):
+            entries[kind] = None
+            if spec is not None:
+                entries[kind], metrics[kind] = _export_stage(kind, spec, staging, work,
+                                                             config, calibration, log)
+        shutil.rmtree(work)
+        gates = [g for entry in entries.values() if entry for g in entry["parity"]["gates"]]
+        failed = [g for g in gates if not g["passed"]]
+        if failed and not config.force:
+            raise LexedgeError("parity gate failed: " + "; ".join(_describe(g) for g in failed)
+                               + f"; {out} not written (--force writes it anyway)")
+        status = "failed+forced" if failed else "passed"
+        for entry in entries.values():
+            if entry:
+                entry["parity"]["status"] = "failed+forced" if any(
+                    not g["passed"] for g in entry["parity"]["gates"]) else "passed"
+        manifest = {
+            "format": FORMAT_VERSION,
+            "lexedge_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "embedder": entries[EMBEDDER],
+            "reranker": entries[RERANKER],
+            "selection": selection,
+            "metrics": metrics if any(metrics.values()) else None,
+            "gates": {"status": status, "failed": [g["gate"] for g in failed]},
+            "export": {"seconds": round(time.perf_counter() - started, 1),
+                       "config": _jsonable(asdict(config)), "versions": _versions()},
+            "files": {p.name: sha256_file(p) for p in sorted(staging.iterdir())
+                      if p.is_file() and p.name != MANIFEST_FILE},
+        }
+        (staging / MANIFEST_FILE).write_text(
+            json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    if failed:
+        log("WARNING: " + "; ".join(_describe(g) for g in failed) + " (written: --force)")
+    return Bundle.load(out)
+
+
+def _export_stage(kind: str, spec: str, staging: Path, work: Path, config: ExportConfig,
+                  calibration: parity.Calibration, log) -> tuple[dict, dict | None]:
+    started = time.perf_counter()
+    stage = load_merged(spec, kind, config.model_cache)
+    log(f"{kind}: {stage.source['path']} ({_stack_summary(stage.source)})")
+    raw, fp32 = work / f"{kind}.raw.onnx", work / f"{kind}.fp32.onnx"
+    graph = export_onnx(stage, raw, config.exporter, config.opset)
+    graph.update(optimize_graph(raw, fp32, stage))
+    raw.unlink()
+    log(f"{kind}: exported ({config.exporter}), fused {graph['fused'] or 'nothing'}")
+
+    entry = {"file": f"{kind}.onnx", "tokenizer": f"{kind}.tokenizer.json",
+             "inputs": graph_inputs(stage), "output": OUTPUTS[kind]}
+    if kind == EMBEDDER:
+        entry.update(dimension=int(stage.model.config.hidden_size),
+                     pooling=stage.settings["pooling"], normalize=stage.settings["normalize"])
+    entry.update(query_prefix=stage.settings["query_prefix"],
+                 passage_prefix=stage.settings["passage_prefix"],
+                 max_length=int(stage.settings["max_length"]),
+                 pad_id=_pad_id(stage), precision=config.precision)
+    shutil.copyfile(stage.tokenizer_file, staging / entry["tokenizer"])
+    model_class = OnnxEmbedder if kind == EMBEDDER else OnnxReranker
+    reference = model_class(fp32, staging / entry["tokenizer"], entry, config.threads)
+
+    measured = {"calibration": calibration.describe(),
+                "export_check": {"reference": "torch", "candidate": "fp32-onnx",
+                                 **parity.torch_parity(graph_module(stage), reference,
+                                                       _check_inputs(kind, entry, calibration))}}
+    source, metrics = stage.source, stage.metrics
+    del stage  # the torch model is no longer needed: free it before the INT8 runs
+    gc.collect()
+
+    shipped = staging / entry["file"]
+    if config.precision == "int8":
+        entry["quantization"] = quantize_int8(fp32, shipped, per_channel=config.per_channel,
+                                             keep_fp32=tuple(config.keep_fp32))
+        candidate = model_class(shipped, staging / entry["tokenizer"], entry, config.threads)
+        measured["quantization"] = {"reference": "fp32-onnx", "candidate": "int8-onnx",
+                                    **_compare(kind, reference, candidate, calibration)}
+        if config.compare_per_tensor and config.per_channel:
+            per_tensor = work / f"{kind}.per-tensor.onnx"
+            quantize_int8(fp32, per_tensor, per_channel=False,
+                          keep_fp32=tuple(config.keep_fp32))
+            other = model_class(per_tensor, staging / entry["tokenizer"], entry, config.threads)
+            measured["per_tensor_int8"] = {"reference": "fp32-onnx", "candidate":
+                                           "int8-onnx per-tensor (not shipped)",
+                                           "bytes": per_tensor.stat().st_size,
+                                           **_compare(kind, reference, other, calibration)}
+            del other
+            per_tensor.unlink()
+    else:
+        entry["quantization"] = None
+        shutil.copyfile(fp32, shipped)
+    measured["gates"] = parity.evaluate_gates(kind, measured, config.gates)
+    entry.update(graph=graph, source=source, parity=measured,
+                 sizes={"fp32_bytes": fp32.stat().st_size, "bytes": shipped.stat().st_size},
+                 export_seconds=round(time.perf_counter() - started, 1))
+    log(f"{kind}: {_parity_summary(measured)}; {shipped.stat().st_size / 1e6:.1f} MB "
+        f"({config.precision}), {entry['export_seconds']} s")
+    return entry, metrics
+
+
+def _compare(kind, reference, candidate, calibration) -> dict:
+    if kind == EMBEDDER:
+        return parity.embedding_parity(reference, candidate, calibration)
+    return parity.reranker_parity(reference, candidate, calibration)
+
+
+def _check_inputs(kind: str, entry: dict, calibration: parity.Calibration) -> list:
+    """Calibration texts for the torch-vs-ONNX check, prefixed as the runtime prefixes them."""
+    half = EXPORT_CHECK_TEXTS // 2
+    queries = [entry["query_prefix"] + q for q in calibration.queries[:half]]
+    passages = [entry["passage_prefix"] + p for p in calibration.passages[:half]]
+    if kind == EMBEDDER:
+        return queries + passages
+    return list(zip(queries, passages))
+
+
+def _pad_id(stage) -> int:
+    pad = getattr(stage.model.config, "pad_token_id", None)
+    return int(pad) if pad is not None else 0
+
+
+def _read_selection(path: Path | None):
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"malformed JSON: {exc.msg}", exc.lineno) from None
+
+
+def _describe(gate: dict) -> str:
+    failed = "<" if gate["comparison"] == ">=" else ">"
+    value = "not measured" if gate["value"] is None else f"{gate['value']:.6g}"
+    return f"{gate['gate']} {value} {failed} {gate['threshold']:.6g}"
+
+
+def _parity_summary(measured: dict) -> str:
+    parts = [f"export check {measured['export_check']['max_abs_diff']:.2g} max abs diff"]
+    for name, values in measured.items():
+        if name in ("quantization", "per_tensor_int8"):
+            shown = {k: v for k, v in values.items()
+                     if k in ("cosine_mean", "cosine_min", "top10_overlap", "spearman",
+                              "top1_agreement")}
+            parts.append(f"{name} " + ", ".join(f"{k} {v}" for k, v in shown.items()))
+    return "; ".join(parts)
+
+
+def _stack_summary(source: dict) -> str:
+    kinds = []
+    while source:
+        kinds.append(source["kind"])
+        source = source["base"]
+    adapters = kinds.count("lora-adapter")
+    return f"{adapters} LoRA adapter(s) merged" if adapters else "plain model"
+
+
+def _versions() -> dict:
+    import importlib.metadata
+
+    found = {}
+    for package in ("torch", "transformers", "peft", "onnx", "onnxruntime", "tokenizers"):
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value

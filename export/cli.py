@@ -1,0 +1,73 @@
+"""``lexedge export``: trained stages in, INT8 ONNX bundle out. Only argparse is imported here;
+torch and onnx load when the command runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_commands(commands) -> None:
+    export = commands.add_parser(
+        "export", help="export an embedder (and reranker) as an INT8 ONNX bundle",
+        description="Merge each stage's LoRA adapters into its base, export to ONNX, fuse "
+                    "attention, quantise to INT8 and write a verified bundle. Parity with "
+                    "the FP32 graph is measured on a calibration sample and gated.")
+    precision = export.add_mutually_exclusive_group()
+    precision.add_argument("--int8", dest="precision", action="store_const", const="int8",
+                           help="dynamic INT8, per-channel weights (the default)")
+    precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
+                           help="ship the FP32 graph instead")
+    export.set_defaults(precision="int8")
+    export.add_argument("--embedder", default="default", metavar="DIR|default",
+                        help="embedder stage folder, or a base name: default (multilingual-"
+                             "e5-small), e5-small, minilm (default: default)")
+    export.add_argument("--reranker", metavar="DIR", help="reranker stage folder (optional)")
+    export.add_argument("--out", required=True, type=Path, help="bundle folder to write")
+    export.add_argument("--force", action="store_true",
+                        help="write the bundle even if a parity gate fails (recorded)")
+    export.add_argument("--selection", type=Path, help="selection.json to record in the manifest")
+    export.add_argument("--calibration", type=Path, metavar="DATA_DIR|corpus.jsonl",
+                        help="parity sample source (default: the shipped statute sample)")
+    export.add_argument("--min-cosine", type=float, default=0.99,
+                        help="gate: mean cosine INT8 vs FP32 (default 0.99)")
+    export.add_argument("--min-overlap", type=float, default=0.90,
+                        help="gate: top-10 retrieval overlap INT8 vs FP32 (default 0.90)")
+    export.add_argument("--min-spearman", type=float, default=0.98,
+                        help="gate: reranker score Spearman INT8 vs FP32 (default 0.98)")
+    export.add_argument("--per-tensor", action="store_true",
+                        help="quantise with one scale per tensor instead of per channel")
+    export.add_argument("--keep-fp32", action="append", default=[], choices=("ffn-output",),
+                        help="leave a node group unquantised: ffn-output (FFN down-projections;"
+                             " more accurate, about 18%% larger)")
+    export.add_argument("--compare-per-tensor", action="store_true",
+                        help="also measure per-tensor INT8 parity (recorded, not shipped)")
+    export.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript",
+                        help="torch.onnx exporter (default torchscript: attention fuses)")
+    export.add_argument("--model-cache", type=Path,
+                        help="where built-in base models are imported "
+                             "(default $LEXEDGE_MODEL_CACHE or ~/.cache/lexedge/models)")
+    export.add_argument("--threads", type=int, help="onnxruntime threads for the parity runs")
+    export.set_defaults(handler=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .bundle import ExportConfig, export_bundle
+    from .parity import Gates
+
+    config = ExportConfig(
+        out=args.out, embedder=args.embedder, reranker=args.reranker, precision=args.precision,
+        force=args.force, selection=args.selection, calibration=args.calibration,
+        gates=Gates(min_mean_cosine=args.min_cosine, min_top10_overlap=args.min_overlap,
+                    min_spearman=args.min_spearman),
+        per_channel=not args.per_tensor, keep_fp32=tuple(args.keep_fp32),
+        compare_per_tensor=args.compare_per_tensor,
+        exporter=args.exporter, model_cache=args.model_cache, threads=args.threads)
+    bundle = export_bundle(config, log=lambda line: print(line, file=sys.stderr, flush=True))
+    manifest = bundle.manifest
+    sizes = ", ".join(f"{name} {(bundle.path / name).stat().st_size / 1e6:.1f} MB"
+                      for name in manifest["files"] if name.endswith(".onnx"))
+    print(f"wrote {bundle.path} ({sizes}; gates {manifest['gates']['status']}, "
+          f"{manifest['export']['seconds']} s)")
+    return 0

@@ -1,0 +1,112 @@
+"""A model bundle: what ``lexedge export`` writes and what the laptop loads.
+
+Layout::
+
+    BUNDLE/manifest.json            how it was made, settings, parity numbers, file hashes
+    BUNDLE/embedder.onnx            text -> sentence_embedding [batch, dim] (pooled, unit length)
+    BUNDLE/embedder.tokenizer.json
+    BUNDLE/reranker.onnx            optional: (query, passage) -> logits [batch]
+    BUNDLE/reranker.tokenizer.json
+
+Every file but the manifest is listed in ``manifest["files"]`` with its sha256; loading checks
+them all, so a truncated copy or an edited model is refused before it can give wrong answers.
+An index records the hash of ``manifest.json`` (:attr:`Bundle.sha256`) to stay bound to the
+bundle whose vectors it holds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import LexedgeError
+from .onnx_models import OnnxEmbedder, OnnxReranker
+from .storage import sha256_file
+
+MANIFEST_FILE = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class Bundle:
+    """An exported embedder (and optional reranker) with its manifest.
+
+    Example:
+        >>> bundle = Bundle.load("models/bundle")  # doctest: +SKIP
+        >>> vectors = bundle.embedder().encode(["民法 第九十条"], kind="query")  # doctest: +SKIP
+    """
+
+    def __init__(self, path: Path, manifest: dict, sha256: str):
+        self.path, self.manifest, self.sha256 = path, manifest, sha256
+        self._models: dict = {}
+
+    @classmethod
+    def load(cls, path: str | Path, verify: bool = True) -> "Bundle":
+        """Read ``path/manifest.json``; with ``verify`` check every listed file's sha256.
+
+        Raises:
+            LexedgeError: one line naming the missing, malformed, changed or absent file.
+        """
+        path = Path(path)
+        manifest_path = path / MANIFEST_FILE
+        if not manifest_path.is_file():
+            raise LexedgeError(f"{path}: not a lexedge bundle (no {MANIFEST_FILE}); "
+                               "make one with `lexedge export`")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise LexedgeError(f"{manifest_path}: malformed JSON ({exc})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
+            found = manifest.get("format") if isinstance(manifest, dict) else None
+            raise LexedgeError(f"{manifest_path}: bundle format {found!r} is not supported "
+                               f"(expected {FORMAT_VERSION}); re-export the bundle")
+        for section in ("embedder", "files"):
+            if not isinstance(manifest.get(section), dict):
+                raise LexedgeError(f"{manifest_path}: missing {section!r} section")
+        for section in ("embedder", "reranker"):
+            entry = manifest.get(section)
+            for field in ("file", "tokenizer") if entry else ():
+                if entry.get(field) not in manifest["files"]:
+                    raise LexedgeError(f"{manifest_path}: {section}.{field} "
+                                       f"{entry.get(field)!r} is not listed in 'files'")
+        bundle = cls(path, manifest, sha256_file(manifest_path))
+        if verify:
+            bundle.verify()
+        return bundle
+
+    def verify(self) -> None:
+        """Check that every file in the manifest exists and still has its recorded sha256."""
+        for name, expected in self.manifest["files"].items():
+            if Path(name).name != name or name in (".", ".."):
+                raise LexedgeError(f"{self.path / MANIFEST_FILE}: file name {name!r} points "
+                                   "outside the bundle")
+            file = self.path / name
+            if not file.is_file():
+                raise LexedgeError(f"{file}: missing from the bundle")
+            if sha256_file(file) != expected:
+                raise LexedgeError(f"{file}: sha256 mismatch (file changed or corrupted)")
+
+    @property
+    def has_reranker(self) -> bool:
+        return bool(self.manifest.get("reranker"))
+
+    def embedder(self, threads: int | None = None) -> OnnxEmbedder:
+        """The embedding model (one onnxruntime session per thread count, kept)."""
+        return self._model("embedder", OnnxEmbedder, threads)
+
+    def reranker(self, threads: int | None = None) -> OnnxReranker | None:
+        """The cross-encoder, or ``None`` when the bundle has none."""
+        if not self.has_reranker:
+            return None
+        return self._model("reranker", OnnxReranker, threads)
+
+    def _model(self, section: str, model_class, threads: int | None):
+        key = (section, threads)
+        if key not in self._models:
+            entry = self.manifest[section]
+            self._models[key] = model_class(self.path / entry["file"],
+                                            self.path / entry["tokenizer"], entry, threads)
+        return self._models[key]
+
+    def __repr__(self) -> str:
+        parts = ["embedder"] + (["reranker"] if self.has_reranker else [])
+        return f"Bundle({str(self.path)!r}, {'+'.join(parts)}, sha256={self.sha256[:12]})"

@@ -1,0 +1,234 @@
+"""Export specifications (issue #5): merged LoRA equals the adapter it came from, ONNX equals
+torch, the bundle verifies, and a failed parity gate writes nothing."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+pytest.importorskip("peft")
+
+from lexedge.export.bundle import ExportConfig, export_bundle  # noqa: E402
+from lexedge.export.merge import load_merged  # noqa: E402
+from lexedge.export.onnx_export import export_onnx  # noqa: E402
+from lexedge.export.parity import Gates  # noqa: E402
+from lexedge.runtime.bundle import Bundle  # noqa: E402
+from lexedge.runtime.errors import LexedgeError  # noqa: E402
+
+QUERIES = ["worker hours", "tenant lease notice court", "copyright author", "consent"]
+# Random tiny models embed everything alike, so their top-10 lists are noise: the gate
+# tests set their own thresholds, the numbers themselves are checked on real models.
+LENIENT = Gates(min_mean_cosine=0.0, min_top10_overlap=0.0, min_spearman=-1.0)
+
+
+def quiet(*_args):
+    pass
+
+
+def mean_pooled(hidden, mask):
+    mask = mask.unsqueeze(-1).float()
+    pooled = (hidden * mask).sum(1) / mask.sum(1)
+    return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+def torch_ids(tokenizer_file, texts, max_length=48):
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length)
+    return [tokenizer.encode(*text) if isinstance(text, tuple) else tokenizer.encode(text)
+            for text in texts]
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(tmp_path_factory, adapter_dir, reranker_dir, calibration_corpus):
+    out = tmp_path_factory.mktemp("bundles") / "int8"
+    export_bundle(ExportConfig(out=out, embedder=str(adapter_dir), reranker=str(reranker_dir),
+                               calibration=calibration_corpus, gates=LENIENT,
+                               compare_per_tensor=True), log=quiet)
+    return out
+
+
+def test_merged_lora_export_equals_the_unmerged_adapter(adapter_dir, base_model_dir, tmp_path):
+    import onnxruntime as ort
+    import transformers
+    from peft import PeftModel
+
+    base = transformers.BertModel.from_pretrained(base_model_dir, add_pooling_layer=False)
+    unmerged = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
+    plain = transformers.BertModel.from_pretrained(base_model_dir,
+                                                   add_pooling_layer=False).eval()
+    input_ids = torch.randint(5, 150, (3, 17), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(input_ids)
+    mask[1, 9:] = 0
+    mask[2, 4:] = 0
+    with torch.no_grad():
+        expected = mean_pooled(unmerged(input_ids=input_ids, attention_mask=mask)
+                               .last_hidden_state, mask).numpy()
+        without_adapter = mean_pooled(plain(input_ids=input_ids, attention_mask=mask)
+                                      .last_hidden_state, mask).numpy()
+    assert np.abs(expected - without_adapter).max() > 1e-2  # the adapter really does something
+
+    stage = load_merged(adapter_dir, "embedder")
+    assert stage.source["kind"] == "lora-adapter" and stage.source["base"]["kind"] == "model"
+    export_onnx(stage, tmp_path / "embedder.onnx")
+    session = ort.InferenceSession(str(tmp_path / "embedder.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    found = session.run(["sentence_embedding"], {"input_ids": input_ids.numpy(),
+                                                 "attention_mask": mask.numpy()})[0]
+    np.testing.assert_allclose(found, expected, atol=1e-4)
+
+
+def test_fp32_bundle_equals_torch_through_the_runtime(base_model_dir, calibration_corpus,
+                                                      tmp_path):
+    import transformers
+
+    bundle = export_bundle(ExportConfig(out=tmp_path / "fp32", embedder=str(base_model_dir),
+                                        precision="fp32", calibration=calibration_corpus),
+                           log=quiet)
+    embedder = bundle.embedder(threads=1)
+    found = embedder.encode(QUERIES, kind="query", batch_size=3)
+
+    model = transformers.BertModel.from_pretrained(base_model_dir,
+                                                   add_pooling_layer=False).eval()
+    expected = []
+    for encoding in torch_ids(base_model_dir / "tokenizer.json",
+                              ["query: " + q for q in QUERIES]):
+        ids = torch.tensor([encoding.ids])
+        mask = torch.ones_like(ids)
+        with torch.no_grad():
+            expected.append(mean_pooled(model(input_ids=ids, attention_mask=mask)
+                                        .last_hidden_state, mask)[0].numpy())
+    np.testing.assert_allclose(found, np.stack(expected), atol=1e-4)
+    assert bundle.manifest["embedder"]["precision"] == "fp32"
+    assert bundle.manifest["embedder"]["quantization"] is None
+    assert bundle.manifest["reranker"] is None
+
+
+def test_int8_bundle_loads_through_the_runtime_and_records_everything(int8_bundle):
+    bundle = Bundle.load(int8_bundle)
+    manifest = bundle.manifest
+    assert set(manifest["files"]) == {"embedder.onnx", "embedder.tokenizer.json",
+                                      "reranker.onnx", "reranker.tokenizer.json"}
+    assert sorted(p.name for p in int8_bundle.iterdir()) == sorted(
+        [*manifest["files"], "manifest.json"])
+    embedder = manifest["embedder"]
+    assert embedder["inputs"] == ["input_ids", "attention_mask"]
+    assert embedder["output"] == "sentence_embedding" and embedder["dimension"] == 32
+    assert embedder["precision"] == "int8" and embedder["quantization"]["per_channel"] is True
+    assert embedder["source"]["base"]["sha256"]["model.safetensors"]
+    for key in ("cosine_mean", "cosine_min", "top10_overlap"):
+        assert key in embedder["parity"]["quantization"]
+        assert key in embedder["parity"]["per_tensor_int8"]
+    assert embedder["parity"]["export_check"]["max_abs_diff"] < 1e-4
+    assert manifest["reranker"]["output"] == "logits"
+    assert "spearman" in manifest["reranker"]["parity"]["quantization"]
+    assert manifest["gates"]["status"] == "passed"
+
+    vectors = bundle.embedder().encode(QUERIES, kind="query")
+    assert vectors.shape == (len(QUERIES), 32) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert bundle.reranker().score(QUERIES[0], QUERIES).shape == (len(QUERIES),)
+
+
+def test_corrupted_bundle_file_is_refused_naming_it(int8_bundle, tmp_path):
+    import shutil
+
+    copy = shutil.copytree(int8_bundle, tmp_path / "copy")
+    data = bytearray((copy / "embedder.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / "embedder.onnx").write_bytes(bytes(data))
+    with pytest.raises(LexedgeError, match=r"embedder\.onnx: sha256 mismatch \(file changed"):
+        Bundle.load(copy)
+
+
+def test_failed_gate_writes_nothing_and_keeps_the_existing_bundle(
+        int8_bundle, base_model_dir, calibration_corpus, tmp_path, capsys):
+    import shutil
+
+    from lexedge.cli import main
+
+    fresh = tmp_path / "fresh"
+    argv = ["export", "--int8", "--embedder", str(base_model_dir), "--calibration",
+            str(calibration_corpus), "--min-cosine", "1.01", "--min-overlap", "0"]
+    assert main([*argv, "--out", str(fresh)]) == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("lexedge: error: parity gate failed: embedder.cosine_mean")
+    assert "< 1.01" in message
+    assert not fresh.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no staging folder left behind
+
+    existing = shutil.copytree(int8_bundle, tmp_path / "existing")
+    before = {p.name: p.read_bytes() for p in existing.iterdir()}
+    assert main([*argv, "--out", str(existing)]) == 2
+    assert {p.name: p.read_bytes() for p in existing.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing"]
+
+
+def test_forced_export_records_the_failed_gate(base_model_dir, calibration_corpus, tmp_path):
+    bundle = export_bundle(ExportConfig(
+        out=tmp_path / "forced", embedder=str(base_model_dir), calibration=calibration_corpus,
+        gates=Gates(min_mean_cosine=1.01, min_top10_overlap=0.0), force=True), log=quiet)
+    assert bundle.manifest["gates"] == {"status": "failed+forced",
+                                        "failed": ["embedder.cosine_mean"]}
+    assert bundle.manifest["embedder"]["parity"]["status"] == "failed+forced"
+
+
+def test_reranker_logits_match_torch(reranker_dir, base_model_dir, calibration_corpus, tmp_path):
+    import transformers
+
+    bundle = export_bundle(ExportConfig(out=tmp_path / "rr", embedder=str(base_model_dir),
+                                        reranker=str(reranker_dir), precision="fp32",
+                                        calibration=calibration_corpus), log=quiet)
+    entry = bundle.manifest["reranker"]
+    assert entry["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
+    passages = ["employer worker hours article", "copyright", "lease tenant court notice law"]
+    found = bundle.reranker(threads=1).score("worker hours", passages, batch_size=2)
+
+    model = transformers.BertForSequenceClassification.from_pretrained(reranker_dir).eval()
+    expected = []
+    for encoding in torch_ids(reranker_dir / "tokenizer.json",
+                              [("worker hours", p) for p in passages], max_length=64):
+        with torch.no_grad():
+            expected.append(model(input_ids=torch.tensor([encoding.ids]),
+                                  token_type_ids=torch.tensor([encoding.type_ids]),
+                                  attention_mask=torch.ones(1, len(encoding.ids),
+                                                            dtype=torch.long)).logits[0, 0])
+    assert found.shape == (3,)
+    np.testing.assert_allclose(found, np.array(expected), atol=1e-4)
+
+
+def test_export_command_is_registered_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from lexedge.cli import build_parser; build_parser(); "
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'transformers', 'onnx'))))")
+    result = subprocess.run([sys.executable, "-c", "import json; " + code],
+                            capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout) == []
+
+
+def test_ffn_output_group_stays_fp32(base_model_dir, tmp_path):
+    import onnx
+
+    from lexedge.export.onnx_export import optimize_graph
+    from lexedge.export.quantize import quantize_int8
+
+    stage = load_merged(base_model_dir, "embedder")
+    export_onnx(stage, tmp_path / "raw.onnx")
+    optimize_graph(tmp_path / "raw.onnx", tmp_path / "fused.onnx", stage)
+    settings = quantize_int8(tmp_path / "fused.onnx", tmp_path / "mixed.onnx",
+                             keep_fp32=("ffn-output",))
+    assert settings["fp32_nodes"] == 2  # one FFN down-projection per layer
+    kept = [n.name for n in onnx.load(str(tmp_path / "mixed.onnx")).graph.node
+            if n.op_type == "MatMul"]
+    assert len(kept) == 2 and all(name.endswith("output/dense/MatMul") for name in kept)
+    with pytest.raises(LexedgeError, match="unknown FP32 node group"):
+        quantize_int8(tmp_path / "fused.onnx", tmp_path / "x.onnx", keep_fp32=("everything",))

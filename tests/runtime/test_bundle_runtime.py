@@ -1,0 +1,169 @@
+"""Loading a bundle on the laptop: every file is verified, and length-sorted batching hands
+rows back in the caller's order. No torch: the graphs are built with ``onnx.helper``."""
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper  # noqa: E402
+from tokenizers import Tokenizer, models, pre_tokenizers, processors  # noqa: E402
+
+from lexedge.runtime.bundle import Bundle  # noqa: E402
+from lexedge.runtime.errors import LexedgeError  # noqa: E402
+
+WORDS = ("[PAD] [UNK] [CLS] [SEP] contract void public order tort damages liability "
+         "employer worker hours consent personal data third party copyright author").split()
+DIM = 8
+
+TEXTS = ["contract void", "tort damages liability employer worker hours consent personal",
+         "data", "third party copyright author contract", "public order",
+         "worker hours hours hours hours hours hours hours hours", "author", "consent data"]
+
+
+def write_tokenizer(path):
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tokenizer.save(str(path))
+
+
+def int64_input(name):
+    return helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "sequence"])
+
+
+def write_embedder(path):
+    """Masked mean of a random embedding table, L2-normalised: padding never changes a row."""
+    table = np.random.default_rng(0).normal(size=(len(WORDS), DIM)).astype(np.float32)
+    nodes = [
+        helper.make_node("Gather", ["table", "input_ids"], ["vectors"]),
+        helper.make_node("Cast", ["attention_mask"], ["mask_f"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["mask_f", "last"], ["mask3"]),
+        helper.make_node("Mul", ["vectors", "mask3"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked", "one"], ["summed"], keepdims=0),
+        helper.make_node("ReduceL2", ["summed"], ["norm"], axes=[-1], keepdims=1),
+        helper.make_node("Div", ["summed", "norm"], ["sentence_embedding"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "embedder", [int64_input("input_ids"), int64_input("attention_mask")],
+        [helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch", DIM])],
+        initializer=[onnx.numpy_helper.from_array(table, "table"),
+                     onnx.numpy_helper.from_array(np.array([-1], np.int64), "last"),
+                     onnx.numpy_helper.from_array(np.array([1], np.int64), "one")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def write_reranker(path):
+    """Sum of per-token weights, passage tokens (segment 1) counted twice."""
+    weights = np.random.default_rng(1).normal(size=(len(WORDS),)).astype(np.float32)
+    nodes = [
+        helper.make_node("Gather", ["weights", "input_ids"], ["w"]),
+        helper.make_node("Add", ["attention_mask", "token_type_ids"], ["factor"]),
+        helper.make_node("Mul", ["attention_mask", "factor"], ["gated"]),
+        helper.make_node("Cast", ["gated"], ["gated_f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["w", "gated_f"], ["scored"]),
+        helper.make_node("ReduceSum", ["scored", "one"], ["logits"], keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes, "reranker",
+        [int64_input("input_ids"), int64_input("attention_mask"), int64_input("token_type_ids")],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch"])],
+        initializer=[onnx.numpy_helper.from_array(weights, "weights"),
+                     onnx.numpy_helper.from_array(np.array([1], np.int64), "one")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def bundle_dir(tmp_path):
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    write_embedder(folder / "embedder.onnx")
+    write_reranker(folder / "reranker.onnx")
+    write_tokenizer(folder / "embedder.tokenizer.json")
+    write_tokenizer(folder / "reranker.tokenizer.json")
+    common = {"max_length": 32, "pad_id": 0, "query_prefix": "", "passage_prefix": "",
+              "precision": "fp32"}
+    manifest = {
+        "format": 1, "lexedge_version": "test", "created": "2025-01-01T00:00:00+00:00",
+        "embedder": {"file": "embedder.onnx", "tokenizer": "embedder.tokenizer.json",
+                     "inputs": ["input_ids", "attention_mask"], "output": "sentence_embedding",
+                     "dimension": DIM, "pooling": "mean", "normalize": True, **common},
+        "reranker": {"file": "reranker.onnx", "tokenizer": "reranker.tokenizer.json",
+                     "inputs": ["input_ids", "attention_mask", "token_type_ids"],
+                     "output": "logits", **common},
+        "selection": None, "metrics": None,
+        "files": {p.name: sha256(p) for p in sorted(folder.iterdir())},
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return folder
+
+
+def test_bundle_loads_and_binds_to_its_manifest_hash(bundle_dir):
+    bundle = Bundle.load(bundle_dir)
+    assert bundle.has_reranker
+    assert bundle.sha256 == sha256(bundle_dir / "manifest.json")
+    assert bundle.embedder() is bundle.embedder()  # one onnxruntime session, reused
+
+
+def test_changed_model_file_is_refused_naming_the_file(bundle_dir):
+    data = bytearray((bundle_dir / "embedder.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (bundle_dir / "embedder.onnx").write_bytes(bytes(data))
+    with pytest.raises(LexedgeError, match=r"embedder\.onnx: sha256 mismatch"):
+        Bundle.load(bundle_dir)
+    Bundle.load(bundle_dir, verify=False)  # an explicit opt-out still opens it
+
+
+def test_missing_file_and_bad_manifest_are_refused(bundle_dir):
+    (bundle_dir / "reranker.tokenizer.json").unlink()
+    with pytest.raises(LexedgeError, match=r"reranker\.tokenizer\.json: missing"):
+        Bundle.load(bundle_dir)
+    (bundle_dir / "manifest.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(LexedgeError, match="manifest.json: malformed JSON"):
+        Bundle.load(bundle_dir)
+    (bundle_dir / "manifest.json").unlink()
+    with pytest.raises(LexedgeError, match="not a lexedge bundle"):
+        Bundle.load(bundle_dir)
+
+
+def test_length_sorted_batches_return_rows_in_the_original_order(bundle_dir):
+    embedder = Bundle.load(bundle_dir).embedder(threads=1)
+    one_by_one = embedder.encode(TEXTS, kind="query", batch_size=1)
+    batched = embedder.encode(TEXTS, kind="query", batch_size=4)
+    assert batched.shape == (len(TEXTS), DIM) and batched.dtype == np.float32
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
+    # distinct texts give distinct rows, so a permutation could not pass the check above
+    assert len({tuple(np.round(row, 5)) for row in one_by_one}) == len(TEXTS)
+    assert embedder.encode([], kind="query").shape == (0, DIM)
+
+
+def test_reranker_scores_follow_the_passages_order(bundle_dir):
+    reranker = Bundle.load(bundle_dir).reranker(threads=1)
+    one_by_one = reranker.score("contract void", TEXTS, batch_size=1)
+    batched = reranker.score("contract void", TEXTS, batch_size=3)
+    assert batched.shape == (len(TEXTS),)
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+    alone = [reranker.score("contract void", [text])[0] for text in TEXTS]
+    np.testing.assert_allclose(batched, alone, atol=1e-5)
+
+
+def test_loading_a_bundle_never_imports_torch(bundle_dir):
+    code = (f"import sys; from lexedge.runtime.bundle import Bundle; "
+            f"Bundle.load({str(bundle_dir)!r}).embedder().encode(['contract'], kind='query'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'transformers', 'lexedge')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout
+    assert "torch" not in loaded and "transformers" not in loaded
+    assert "lexedge.export" not in loaded and "lexedge.trainer" not in loaded

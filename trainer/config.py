@@ -1,0 +1,364 @@
+"""Training configuration: one dataclass per command, read from TOML or YAML, overridable with
+``--set key=value``, and saved (resolved) beside every artefact it produced.
+
+A file holds the fields of :class:`TrainEmbedderConfig`; nested sections are the nested
+dataclasses (``[lora]``, ``[runtime]``, ``[mlm]``, ``[stage1]`` …)::
+
+    data_dir = "../shared/data/stard"
+    output_dir = "runs/stard"
+    [stage2]
+    steps = 200
+    rank_window = [10, 100]
+
+``--set stage2.steps=50`` overrides one field; the value is read as a TOML value
+(``50``, ``0.05``, ``true``, ``[10, 100]``, ``"text"``), and a bare word is a string.
+Unknown keys are errors naming the key and what is allowed, so a typo never silently
+trains with a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+from lexedge.runtime.errors import LexedgeError
+
+CONFIG_FILE = "train_config.json"
+STAGES = ("stage1", "stage2", "stage3")
+PHASES = ("mlm", "1", "2", "3")
+
+
+@dataclass
+class LoraSettings:
+    """LoRA adapter of one stage (Hu et al., 2021, "LoRA", arXiv:2106.09685).
+
+    Args:
+        r: rank of the update ``B A``.
+        alpha: scaling numerator; the update is ``(alpha / r) B A``.
+        dropout: dropout on the adapter's input.
+        target_modules: module names (last path component) that receive an adapter.
+        layers: transformer layer indices that receive adapters; empty means all. Adapting
+            only the top layers also skips back-propagation through the bottom ones, which
+            is most of a CPU step's cost.
+    """
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(
+        default_factory=lambda: ["query", "key", "value", "dense"])
+    layers: list[int] = field(default_factory=list)
+
+
+@dataclass
+class RuntimeSettings:
+    """Where and how training runs.
+
+    Args:
+        device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.
+        bf16: autocast to bfloat16 on CUDA (ignored on CPU).
+        gradient_checkpointing: recompute activations in the backward pass (saves memory).
+        load_in_4bit: QLoRA (Dettmers et al., 2023, arXiv:2305.14314): load the frozen base
+            in 4-bit NF4 through bitsandbytes; CUDA only, LoRA mode only.
+        threads: torch CPU threads; 0 keeps torch's default.
+        checkpoint_every: optimizer steps between resumable checkpoints.
+        progress: show tqdm progress bars.
+        encode_batch_size: batch size when encoding a corpus for mining or evaluation.
+    """
+
+    device: str = "auto"
+    bf16: bool = True
+    gradient_checkpointing: bool = False
+    load_in_4bit: bool = False
+    threads: int = 0
+    checkpoint_every: int = 50
+    progress: bool = True
+    encode_batch_size: int = 32
+
+
+@dataclass
+class MlmSettings:
+    """Phase 0: continued masked-language-model pretraining on the corpus text
+    (2412.19265's first phase; Gururangan et al., 2020, "Don't Stop Pretraining",
+    arXiv:2004.10964).
+
+    Args:
+        steps: optimizer steps.
+        batch_size: articles per step.
+        learning_rate: peak learning rate (linear warm-up then linear decay).
+        warmup_ratio: share of ``steps`` spent warming up.
+        mask_probability: share of tokens selected for prediction (BERT's 15 %, 80/10/10).
+        max_length: tokens per article.
+        max_documents: articles sampled from the corpus; 0 takes all.
+    """
+
+    steps: int = 200
+    batch_size: int = 16
+    learning_rate: float = 5e-5
+    warmup_ratio: float = 0.1
+    mask_probability: float = 0.15
+    max_length: int = 128
+    max_documents: int = 0
+
+
+@dataclass
+class StageSettings:
+    """One curriculum stage (2602.00805, section 2: weak supervision → mined hard samples →
+    negatives refreshed every epoch).
+
+    Args:
+        mode: ``lora`` (a new adapter on the previous stages' merged weights) or ``full``.
+        steps: optimizer steps; 0 derives them from ``epochs``.
+        epochs: passes over the stage's examples when ``steps`` is 0; stage 3 re-mines
+            before each of them.
+        examples_per_epoch: examples an epoch samples from the stage's pool (0: all of
+            them); a smaller epoch re-mines more often for the same steps.
+        batch_size: queries per step; each brings its positive and its hard negatives, and
+            every other passage in the batch is an in-batch negative.
+        learning_rate: peak learning rate (linear warm-up, linear decay).
+        warmup_ratio: share of the steps spent warming up.
+        weight_decay: AdamW weight decay.
+        temperature: InfoNCE temperature.
+        hard_negatives: hard negatives per query in a step.
+        negative_source: ``bm25`` (lexical, stage 1), ``model`` (mined once with the
+            previous stage's model, stage 2) or ``model-refresh`` (re-mined with the current
+            model before every epoch, stage 3).
+        rank_window: ``[first, last)`` 0-based ranks negatives are drawn from.
+        negatives_pool: candidates kept per query after filtering; each step samples
+            ``hard_negatives`` of them.
+        false_negative_margin: skip a mined candidate whose score is at least the
+            positive's score minus this margin (likely unjudged positives; Moreira et al.,
+            2024, "NV-Retriever", arXiv:2407.15831).
+        train_qrels: use the training split's judgments as (query, positive) pairs.
+        weak_pairs: article title → article text pairs drawn from the corpus (0: none,
+            -1: every titled article).
+        max_query_length: query tokens.
+        max_passage_length: passage tokens.
+    """
+
+    mode: str = "lora"
+    steps: int = 0
+    epochs: float = 1.0
+    examples_per_epoch: int = 0
+    batch_size: int = 16
+    learning_rate: float = 1e-4
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    temperature: float = 0.05
+    hard_negatives: int = 1
+    negative_source: str = "bm25"
+    rank_window: list[int] = field(default_factory=lambda: [0, 30])
+    negatives_pool: int = 8
+    false_negative_margin: float = 0.0
+    train_qrels: bool = True
+    weak_pairs: int = 0
+    max_query_length: int = 64
+    max_passage_length: int = 128
+
+
+def _stage1() -> StageSettings:
+    return StageSettings(negative_source="bm25", rank_window=[0, 30], weak_pairs=-1)
+
+
+def _stage2() -> StageSettings:
+    return StageSettings(negative_source="model", rank_window=[10, 100],
+                         false_negative_margin=0.01)
+
+
+def _stage3() -> StageSettings:
+    return StageSettings(negative_source="model-refresh", rank_window=[3, 50], epochs=2.0,
+                         false_negative_margin=0.01, learning_rate=5e-5)
+
+
+@dataclass
+class EvaluationSettings:
+    """Which split every stage is measured on, and at what passage length."""
+
+    enabled: bool = True
+    split: str = "dev"
+    max_passage_length: int = 128
+    max_query_length: int = 64
+
+
+@dataclass
+class TrainEmbedderConfig:
+    """``lexedge train embedder``: MLM pretraining plus the three-stage curriculum.
+
+    Args:
+        data_dir: BEIR folder (corpus.jsonl, queries.jsonl, qrels/).
+        output_dir: run folder; each stage becomes ``output_dir/<stage>``.
+        base_model: ``default``/``e5-small``/``minilm`` or a local model folder.
+        model_cache: where built-in base models are imported ('' = ``$LEXEDGE_MODEL_CACHE``
+            or ``~/.cache/lexedge/models``).
+        train_split: qrels split the stages train on.
+        phases: which of ``mlm``, ``1``, ``2``, ``3`` to run, in that order.
+        seed: seeds sampling, adapter initialisation and dropout.
+    """
+
+    data_dir: str = ""
+    output_dir: str = ""
+    base_model: str = "default"
+    model_cache: str = ""
+    train_split: str = "train"
+    phases: list[str] = field(default_factory=lambda: ["1", "2", "3"])
+    seed: int = 13
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    mlm: MlmSettings = field(default_factory=MlmSettings)
+    stage1: StageSettings = field(default_factory=_stage1)
+    stage2: StageSettings = field(default_factory=_stage2)
+    stage3: StageSettings = field(default_factory=_stage3)
+
+    def validate(self) -> "TrainEmbedderConfig":
+        if not self.data_dir:
+            raise LexedgeError("config: data_dir is required")
+        if not self.output_dir:
+            raise LexedgeError("config: output_dir is required")
+        for phase in self.phases:
+            if phase not in PHASES:
+                raise LexedgeError(f"config: unknown phase {phase!r} "
+                                   f"(choose from {', '.join(PHASES)})")
+        for name in STAGES:
+            stage = getattr(self, name)
+            if stage.mode not in ("lora", "full"):
+                raise LexedgeError(f"config: {name}.mode must be lora or full")
+            if stage.negative_source not in ("bm25", "model", "model-refresh"):
+                raise LexedgeError(f"config: {name}.negative_source must be bm25, model or "
+                                   "model-refresh")
+            first, last = stage.rank_window
+            if not 0 <= first < last:
+                raise LexedgeError(f"config: {name}.rank_window must be [first, last) with "
+                                   f"0 <= first < last, got {stage.rank_window}")
+        if self.runtime.load_in_4bit and any(getattr(self, s).mode == "full" for s in STAGES):
+            raise LexedgeError("config: runtime.load_in_4bit (QLoRA) trains adapters only; "
+                               "set every stage's mode to lora")
+        return self
+
+
+def load_config(cls, path: str | Path | None = None, overrides: list[str] = ()):
+    """Build ``cls`` from a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file and
+    ``key=value`` overrides.
+
+    Example:
+        >>> load_config(TrainEmbedderConfig, None, ["data_dir=d", "output_dir=o",
+        ...             "stage2.steps=5"]).stage2.steps
+        5
+    """
+    raw: dict = {}
+    if path is not None:
+        raw = _read_file(Path(path))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise LexedgeError(f"--set {item!r}: expected KEY=VALUE")
+        _assign(raw, key.strip().split("."), _parse_value(value.strip()))
+    config = _build(cls, raw, "")
+    return config.validate() if hasattr(config, "validate") else config
+
+
+def config_to_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def save_config(config, path: str | Path) -> None:
+    from lexedge.runtime.storage import write_json_atomic
+
+    write_json_atomic(path, config_to_dict(config))
+
+
+def _read_file(path: Path) -> dict:
+    if not path.is_file():
+        raise LexedgeError(f"{path}: config file not found")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".toml":
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise LexedgeError(f"{path}: {exc}") from None
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise LexedgeError(f"{path}: YAML configs need PyYAML: pip install pyyaml") from None
+        try:
+            loaded = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise LexedgeError(f"{path}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise LexedgeError(f"{path}: expected a mapping at the top level")
+        return loaded
+    if path.suffix == ".json":
+        return json.loads(text)
+    raise LexedgeError(f"{path}: config must be .toml, .yaml, .yml or .json")
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _assign(raw: dict, keys: list[str], value) -> None:
+    for key in keys[:-1]:
+        raw = raw.setdefault(key, {})
+        if not isinstance(raw, dict):
+            raise LexedgeError(f"--set {'.'.join(keys)}: {key} is not a section")
+    raw[keys[-1]] = value
+
+
+def _build(cls, raw: dict, where: str, default=None):
+    """``default`` (or ``cls()``) with the keys of ``raw`` replaced, recursively: a section
+    keeps its own defaults (stage 2's rank window is not stage 1's)."""
+    if not isinstance(raw, dict):
+        raise LexedgeError(f"config: {where.rstrip('.') or 'top level'} must be a section")
+    default = default if default is not None else cls()
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise LexedgeError(f"config: unknown key {where}{unknown[0]} "
+                           f"(allowed: {', '.join(sorted(names))})")
+    values = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, f"{where}{name}.", getattr(default, name))
+        else:
+            values[name] = _coerce(value, hint, f"{where}{name}")
+    return dataclasses.replace(default, **values)
+
+
+def _coerce(value, hint, key: str):
+    origin = get_origin(hint)
+    if origin is list:
+        (item_type,) = get_args(hint)
+        if isinstance(value, str):  # --set phases=1,2,3
+            value = [v for v in value.split(",") if v]
+        elif not isinstance(value, list):  # --phases 3
+            value = [value]
+        return [_coerce(v, item_type, key) for v in value]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise LexedgeError(f"config: {key} must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise LexedgeError(f"config: {key} must be an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise LexedgeError(f"config: {key} must be a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # phases = [1, 2, 3]
+        if isinstance(value, str):
+            return value
+        raise LexedgeError(f"config: {key} must be a string, got {value!r}")
+    return value

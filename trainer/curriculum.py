@@ -1,0 +1,345 @@
+"""The multi-stage curriculum, generic over a model family (2602.00805, section 2: the same
+model is refined through stages of increasingly difficult supervision, and every stage is
+evaluated so that each component can use its best one).
+
+Run folder::
+
+    <output_dir>/
+      train_config.json        the resolved configuration
+      mlm/                     phase 0 (a full model folder), when run
+      stage1/ stage2/ stage3/  stage folders (format: :mod:`lexedge.trainer.lora`)
+      metrics/<name>.json      dev metrics of base, mlm, stage1..3 (``lexedge eval``'s JSON)
+      curriculum.json          per-stage metrics and wall times
+      recall_vs_budget.png     Recall@K against K, one line per stage
+      .work/<stage>/           in-progress stage: examples, checkpoint (removed when done)
+
+A stage folder appears in one rename once its stage finished, so "is this stage done" is
+"does its folder hold ``lexedge_stage.json``". ``resume`` continues the unfinished stage
+from its checkpoint and skips finished ones.
+
+A family provides: ``name``, ``lora_options``, ``load_backbone``, ``wrap``,
+``attach_negatives``, ``make_batches``, ``compute_loss``, ``save_full``, ``peft_model``
+(see :class:`lexedge.trainer.embedder.EmbedderFamily`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from lexedge.runtime.errors import LexedgeError
+from lexedge.runtime.storage import atomic_directory, write_json_atomic
+from lexedge.trainer.config import CONFIG_FILE, STAGES, config_to_dict, save_config
+from lexedge.trainer.data import base_examples, epoch_rng, read_examples, write_examples
+from lexedge.trainer.lora import (STAGE_FORMAT, STAGE_MANIFEST, attach_lora, default_model_cache,
+                                  load_stage_backbone, resolve_model, save_adapter, stage_chain)
+from lexedge.trainer.provenance import dataset_hashes, hardware, library_versions
+from lexedge.trainer.training import (TrainingPlan, barrier, distributed, run_training,
+                                      steps_for)
+
+COPIED_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                "sentencepiece.bpe.model", "vocab.txt", "lexedge_model.json", "NOTICE")
+
+
+class Curriculum:
+    """Runs phases ``mlm``, ``1``, ``2``, ``3`` of one model family into ``output_dir``.
+
+    Args:
+        config: a :class:`~lexedge.trainer.config.TrainEmbedderConfig` (or a reranker
+            config with the same stage fields).
+        family_factory: ``(data, runtime, device) -> family``.
+        resume: continue an interrupted run in ``output_dir``.
+        hooks: called with the step number after every optimizer step.
+        log: where progress lines go.
+    """
+
+    def __init__(self, config, family_factory: Callable, *, resume: bool = False,
+                 hooks: list[Callable[[int], None]] = (), log: Callable[[str], None] = print):
+        import torch
+
+        from lexedge.trainer.data import TrainingData
+        from lexedge.trainer.modeling import resolve_device
+        from lexedge.trainer.retrieval import register
+
+        self.config, self.resume, self.hooks, self.log = config, resume, list(hooks), log
+        self.output = Path(config.output_dir)
+        # Under torchrun every rank trains (DDP) and mines (deterministically, so alike);
+        # rank 0 alone writes folders and evaluates.
+        self.rank, self.world = distributed()
+        if (self.output / CONFIG_FILE).is_file() and not resume:
+            raise LexedgeError(f"{self.output}: holds a run already; pass --resume to continue "
+                               "it or choose another output_dir")
+        if config.runtime.threads:
+            torch.set_num_threads(config.runtime.threads)
+        self.device = resolve_device(config.runtime.device)
+        self.cache = Path(config.model_cache) if config.model_cache else default_model_cache()
+        self.base = resolve_model(config.base_model, self.cache)
+        self.data = TrainingData.load(config.data_dir, config.train_split)
+        self.family = family_factory(self.data, config.runtime, self.device)
+        self.hashes = dataset_hashes(self.data.dataset, [config.train_split,
+                                                         config.evaluation.split])
+        self.timings: dict[str, dict] = {}
+        register()
+        if self.rank == 0:
+            save_config(config, self.output / CONFIG_FILE)
+        barrier(self.world)
+
+    # -- the run --------------------------------------------------------------------------
+    def run(self) -> dict:
+        """Run the configured phases; return the summary written to ``curriculum.json``."""
+        phases = self.config.phases
+        self.evaluate("base", self.base)
+        below = self.base
+        mlm_dir = self.output / "mlm"
+        if "mlm" in phases and not _complete(mlm_dir):
+            from lexedge.trainer.mlm import run_mlm
+
+            started = time.perf_counter()
+            run_mlm(self, below, mlm_dir)
+            self.timings.setdefault("mlm", {})["train_seconds"] = _since(started)
+        if _complete(mlm_dir):
+            below = mlm_dir
+            self.evaluate("mlm", mlm_dir)
+        for index, name in enumerate(STAGES, start=1):
+            stage_dir = self.output / name
+            if str(index) in phases and not _complete(stage_dir):
+                started = time.perf_counter()
+                self.train_stage(name, index, below)
+                self.timings.setdefault(name, {})["train_seconds"] = _since(started)
+            if _complete(stage_dir):
+                self.evaluate(name, stage_dir)
+                below = stage_dir
+        return self.summarise()
+
+    def train_stage(self, name: str, index: int, below: Path) -> Path:
+        """Train stage ``name`` on top of ``below``; return its folder."""
+        import torch
+
+        config, stage = self.config, getattr(self.config, name)
+        work = self.output / ".work" / name
+        if work.exists() and not self.resume:
+            shutil.rmtree(work)
+        work.mkdir(parents=True, exist_ok=True)
+        self.log(f"{name}: training on {_display(below)} ({stage.mode}, negatives from "
+                 f"{stage.negative_source})")
+        torch.manual_seed(config.seed + index)  # adapter initialisation, then dropout
+        backbone, chain = load_stage_backbone(
+            below, cache_dir=self.cache, device=self.device,
+            load_in_4bit=config.runtime.load_in_4bit, loader=self.family.load_backbone)
+        if stage.mode == "lora":
+            trainable = attach_lora(backbone, config.lora, **self.family.lora_options)
+        else:
+            trainable = backbone
+            for parameter in trainable.parameters():
+                parameter.requires_grad_(True)
+        if config.runtime.gradient_checkpointing:
+            backbone.gradient_checkpointing_enable()
+            if stage.mode == "lora":
+                trainable.enable_input_require_grads()
+        module = self.family.wrap(trainable, chain)
+
+        mining: list[dict] = _read_json(work / "mining.json", [])
+        if stage.negative_source == "model-refresh":
+            examples = self._epoch_examples(work, 0, stage, module, below, mining)
+        else:
+            examples = self._stage_examples(work, stage, module, below, mining)
+        steps, per_epoch = steps_for(len(examples), stage.batch_size, stage.steps,
+                                     stage.epochs, stage.examples_per_epoch)
+        current = {"epoch": 0, "examples": examples}
+
+        def epoch_batches(epoch: int) -> list:
+            if stage.negative_source == "model-refresh":
+                current["examples"] = self._epoch_examples(work, epoch, stage, module, below,
+                                                           mining)
+            current["epoch"] = epoch
+            return self.family.make_batches(current["examples"], stage,
+                                            epoch_rng(config.seed, index, epoch),
+                                            stage.examples_per_epoch)
+
+        plan = TrainingPlan(steps=steps, steps_per_epoch=per_epoch,
+                            learning_rate=stage.learning_rate, warmup_ratio=stage.warmup_ratio,
+                            weight_decay=stage.weight_decay,
+                            checkpoint_every=config.runtime.checkpoint_every,
+                            description=name, bf16=config.runtime.bf16,
+                            progress=config.runtime.progress)
+        result = run_training(module, plan=plan, work_dir=work, resume=self.resume,
+                              epoch_batches=epoch_batches,
+                              compute_loss=lambda model, batch: self.family.compute_loss(
+                                  model, batch, stage), hooks=self.hooks)
+        stage_dir = self.output / name
+        if self.rank != 0:
+            barrier(self.world)
+            return stage_dir
+        with atomic_directory(stage_dir) as staging:
+            if stage.mode == "lora":
+                save_adapter(self.family.peft_model(module), staging, below)
+            else:
+                self.family.save_full(module, staging)
+            _copy_model_files(chain, staging)
+            save_config(config, staging / CONFIG_FILE)
+            write_examples(staging / "hard_negatives.jsonl", current["examples"])
+            write_json_atomic(staging / STAGE_MANIFEST, self._manifest(
+                name, stage, staging, stage_dir, chain, result, plan, len(examples), mining))
+        shutil.rmtree(work, ignore_errors=True)
+        barrier(self.world)
+        self.log(f"{name}: saved {stage_dir} ({result.steps} steps, {result.seconds:.0f} s, "
+                 f"loss {result.losses[0]:.3f} → {result.losses[-1]:.3f})")
+        return stage_dir
+
+    # -- examples -------------------------------------------------------------------------
+    def _stage_examples(self, work, stage, module, below, mining) -> list:
+        path = work / "examples.jsonl"
+        if path.is_file():
+            return read_examples(path)
+        started = time.perf_counter()
+        examples = base_examples(self.data, train_qrels=stage.train_qrels,
+                                 weak_pairs=stage.weak_pairs, seed=self.config.seed)
+        stats = self.family.attach_negatives(examples, stage, model=module, model_key=below)
+        stats["seconds"] = _since(started)
+        _record_mining(work, mining, stats)
+        write_examples(path, examples)
+        return examples
+
+    def _epoch_examples(self, work, epoch, stage, module, below, mining) -> list:
+        """Stage 3: negatives re-mined with the current model before every epoch (at epoch 0
+        the model still equals the stage below: a fresh adapter adds exactly zero)."""
+        path = work / f"examples-epoch{epoch}.jsonl"
+        if path.is_file():
+            return read_examples(path)
+        started = time.perf_counter()
+        examples = base_examples(self.data, train_qrels=stage.train_qrels,
+                                 weak_pairs=stage.weak_pairs, seed=self.config.seed)
+        stats = self.family.attach_negatives(examples, stage, model=module,
+                                             model_key=below if epoch == 0 else None)
+        stats.update(epoch=epoch, seconds=_since(started))
+        _record_mining(work, mining, stats)
+        self.log(f"  epoch {epoch}: mined {stats['mean_negatives']} negatives per example "
+                 f"({stats['skipped_above_positive']} skipped as likely false negatives)")
+        write_examples(path, examples)
+        return examples
+
+    # -- evaluation and reports -----------------------------------------------------------
+    def evaluate(self, name: str, model_dir: Path) -> dict | None:
+        """Dev metrics of one stage through ``lexedge eval``'s engine; cached on disk."""
+        evaluation = self.config.evaluation
+        if not evaluation.enabled or self.rank != 0:
+            return None
+        path = self.output / "metrics" / f"{name}.json"
+        if path.is_file():
+            import json
+
+            return json.loads(path.read_text(encoding="utf-8"))
+        from lexedge.runtime.evaluation import EvalConfig, run_evaluation
+
+        started = time.perf_counter()
+        metrics, _run = run_evaluation(EvalConfig(
+            data_dir=self.config.data_dir, split=evaluation.split, method="dense",
+            model=str(model_dir), extra={
+                "device": str(self.device.type),
+                "batch_size": self.config.runtime.encode_batch_size,
+                "max_query_length": evaluation.max_query_length,
+                "max_passage_length": evaluation.max_passage_length,
+                "progress": self.config.runtime.progress}))
+        metrics["stage"] = name
+        metrics["eval_seconds"] = _since(started)
+        self.timings.setdefault(name, {})["eval_seconds"] = metrics["eval_seconds"]
+        write_json_atomic(path, metrics)
+        if (Path(model_dir) / STAGE_MANIFEST).is_file():
+            write_json_atomic(Path(model_dir) / "metrics.json", metrics)
+        self.log(f"{name}: recall@10 {metrics['recall@10']:.4f}  recall@100 "
+                 f"{metrics['recall@100']:.4f}  mrr@10 {metrics['mrr@10']:.4f}")
+        return metrics
+
+    def summarise(self) -> dict:
+        import json
+
+        rows = {}
+        for name in ("base", "mlm", *STAGES):
+            path = self.output / "metrics" / f"{name}.json"
+            if path.is_file():
+                rows[name] = json.loads(path.read_text(encoding="utf-8"))
+        if self.rank != 0:
+            return {"metrics": rows}
+        summary = {"family": self.family.name, "data_dir": self.config.data_dir,
+                   "split": self.config.evaluation.split, "metrics": rows,
+                   "timings": self.timings, "config": config_to_dict(self.config)}
+        write_json_atomic(self.output / "curriculum.json", summary)
+        if rows:
+            from lexedge.trainer.plots import plot_recall_vs_budget
+
+            plot_recall_vs_budget(rows, self.output / "recall_vs_budget.png",
+                                  title=f"{self.family.name} on {Path(self.config.data_dir).name}"
+                                        f" [{self.config.evaluation.split}]")
+        return summary
+
+    def _manifest(self, name, stage, staging, final, chain, result, plan, examples,
+                  mining) -> dict:
+        from lexedge.runtime.storage import sha256_file
+
+        weights = {p.name: sha256_file(p) for p in sorted(staging.glob("*.safetensors"))}
+        below = [{"path": str(p), "kind": "lora-adapter" if (p / "adapter_config.json").is_file()
+                  else "model"} for p in chain]
+        curve_every = max(1, len(result.losses) // 50)
+        return {
+            "format": STAGE_FORMAT, "family": self.family.name, "stage": name,
+            "mode": stage.mode, "created": datetime.now(timezone.utc).isoformat(),
+            "weights_sha256": weights,
+            "chain": [{"path": str(final.resolve()), "kind": "lora-adapter"
+                       if stage.mode == "lora" else "model"}] + below,
+            "seed": self.config.seed, "stage_settings": config_to_dict(stage),
+            "lora": config_to_dict(self.config.lora) if stage.mode == "lora" else None,
+            "data": {"dir": self.config.data_dir, "train_split": self.config.train_split,
+                     "sha256": self.hashes, "examples": examples},
+            "mining": mining,
+            "training": {"steps": result.steps, "steps_per_epoch": plan.steps_per_epoch,
+                         "epochs": round(result.steps / plan.steps_per_epoch, 3),
+                         "resumed_from": result.resumed_from, "seconds": result.seconds,
+                         "loss_first": result.losses[0], "loss_last": result.losses[-1],
+                         "loss_curve": result.losses[::curve_every]},
+            "libraries": library_versions(), "hardware": hardware(),
+        }
+
+
+def _record_mining(work: Path, mining: list, stats: dict) -> None:
+    """Mining statistics survive a resume: they are kept beside the examples."""
+    mining.append(stats)
+    write_json_atomic(work / "mining.json", mining)
+
+
+def _read_json(path: Path, default):
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else default
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / STAGE_MANIFEST).is_file()
+
+
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 2)
+
+
+def _display(path: Path) -> str:
+    return Path(path).name
+
+
+def _copy_model_files(chain: list[Path], out_dir: Path) -> None:
+    """Tokenizer and model settings from the nearest folder that has them."""
+    for file in COPIED_FILES:
+        for folder in chain:
+            if (folder / file).is_file():
+                shutil.copyfile(folder / file, out_dir / file)
+                break
+
+
+def stage_folders(output_dir: str | Path) -> list[Path]:
+    """The finished stage folders of a run, bottom up."""
+    output_dir = Path(output_dir)
+    return [output_dir / n for n in ("mlm", *STAGES) if _complete(output_dir / n)]
+
+
+__all__ = ["Curriculum", "stage_folders", "stage_chain"]

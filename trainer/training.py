@@ -1,0 +1,185 @@
+"""The optimisation loop every stage of every model family runs: AdamW with linear warm-up and
+decay, gradient clipping, bf16 autocast on CUDA, torchrun DDP when ``WORLD_SIZE > 1``, tqdm
+progress with ETA, and a resumable checkpoint every ``checkpoint_every`` steps.
+
+Determinism: batches of epoch ``e`` are a pure function of (seed, stage, e) and of the
+examples, which are persisted before the epoch starts; the torch generator (dropout) is
+checkpointed. A run resumed from a checkpoint therefore takes the same steps, on CPU
+bit for bit, as one that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from lexedge.trainer.checkpoint import load_checkpoint, save_checkpoint
+from lexedge.trainer.modeling import autocast
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+@dataclass
+class TrainingPlan:
+    """How long and how fast one stage trains.
+
+    Args:
+        steps: optimizer steps in all.
+        steps_per_epoch: steps between two calls of ``epoch_batches`` (stage 3 re-mines).
+        learning_rate: peak learning rate.
+        warmup_ratio: share of ``steps`` with a linearly rising learning rate.
+        weight_decay: AdamW's decoupled weight decay.
+        checkpoint_every: steps between checkpoints (the last step always checkpoints).
+        max_grad_norm: gradient clipping threshold.
+    """
+
+    steps: int
+    steps_per_epoch: int
+    learning_rate: float
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    checkpoint_every: int = 50
+    max_grad_norm: float = 1.0
+    description: str = "training"
+    bf16: bool = False
+    progress: bool = True
+
+
+@dataclass
+class TrainingResult:
+    steps: int
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    resumed_from: int | None = None
+
+
+def distributed() -> tuple[int, int]:
+    """``(rank, world_size)``; initialises torch.distributed under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
+
+
+def linear_schedule(optimizer, steps: int, warmup_ratio: float):
+    warmup = max(1, int(round(steps * warmup_ratio))) if warmup_ratio > 0 else 0
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (steps - step) / max(1, steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def run_training(module: torch.nn.Module, *, plan: TrainingPlan, work_dir: Path, resume: bool,
+                 epoch_batches: Callable[[int], list], compute_loss: Callable,
+                 hooks: list[Callable[[int], None]] = ()) -> TrainingResult:
+    """Train ``module``'s trainable parameters for ``plan.steps`` steps.
+
+    Args:
+        module: the model; only parameters with ``requires_grad`` train.
+        plan: steps, learning rate, checkpoints.
+        work_dir: the stage's working folder; the checkpoint lives in ``work_dir/checkpoint``.
+        resume: continue from the checkpoint there, if any.
+        epoch_batches: ``epoch -> [batch, ...]``, called at the start of each epoch (and
+            of a resumed one); must return the same batches for the same epoch.
+        compute_loss: ``(model, batch) -> scalar loss``; ``model`` may be DDP-wrapped.
+        hooks: called with the step number after each step (tests use one to simulate a
+            kill).
+    """
+    rank, world = distributed()
+    device = next(p for p in module.parameters()).device
+    parameters = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=plan.learning_rate,
+                                  weight_decay=plan.weight_decay)
+    scheduler = linear_schedule(optimizer, plan.steps, plan.warmup_ratio)
+    checkpoint = work_dir / CHECKPOINT_DIR
+    state = {"step": 0, "losses": [], "seconds": 0.0}
+    result = TrainingResult(steps=plan.steps)
+    if resume and checkpoint.is_dir():
+        state = load_checkpoint(checkpoint, model=module, optimizer=optimizer,
+                                scheduler=scheduler)
+        result.resumed_from = state["step"]
+    model = module
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(module, device_ids=[device.index]
+                                        if device.type == "cuda" else None)
+    progress = _progress(plan, state["step"], rank)
+    step, started = state["step"], time.perf_counter() - state["seconds"]
+    while step < plan.steps:
+        epoch = step // plan.steps_per_epoch
+        batches = epoch_batches(epoch)
+        if world > 1:
+            batches = batches[rank::world]
+        for index in range(step % plan.steps_per_epoch, plan.steps_per_epoch):
+            model.train()
+            with autocast(device, plan.bf16):
+                loss = compute_loss(model, batches[index % len(batches)])
+            loss.backward()
+            if plan.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(parameters, plan.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            state["losses"].append(round(float(loss.detach()), 6))
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(loss=f"{state['losses'][-1]:.4f}", epoch=epoch)
+            if step % plan.checkpoint_every == 0 or step == plan.steps:
+                state.update(step=step, seconds=time.perf_counter() - started)
+                if rank == 0:
+                    save_checkpoint(checkpoint, model=module, optimizer=optimizer,
+                                    scheduler=scheduler, state=state)
+                barrier(world)
+            for hook in hooks:
+                hook(step)
+            if step >= plan.steps:
+                break
+    if progress is not None:
+        progress.close()
+    result.losses = state["losses"]
+    result.seconds = round(time.perf_counter() - started, 2)
+    return result
+
+
+def steps_for(examples: int, batch_size: int, steps: int, epochs: float,
+              examples_per_epoch: int = 0) -> tuple[int, int]:
+    """``(steps, steps_per_epoch)``: an epoch is one pass over the examples (or over
+    ``examples_per_epoch`` of them), incomplete batches dropped."""
+    per_epoch = min(examples_per_epoch or examples, examples) // batch_size
+    if per_epoch < 1:
+        raise ValueError(f"{examples} examples cannot fill one batch of {batch_size}")
+    total = steps if steps > 0 else max(1, int(math.ceil(epochs * per_epoch)))
+    return total, per_epoch
+
+
+def _progress(plan: TrainingPlan, initial: int, rank: int):
+    if not plan.progress or rank != 0:
+        return None
+    from tqdm import tqdm
+
+    # Not a terminal (nohup, CI): a line every 30 s instead of a redrawn bar.
+    interval = 1 if os.isatty(2) else 30
+    return tqdm(total=plan.steps, initial=initial, desc=plan.description, unit="step",
+                mininterval=interval, dynamic_ncols=True)
+
+
+def barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
