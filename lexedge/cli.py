@@ -4,10 +4,13 @@ part's heavy modules only when it runs, so ``lexedge search`` never loads torch.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
 from lexedge import __version__
+
+OPTIONAL_PARTS = ("trainer", "export", "tui")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,24 +21,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lexedge {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     runtime_cli.add_commands(commands)
-    try:  # `lexedge train` and `eval --model`; torch is imported only when they run
-        from lexedge.trainer import cli as trainer_cli
-    except ImportError:
-        trainer_cli = None
-    if trainer_cli is not None:
-        trainer_cli.add_commands(commands)
-    try:  # a laptop install has no lexedge.export; the runtime commands still work
-        from lexedge.export import cli as export_cli
-    except ImportError:
-        export_cli = None
-    if export_cli is not None:
-        export_cli.add_commands(commands)
-    try:  # the terminal UI: argparse only here, Textual is imported when `lexedge tui` runs
-        from lexedge.tui import cli as tui_cli
-    except ImportError:
-        tui_cli = None
-    if tui_cli is not None:
-        tui_cli.add_commands(commands)
+    # Optional parts: a laptop install has no trainer or export; their commands appear only
+    # where they are installed. Each registers argparse only; torch / Textual load on use.
+    for part in OPTIONAL_PARTS:
+        try:
+            module = importlib.import_module(f"lexedge.{part}.cli")
+        except ImportError:
+            continue
+        module.add_commands(commands)
     return parser
 
 
