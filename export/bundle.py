@@ -149,11 +149,12 @@ def _export_stage(kind: str, spec: str, staging: Path, work: Path, config: Expor
                  pad_id=_pad_id(stage), precision=config.precision)
     shutil.copyfile(stage.tokenizer_file, staging / entry["tokenizer"])
     model_class = OnnxEmbedder if kind == EMBEDDER else OnnxReranker
-    reference = model_class(fp32, staging / entry["tokenizer"], entry, config.threads)
+    fp32_model = model_class(fp32, staging / entry["tokenizer"], entry, config.threads)
+    reference = parity.Remembered(fp32_model)
 
     measured = {"calibration": calibration.describe(),
                 "export_check": {"reference": "torch", "candidate": "fp32-onnx",
-                                 **parity.torch_parity(graph_module(stage), reference,
+                                 **parity.torch_parity(graph_module(stage), fp32_model,
                                                        _check_inputs(kind, entry, calibration))}}
     source, metrics = stage.source, stage.metrics
     del stage  # the torch model is no longer needed: free it before the INT8 runs

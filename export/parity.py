@@ -88,6 +88,26 @@ def _query_from(document, use_title: bool) -> str:
     return (first or document.title or document.text)[:80]
 
 
+class Remembered:
+    """A runtime model whose answers are kept, so one FP32 reference serves several
+    candidates (the shipped INT8 graph, the per-tensor comparison) at the cost of one run."""
+
+    def __init__(self, model):
+        self.model, self._answers = model, {}
+
+    def encode(self, texts, kind="passage"):
+        key = ("encode", kind, tuple(texts))
+        if key not in self._answers:
+            self._answers[key] = self.model.encode(texts, kind=kind)
+        return self._answers[key]
+
+    def score(self, query, passages):
+        key = ("score", query, tuple(passages))
+        if key not in self._answers:
+            self._answers[key] = self.model.score(query, passages)
+        return self._answers[key]
+
+
 def embedding_parity(reference, candidate, calibration: Calibration, k: int = 10) -> dict:
     """Compare two embedders (runtime ``OnnxEmbedder``\\s) on the calibration sample."""
     passages_ref = reference.encode(calibration.passages, kind="passage")

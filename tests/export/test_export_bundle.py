@@ -232,3 +232,23 @@ def test_ffn_output_group_stays_fp32(base_model_dir, tmp_path):
     assert len(kept) == 2 and all(name.endswith("output/dense/MatMul") for name in kept)
     with pytest.raises(LexedgeError, match="unknown FP32 node group"):
         quantize_int8(tmp_path / "fused.onnx", tmp_path / "x.onnx", keep_fp32=("everything",))
+
+
+@pytest.mark.skipif(not os.environ.get("LEXEDGE_SLOW_TESTS"),
+                    reason="the dynamo exporter takes about a minute; LEXEDGE_SLOW_TESTS=1 runs it")
+def test_dynamo_exporter_gives_the_same_graph_outputs(base_model_dir, tmp_path):
+    import onnxruntime as ort
+
+    from lexedge.export.onnx_export import graph_module
+
+    stage = load_merged(base_model_dir, "embedder")
+    export_onnx(stage, tmp_path / "dynamo.onnx", exporter="dynamo")
+    input_ids = torch.randint(5, 150, (3, 23), generator=torch.Generator().manual_seed(4))
+    mask = torch.ones_like(input_ids)
+    mask[0, 5:] = 0
+    with torch.no_grad():
+        expected = graph_module(stage)(input_ids, mask).numpy()
+    session = ort.InferenceSession(str(tmp_path / "dynamo.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    found = session.run(None, {"input_ids": input_ids.numpy(), "attention_mask": mask.numpy()})[0]
+    np.testing.assert_allclose(found, expected, atol=1e-5)
