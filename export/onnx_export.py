@@ -110,7 +110,7 @@ def export_onnx(stage: MergedStage, path: str | Path, exporter: str = "torchscri
         batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
         options.update(dynamo=True, external_data=False,
                        dynamic_shapes={name: {0: batch, 1: sequence} for name in names})
-    with torch.no_grad(), _quiet_exporter():
+    with torch.no_grad(), quiet_libraries():
         torch.onnx.export(module, tuple(inputs.values()), str(path), **options)
     return {"exporter": exporter, "opset": opset, "torch": torch.__version__,
             "attn_implementation": "eager"}
@@ -123,7 +123,7 @@ def optimize_graph(source: str | Path, target: str | Path, stage: MergedStage) -
     from onnxruntime.transformers.optimizer import optimize_model
 
     config = stage.model.config
-    with _quiet_exporter():
+    with quiet_libraries():
         optimized = optimize_model(str(source), model_type="bert",
                                    num_heads=int(getattr(config, "num_attention_heads", 0)),
                                    hidden_size=int(getattr(config, "hidden_size", 0)),
@@ -134,7 +134,7 @@ def optimize_graph(source: str | Path, target: str | Path, stage: MergedStage) -
             "fused": {name: count for name, count in fused.items() if count}}
 
 
-class _quiet_exporter:
+class quiet_libraries:
     """Silence the exporters' and optimizer's per-node chatter; errors still raise."""
 
     names = ("onnxruntime.transformers", "onnxscript", "torch.onnx", "root")

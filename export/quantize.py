@@ -13,6 +13,8 @@ from pathlib import Path
 
 from lexedge.runtime.errors import LexedgeError
 
+from .onnx_export import quiet_libraries
+
 
 # Node groups that may stay FP32. ``ffn-output``: each layer's FFN down-projection, whose
 # GELU input has the outliers that one dynamic activation scale per tensor handles worst
@@ -48,16 +50,17 @@ def quantize_int8(source: str | Path, target: str | Path, per_channel: bool = Tr
                 "per_channel": per_channel, "reduce_range": reduce_range,
                 "keep_fp32": list(keep_fp32), "fp32_nodes": len(excluded),
                 "onnxruntime": onnxruntime.__version__}
-    quantize_dynamic(
-        model_input=str(source), model_output=str(target), per_channel=per_channel,
-        reduce_range=reduce_range, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
-        extra_options={
-            # A fused graph holds contrib operators whose outputs have no inferred type;
-            # without a default the quantiser stops on them.
-            "DefaultTensorType": onnx.TensorProto.FLOAT,
-            # Only weight matrices: an unfused graph's activation x activation products
-            # (attention scores) would otherwise be quantised too.
-            "MatMulConstBOnly": True})
+    with quiet_libraries():  # it advises pre-processing on every call; parity measures instead
+        quantize_dynamic(
+            model_input=str(source), model_output=str(target), per_channel=per_channel,
+            reduce_range=reduce_range, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
+            extra_options={
+                # A fused graph holds contrib operators whose outputs have no inferred type;
+                # without a default the quantiser stops on them.
+                "DefaultTensorType": onnx.TensorProto.FLOAT,
+                # Only weight matrices: an unfused graph's activation x activation products
+                # (attention scores) would otherwise be quantised too.
+                "MatMulConstBOnly": True})
     operators = Counter(node.op_type for node in onnx.load(str(target), load_external_data=False)
                         .graph.node)
     settings["quantized_operators"] = {
