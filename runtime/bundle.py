@@ -16,12 +16,11 @@ bundle whose vectors it holds.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .errors import LexedgeError
 from .onnx_models import OnnxEmbedder, OnnxReranker
-from .storage import sha256_file
+from .storage import read_manifest, sha256_file
 
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
@@ -48,17 +47,8 @@ class Bundle:
         """
         path = Path(path)
         manifest_path = path / MANIFEST_FILE
-        if not manifest_path.is_file():
-            raise LexedgeError(f"{path}: not a lexedge bundle (no {MANIFEST_FILE}); "
-                               "make one with `lexedge export`")
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise LexedgeError(f"{manifest_path}: malformed JSON ({exc})") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
-            found = manifest.get("format") if isinstance(manifest, dict) else None
-            raise LexedgeError(f"{manifest_path}: bundle format {found!r} is not supported "
-                               f"(expected {FORMAT_VERSION}); re-export the bundle")
+        manifest = read_manifest(path, "bundle", FORMAT_VERSION,
+                                 "make one with `lexedge export`")
         for section in ("embedder", "files"):
             if not isinstance(manifest.get(section), dict):
                 raise LexedgeError(f"{manifest_path}: missing {section!r} section")

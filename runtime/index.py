@@ -33,7 +33,7 @@ from .datasets import Document
 from .dense import DenseIndex
 from .docstore import DocStore, append_docstore, write_docstore
 from .errors import LexedgeError
-from .storage import atomic_directory, sha256_file
+from .storage import atomic_directory, read_manifest, sha256_file
 
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
@@ -111,17 +111,8 @@ class Index:
         """Open an index. An index with vectors needs its bundle: the one given, else the one
         recorded at build time; a bundle whose hash differs from the recorded one is refused."""
         path = Path(path)
-        manifest_path = path / MANIFEST_FILE
-        if not manifest_path.is_file():
-            raise LexedgeError(f"{path}: not a lexedge index (no {MANIFEST_FILE}); "
-                               "build one with `lexedge index build`")
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise LexedgeError(f"{manifest_path}: malformed JSON: {exc.msg}") from None
-        if manifest.get("format") != FORMAT_VERSION:
-            raise LexedgeError(f"{manifest_path}: index format {manifest.get('format')!r} is "
-                               f"not supported (expected {FORMAT_VERSION}); rebuild the index")
+        manifest = read_manifest(path, "index", FORMAT_VERSION,
+                                 "build one with `lexedge index build`")
         dense = bundle_obj = None
         if manifest.get("bundle"):
             bundle_obj = _matching_bundle(path, manifest["bundle"], bundle)

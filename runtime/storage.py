@@ -52,3 +52,28 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_manifest(folder: str | Path, kind: str, expected_format: int, remedy: str) -> dict:
+    """Read ``folder/manifest.json`` of an index or bundle, refusing with one line naming the
+    file when it is missing, malformed or of another format version.
+
+    Args:
+        kind: what the folder should be (``"index"``, ``"bundle"``), for the messages.
+        remedy: what the user should run, e.g. ``"build one with `lexedge index build`"``.
+    """
+    from .errors import LexedgeError
+
+    folder = Path(folder)
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise LexedgeError(f"{folder}: not a lexedge {kind} (no manifest.json); {remedy}")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LexedgeError(f"{path}: malformed JSON ({exc})") from None
+    found = manifest.get("format") if isinstance(manifest, dict) else None
+    if found != expected_format:
+        raise LexedgeError(f"{path}: {kind} format {found!r} is not supported "
+                           f"(expected {expected_format}); {remedy}")
+    return manifest
