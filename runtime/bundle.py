@@ -16,6 +16,9 @@ bundle whose vectors it holds.
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from pathlib import Path
 
 from .errors import LexedgeError
@@ -74,6 +77,20 @@ class Bundle:
                 raise LexedgeError(f"{file}: missing from the bundle")
             if sha256_file(file) != expected:
                 raise LexedgeError(f"{file}: sha256 mismatch (file changed or corrupted)")
+
+    @property
+    def embedder_id(self) -> str:
+        """A hash of what decides the vectors: the embedder's files and its encoding settings.
+
+        An index is bound to this rather than to the whole bundle, so adding or swapping the
+        reranker does not force re-embedding the corpus.
+        """
+        entry = self.manifest["embedder"]
+        identity = {"files": [self.manifest["files"][entry[name]] for name in ("file", "tokenizer")],
+                    "settings": {key: entry.get(key) for key in (
+                        "pooling", "normalize", "query_prefix", "passage_prefix", "max_length",
+                        "dimension", "output")}}
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
     @property
     def has_reranker(self) -> bool:

@@ -215,7 +215,8 @@ def _manifest(analyzer: Analyzer, k1: float, b: float, documents: int, bundle,
         "bm25": {"k1": k1, "b": b},
         "documents": documents,
         "bundle": None if bundle is None else {"path": str(Path(bundle.path).resolve()),
-                                               "sha256": bundle.sha256},
+                                               "sha256": bundle.sha256,
+                                               "embedder": bundle.embedder_id},
         "source": source,
     }
 
@@ -227,10 +228,11 @@ def _matching_bundle(index_path: Path, recorded: dict, bundle):
         bundle = Bundle.load(recorded["path"])
     elif not isinstance(bundle, Bundle):
         bundle = Bundle.load(bundle)
-    if bundle.sha256 != recorded["sha256"]:
+    # The vectors depend on the embedder only: a bundle that differs in its reranker serves.
+    if recorded.get("embedder", recorded["sha256"]) not in (bundle.embedder_id, bundle.sha256):
         raise LexedgeError(
             f"{index_path}: built with bundle {recorded['sha256'][:12]} "
-            f"({recorded['path']}), but {bundle.path} is {bundle.sha256[:12]}; "
+            f"({recorded['path']}), whose embedder differs from that of {bundle.path}; "
             "rebuild the index with this bundle or pass the original one")
     return bundle
 

@@ -102,6 +102,20 @@ def test_a_different_bundle_is_refused(served_index, tiny_dataset, tmp_path):
         Index.load(served_index.path, bundle=other)
 
 
+def test_a_bundle_with_the_same_embedder_but_another_reranker_serves(served_index, tiny_dataset,
+                                                                     tmp_path):
+    from support.tiny_bundle import build_tiny_bundle
+
+    characters = ((tiny_dataset / "corpus.jsonl").read_text(encoding="utf-8")
+                  + (tiny_dataset / "queries.jsonl").read_text(encoding="utf-8"))
+    without_reranker = Bundle.load(build_tiny_bundle(tmp_path / "plain", characters,
+                                                     reranker=False))
+    assert without_reranker.sha256 != served_index.bundle.sha256
+    index = Index.load(served_index.path, bundle=without_reranker)
+    assert ranking(Searcher(index), "損害賠償", rerank=0) == ranking(Searcher(served_index),
+                                                                   "損害賠償", rerank=0)
+
+
 @pytest.mark.parametrize("query", ["", "   ", "損害" * 5000, "What is the notice period?",
                                    "مرحبا بالعالم", "🙂"])
 def test_odd_queries_return_sensibly(served_index, query):
