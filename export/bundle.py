@@ -234,8 +234,8 @@ def _parity_summary(measured: dict) -> str:
     for name, values in measured.items():
         if name in ("quantization", "per_tensor_int8"):
             shown = {k: v for k, v in values.items()
-                     if k in ("cosine_mean", "cosine_min", "top10_overlap", "spearman",
-                              "top1_agreement")}
+                     if k in ("cosine_mean", "cosine_min", "top10_overlap",
+                              "top10_overlap_tie_aware", "spearman", "top1_agreement")}
             parts.append(f"{name} " + ", ".join(f"{k} {v}" for k, v in shown.items()))
     return "; ".join(parts)
 
