@@ -9,6 +9,9 @@ from pathlib import Path
 
 
 def add_commands(commands) -> None:
+    from lexedge.runtime.cli import register_bundle_builder
+
+    register_bundle_builder("default", export_default_bundle)
     export = commands.add_parser(
         "export", help="export an embedder (and reranker) as an INT8 ONNX bundle",
         description="Merge each stage's LoRA adapters into its base, export to ONNX, fuse "
@@ -50,6 +53,14 @@ def add_commands(commands) -> None:
                              "(default $LEXEDGE_MODEL_CACHE or ~/.cache/lexedge/models)")
     export.add_argument("--threads", type=int, help="onnxruntime threads for the parity runs")
     export.set_defaults(handler=run_export)
+
+
+def export_default_bundle(out: Path) -> None:
+    """The offline multilingual-e5-small as an INT8 embedder-only bundle, default gates."""
+    from .bundle import ExportConfig, export_bundle
+
+    export_bundle(ExportConfig(out=out, embedder="default", precision="int8"),
+                  log=lambda line: print(line, file=sys.stderr, flush=True))
 
 
 def run_export(args: argparse.Namespace) -> int:

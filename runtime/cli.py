@@ -7,6 +7,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Callable
+
+#: Bundles the demo can make by name (``--bundle default``). ``lexedge.export`` registers
+#: ``default`` when it is installed; the runtime never imports it.
+BUNDLE_BUILDERS: dict[str, Callable[[Path], None]] = {}
+
+
+def register_bundle_builder(name: str, build: Callable[[Path], None]) -> None:
+    """Let ``lexedge demo --bundle NAME`` write a bundle with ``build(folder)``."""
+    BUNDLE_BUILDERS[name] = build
 
 REPORTED_METRICS = ("recall@1", "recall@3", "recall@5", "recall@10", "recall@20", "recall@50",
                     "recall@100", "recall@200", "mrr@10", "ndcg@10")
@@ -77,10 +87,15 @@ def add_commands(commands) -> None:
 def add_demo_command(commands) -> None:
     demo = commands.add_parser(
         "demo", help="search the sample of Japanese statutes shipped with lexedge",
-        description="Index the bundled sample (3,610 articles of 12 Japanese laws) into --out "
-                    "once, then answer QUERY.")
+        description="Index the bundled sample (3,610 articles of 12 Japanese laws) into "
+                    "OUT/index once, then answer QUERY. With --bundle default (needs the "
+                    "[export] extra) it first exports the offline multilingual-e5-small as an "
+                    "INT8 bundle into OUT/bundle and serves hybrid BM25 + dense search.")
     demo.add_argument("query", nargs="?", default=DEMO_QUERY)
-    demo.add_argument("--out", required=True, type=Path, help="index folder (created once)")
+    demo.add_argument("--out", required=True, type=Path,
+                      help="working folder: OUT/index (and OUT/bundle), created once")
+    demo.add_argument("--bundle", metavar="default|DIR",
+                      help="serve with this bundle: a folder, or 'default' to export one")
     demo.add_argument("--top", type=int, default=5)
     demo.set_defaults(handler=run_demo)
 
@@ -91,13 +106,38 @@ DEMO_QUERY = "本人の同意を得ないで個人データを第三者に提供
 def run_demo(args: argparse.Namespace) -> int:
     from importlib.resources import files
 
+    from .bundle import Bundle
+    from .errors import LexedgeError
     from .index import MANIFEST_FILE, Index
 
     sample = Path(str(files("lexedge.runtime") / "samples" / "ja_statutes_sample.jsonl.gz"))
-    if not (args.out / MANIFEST_FILE).is_file():
-        print(f"indexing the bundled sample into {args.out} …")
-        Index.build(sample, args.out)
-    args.index, args.json, args.bundle, args.filter = args.out, False, None, []
+    bundle = None
+    if args.bundle in BUNDLE_BUILDERS:
+        bundle_path = args.out / "bundle"
+        if not (bundle_path / MANIFEST_FILE).is_file():
+            print(f"exporting the {args.bundle} bundle into {bundle_path} …", flush=True)
+            BUNDLE_BUILDERS[args.bundle](bundle_path)
+        bundle = Bundle.load(bundle_path)
+    elif args.bundle is not None:
+        if not Path(args.bundle).is_dir():
+            known = ", ".join(sorted(BUNDLE_BUILDERS)) or "none: install lexedge[export]"
+            raise LexedgeError(f"--bundle {args.bundle}: not a bundle folder nor a known name "
+                               f"({known})")
+        bundle = Bundle.load(args.bundle)
+    index_path = args.out / "index"
+    index = None
+    if (index_path / MANIFEST_FILE).is_file():
+        try:
+            index = Index.load(index_path, bundle=bundle)
+        except LexedgeError:
+            index = None  # built for another bundle: rebuild below
+        if index is not None and (index.dense is None) != (bundle is None):
+            index = None
+    if index is None:
+        print(f"indexing the bundled sample into {index_path} …", flush=True)
+        Index.build(sample, index_path, bundle=bundle)
+    args.index, args.json, args.filter = index_path, False, []
+    args.bundle = None if bundle is None else bundle.path
     args.budget, args.rerank, args.alpha, args.fusion = 100, 20, 0.5, "weighted"
     print(f"query: {args.query}")
     return run_search(args)

@@ -11,3 +11,21 @@ def test_demo_finds_the_consent_article(tmp_path, capsys):
     # A second run reuses the index instead of rebuilding it.
     assert main(["demo", "解雇の予告", "--out", str(tmp_path / "demo")]) == 0
     assert "indexing" not in capsys.readouterr().out
+
+
+def test_demo_serves_hybrid_with_a_bundle_and_rebuilds_for_another(tmp_path, tiny_bundle,
+                                                                   capsys):
+    import json
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out)]) == 0
+    assert json.loads((out / "index" / "manifest.json").read_text())["bundle"] is None
+    assert main(["demo", "--out", str(out), "--bundle", str(tiny_bundle)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("indexing") == 2 and "1." in printed
+    assert json.loads((out / "index" / "manifest.json").read_text())["bundle"]["sha256"]
+
+
+def test_demo_names_an_unknown_bundle(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "d"), "--bundle", "nonesuch"]) == 2
+    assert "--bundle nonesuch: not a bundle folder" in capsys.readouterr().err
