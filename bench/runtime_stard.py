@@ -23,7 +23,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BUDGETS = (20, 60, 100, 200)
 RERANK_TOP = 20
-TABLE_CUTOFFS = (10, 20, 50, 100, 200)  # the cutoffs lexedge.runtime.metrics reports
 
 
 def folder_bytes(path: Path) -> int:
@@ -85,6 +84,9 @@ def _rss_mb(field: str = "VmRSS") -> float:
 
 
 def render(result: dict) -> str:
+    from lexedge.runtime.metrics import RECALL_CUTOFFS
+
+    table_cutoffs = [k for k in RECALL_CUTOFFS if k >= 10]
     build, search = result["build"], result["search"]
     lines = [f"# lexedge runtime on STARD ({build['documents']:,} articles)", "",
              f"Machine: {result['machine']}. Bundle: `{result['bundle']}` "
@@ -101,11 +103,11 @@ def render(result: dict) -> str:
         budget, rerank = key[1:].split("_rr")
         lines.append(f"| {budget} | {rerank} | {value['p50']:.1f} | {value['p95']:.1f} |")
     lines += ["", "## Recall@K on STARD dev (124 queries)", "",
-              "| method | " + " | ".join(f"R@{k}" for k in TABLE_CUTOFFS)
-              + " | MRR@10 | nDCG@10 |", "|---|" + "---|" * (len(TABLE_CUTOFFS) + 2)]
+              "| method | " + " | ".join(f"R@{k}" for k in table_cutoffs)
+              + " | MRR@10 | nDCG@10 |", "|---|" + "---|" * (len(table_cutoffs) + 2)]
     for method, metrics in search["recall"].items():
         lines.append(f"| {method} | " + " | ".join(f"{metrics[f'recall@{k}']:.3f}"
-                                                    for k in TABLE_CUTOFFS)
+                                                    for k in table_cutoffs)
                      + f" | {metrics['mrr@10']:.3f} | {metrics['ndcg@10']:.3f} |")
     lines += ["", "![recall vs budget](runtime_stard.png)", "",
               f"Reproduce: `python bench/runtime_stard.py --bundle {result['bundle']}`."]
@@ -118,7 +120,9 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    cutoffs = [1, 3, 5, 10, 20, 50, 100, 200]
+    from lexedge.runtime.metrics import RECALL_CUTOFFS
+
+    cutoffs = RECALL_CUTOFFS
     for method, metrics in result["search"]["recall"].items():
         if method.startswith("pipeline"):
             continue

@@ -117,12 +117,12 @@ def embedding_parity(reference, candidate, calibration: Calibration, k: int = 10
     cosine = _row_cosine(np.vstack([passages_ref, queries_ref]),
                          np.vstack([passages_new, queries_new]))
     k = min(k, len(calibration.passages))
-    top_ref = np.argsort(-queries_ref @ passages_ref.T, axis=1, kind="stable")[:, :k]
-    top_new = np.argsort(-queries_new @ passages_new.T, axis=1, kind="stable")[:, :k]
+    scores_ref, scores_new = queries_ref @ passages_ref.T, queries_new @ passages_new.T
+    top_ref = np.argsort(-scores_ref, axis=1, kind="stable")[:, :k]
+    top_new = np.argsort(-scores_new, axis=1, kind="stable")[:, :k]
     overlap = [len(set(a) & set(b)) / k for a, b in zip(top_ref, top_new)]
     # How close the FP32 scores at ranks k and k+1 are: when they are nearly tied, any
     # perturbation swaps them, so a low overlap there says little about retrieval quality.
-    scores_ref, scores_new = queries_ref @ passages_ref.T, queries_new @ passages_new.T
     ranked = -np.sort(-scores_ref, axis=1)
     gap = np.median(ranked[:, k - 1] - ranked[:, k]) if ranked.shape[1] > k else None
     noise = float(np.std(scores_new - scores_ref))

@@ -18,6 +18,7 @@ def register_bundle_builder(name: str, build: Callable[[Path], None]) -> None:
     """Let ``lexedge demo --bundle NAME`` write a bundle with ``build(folder)``."""
     BUNDLE_BUILDERS[name] = build
 
+
 REPORTED_METRICS = ("recall@1", "recall@3", "recall@5", "recall@10", "recall@20", "recall@50",
                     "recall@100", "recall@200", "mrr@10", "ndcg@10")
 
@@ -125,15 +126,7 @@ def run_demo(args: argparse.Namespace) -> int:
                                f"({known})")
         bundle = Bundle.load(args.bundle)
     index_path = args.out / "index"
-    index = None
-    if (index_path / MANIFEST_FILE).is_file():
-        try:
-            index = Index.load(index_path, bundle=bundle)
-        except LexedgeError:
-            index = None  # built for another bundle: rebuild below
-        if index is not None and (index.dense is None) != (bundle is None):
-            index = None
-    if index is None:
+    if not _demo_index_serves(index_path, bundle):
         print(f"indexing the bundled sample into {index_path} …", flush=True)
         Index.build(sample, index_path, bundle=bundle)
     args.index, args.json, args.filter = index_path, False, []
@@ -141,6 +134,20 @@ def run_demo(args: argparse.Namespace) -> int:
     args.budget, args.rerank, args.alpha, args.fusion = 100, 20, 0.5, "weighted"
     print(f"query: {args.query}")
     return run_search(args)
+
+
+def _demo_index_serves(index_path: Path, bundle) -> bool:
+    """Whether the demo's index exists and was built for ``bundle`` (``None``: BM25 only)."""
+    from .errors import LexedgeError
+    from .index import MANIFEST_FILE, Index
+
+    if not (index_path / MANIFEST_FILE).is_file():
+        return False
+    try:
+        index = Index.load(index_path, bundle=bundle)
+    except LexedgeError:
+        return False  # built for another bundle
+    return (index.dense is None) == (bundle is None)
 
 
 def add_search_options(parser) -> None:

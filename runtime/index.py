@@ -229,7 +229,9 @@ def _matching_bundle(index_path: Path, recorded: dict, bundle):
     elif not isinstance(bundle, Bundle):
         bundle = Bundle.load(bundle)
     # The vectors depend on the embedder only: a bundle that differs in its reranker serves.
-    if recorded.get("embedder", recorded["sha256"]) not in (bundle.embedder_id, bundle.sha256):
+    # Indexes built before the embedder id was recorded match on the whole bundle.
+    if ("embedder" in recorded and recorded["embedder"] != bundle.embedder_id) or (
+            "embedder" not in recorded and recorded["sha256"] != bundle.sha256):
         raise LexedgeError(
             f"{index_path}: built with bundle {recorded['sha256'][:12]} "
             f"({recorded['path']}), whose embedder differs from that of {bundle.path}; "
