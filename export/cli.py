@@ -23,14 +23,19 @@ def add_commands(commands) -> None:
     precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
                            help="ship the FP32 graph instead")
     export.set_defaults(precision="int8")
-    export.add_argument("--embedder", default="default", metavar="DIR|default",
+    export.add_argument("--embedder", metavar="DIR|default",
                         help="embedder stage folder, or a base name: default (multilingual-"
-                             "e5-small), e5-small, minilm (default: default)")
-    export.add_argument("--reranker", metavar="DIR", help="reranker stage folder (optional)")
+                             "e5-small), e5-small, minilm (default: the selection's, else "
+                             "default)")
+    export.add_argument("--reranker", metavar="DIR",
+                        help="reranker stage folder (default: the selection's, else none)")
     export.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     export.add_argument("--force", action="store_true",
                         help="write the bundle even if a parity gate fails (recorded)")
-    export.add_argument("--selection", type=Path, help="selection.json to record in the manifest")
+    export.add_argument("--selection", type=Path,
+                        help="selection.json of lexedge select: its embedder and reranker "
+                             "stages are exported (unless --embedder/--reranker name others) "
+                             "and it is recorded in the manifest")
     export.add_argument("--calibration", type=Path, metavar="DATA_DIR|corpus.jsonl",
                         help="parity sample source (default: the shipped statute sample)")
     export.add_argument("--min-cosine", type=float, default=0.99,
@@ -67,8 +72,16 @@ def run_export(args: argparse.Namespace) -> int:
     from .bundle import ExportConfig, export_bundle
     from .parity import Gates
 
+    embedder, reranker = args.embedder, args.reranker
+    if args.selection:
+        from lexedge.trainer.grid import read_selection
+
+        selection = read_selection(args.selection)
+        embedder = embedder or selection["embedder"]["path"]
+        reranker = reranker or selection["reranker"]["path"]
     config = ExportConfig(
-        out=args.out, embedder=args.embedder, reranker=args.reranker, precision=args.precision,
+        out=args.out, embedder=embedder or "default", reranker=reranker,
+        precision=args.precision,
         force=args.force, selection=args.selection, calibration=args.calibration,
         gates=Gates(min_mean_cosine=args.min_cosine, min_top10_overlap=args.min_overlap,
                     min_spearman=args.min_spearman),

@@ -30,9 +30,11 @@ def add_commands(commands) -> None:
     evaluate.add_argument("data_dir", metavar="DATA_DIR")
     evaluate.add_argument("--split", default="dev", help="qrels split (default: dev)")
     evaluate.add_argument("--method", default="bm25",
-                          choices=("bm25", "dense", "hybrid", "pipeline"),
+                          choices=("bm25", "dense", "hybrid", "pipeline", "rerank"),
                           help="bm25 (default); dense / hybrid / pipeline run the served "
-                               "path of --index or --bundle; dense --model DIR a trainer stage")
+                               "path of --index or --bundle; dense --model DIR a trainer "
+                               "stage; rerank --model DIR a trainer reranker stage over "
+                               "--first-stage's top --rerank candidates")
     evaluate.add_argument("--analyzer", default="auto", choices=("auto", "ja", "zh", "word"),
                           help="lexical analyzer; auto detects it from the corpus")
     evaluate.add_argument("--k1", type=float, default=1.2, help="BM25 k1 (default 1.2)")
@@ -43,7 +45,11 @@ def add_commands(commands) -> None:
     evaluate.add_argument("--budget", type=int, default=100,
                           help="retrieval budget K for hybrid/pipeline (default 100)")
     evaluate.add_argument("--rerank", type=int, default=20,
-                          help="candidates re-scored by the reranker in pipeline (default 20)")
+                          help="candidates re-scored by the reranker in pipeline and rerank "
+                               "(default 20)")
+    evaluate.add_argument("--first-stage", default="bm25", metavar="bm25|EMBEDDER_DIR",
+                          help="candidates for --method rerank: bm25 (default) or an embedder "
+                               "stage folder")
     evaluate.add_argument("--alpha", type=float, default=0.5, help="dense weight for hybrid")
     evaluate.add_argument("--fusion", choices=("weighted", "rrf"), default="weighted")
     evaluate.add_argument("--metrics-out", type=Path, help="write the metrics as JSON here")
@@ -187,7 +193,9 @@ def run_eval(args: argparse.Namespace) -> int:
     config = EvalConfig(data_dir=args.data_dir, split=args.split, method=args.method,
                         analyzer=args.analyzer, k1=args.k1, b=args.b, index=args.index,
                         bundle=args.bundle, model=args.model, budget=args.budget,
-                        rerank=args.rerank, alpha=args.alpha, fusion=args.fusion)
+                        rerank=args.rerank, alpha=args.alpha, fusion=args.fusion,
+                        extra={"first_stage": args.first_stage}
+                        if args.method == "rerank" else {})
     metrics, run = run_evaluation(config)
     print(format_metrics_table(metrics))
     if args.metrics_out:

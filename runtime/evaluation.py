@@ -3,7 +3,9 @@
 Methods: ``bm25``; ``dense``, ``hybrid`` and ``pipeline`` over the served path (a bundle's INT8
 models through :class:`~lexedge.runtime.searcher.Searcher`, on ``--index`` or on an index built
 from the corpus); ``dense --model DIR`` evaluates a trainer checkpoint with torch, through the
-``dense-model`` method that ``lexedge.trainer`` registers (the runtime never imports it).
+``dense-model`` method that ``lexedge.trainer`` registers (the runtime never imports it), and
+``rerank --model DIR`` a trainer reranker stage over a first stage's candidates
+(``rerank-model``, registered the same way).
 """
 
 from __future__ import annotations
@@ -126,6 +128,14 @@ def _model_retriever(config: EvalConfig, dataset: BeirDataset) -> Retriever:
     return METHODS["dense-model"](config, dataset)
 
 
+def _rerank_model_retriever(config: EvalConfig, dataset: BeirDataset) -> Retriever:
+    if "rerank-model" not in METHODS:
+        raise LexedgeError("--method rerank needs the trainer: pip install 'lexedge[train]'")
+    if not config.model:
+        raise LexedgeError("--method rerank needs --model RERANKER_STAGE_DIR")
+    return METHODS["rerank-model"](config, dataset)
+
+
 def _dense_retriever(config: EvalConfig, dataset: BeirDataset) -> Retriever:
     return _model_retriever(config, dataset) if config.model \
         else _searcher_retriever(config, dataset)
@@ -133,7 +143,7 @@ def _dense_retriever(config: EvalConfig, dataset: BeirDataset) -> Retriever:
 
 METHODS: dict[str, Callable[[EvalConfig, BeirDataset], Retriever]] = {
     "bm25": _bm25_retriever, "dense": _dense_retriever, "hybrid": _searcher_retriever,
-    "pipeline": _searcher_retriever}
+    "pipeline": _searcher_retriever, "rerank": _rerank_model_retriever}
 
 
 def register_method(name: str, factory: Callable[[EvalConfig, BeirDataset], Retriever]) -> None:

@@ -1,5 +1,6 @@
-"""Trainer subcommands: ``lexedge train embedder``. Only argparse is imported here; torch
-loads when a handler runs, so ``lexedge search`` never pays for it."""
+"""Trainer subcommands: ``lexedge train embedder|reranker``, ``lexedge grid`` and ``lexedge
+select``. Only argparse is imported here; torch loads when a handler runs, so ``lexedge
+search`` never pays for it."""
 
 from __future__ import annotations
 
@@ -16,20 +17,72 @@ def add_commands(commands) -> None:
                     "(weak pairs + BM25 negatives), stage 2 (negatives mined with stage 1), "
                     "stage 3 (negatives re-mined every epoch). Every stage is a LoRA adapter "
                     "on the merged stages below it, evaluated on the dev split.")
-    embedder.add_argument("--config", required=True, metavar="FILE",
-                          help="TOML or YAML file of TrainEmbedderConfig fields")
-    embedder.add_argument("--set", dest="overrides", action="append", default=[],
-                          metavar="KEY=VALUE",
-                          help="override one field, e.g. stage2.steps=100 (repeatable)")
-    embedder.add_argument("--phases", help="comma-separated subset of mlm,1,2,3 "
-                                           "(default: the config's phases)")
-    embedder.add_argument("--resume", action="store_true",
-                          help="continue an interrupted run from its last checkpoint")
-    embedder.set_defaults(handler=run_train_embedder)
+    _curriculum_arguments(embedder, "TrainEmbedderConfig")
+    embedder.set_defaults(handler=run_train, family="embedder")
+    reranker = models.add_parser(
+        "reranker", help="the cross-encoder reranker through the same three stages",
+        description="Train the reranker (a cross-encoder with a fresh one-logit head, listwise "
+                    "loss): stage 1 (BM25 and random negatives), stage 2 (the candidates of "
+                    "the configured embedder), stage 3 (those candidates re-ranked by the "
+                    "current reranker every epoch: its own mistakes). Every stage is a LoRA "
+                    "adapter (head saved in full), evaluated on the dev split by re-ranking "
+                    "the embedder's top candidates.")
+    _curriculum_arguments(reranker, "TrainRerankerConfig")
+    reranker.set_defaults(handler=run_train, family="reranker")
+
+    grid = commands.add_parser(
+        "grid", help="measure every embedder stage x reranker stage x budget end to end",
+        description="Pipeline embedder@K -> reranker for every pair of finished stages of "
+                    "two runs, at budgets K, with the first stage dense and fused with BM25; "
+                    "writes OUT/grid.json (needs lexedge[train]).")
+    grid.add_argument("--embedders", required=True, metavar="RUN_DIR",
+                      help="lexedge train embedder's output_dir")
+    grid.add_argument("--rerankers", required=True, metavar="RUN_DIR",
+                      help="lexedge train reranker's output_dir")
+    grid.add_argument("--out", required=True, metavar="DIR", help="grid folder to write")
+    grid.add_argument("--data", dest="data_dir", default="", metavar="DATA_DIR",
+                      help="BEIR folder (default: the reranker run's)")
+    grid.add_argument("--split", default="dev", help="qrels split (default: dev)")
+    grid.add_argument("--budgets", default="20,60,100", help="budgets K (default 20,60,100)")
+    grid.add_argument("--alpha", type=float, default=0.5,
+                      help="dense weight of the BM25-fused first stage (default 0.5)")
+    grid.add_argument("--no-base", dest="include_base", action="store_false",
+                      help="leave the embedder run's base model out")
+    grid.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    grid.add_argument("--batch-size", type=int, default=32)
+    grid.set_defaults(handler=run_grid_command)
+
+    select = commands.add_parser(
+        "select", help="choose each component's stage from a grid (writes selection.json)",
+        description="Read RUNS/grid.json and write RUNS/selection.json: the embedder stage by "
+                    "its own Recall@K at the serving budget, dense or BM25-fused first stage "
+                    "by the same metric, the reranker stage by end-to-end nDCG@10. lexedge "
+                    "export --selection consumes it.")
+    select.add_argument("--runs", required=True, metavar="GRID_DIR",
+                        help="the folder lexedge grid wrote")
+    select.add_argument("--budget", type=int, default=100, help="serving budget K (default 100)")
+    select.add_argument("--embedder-metric", default="",
+                        help="embedder rule metric (default recall@BUDGET)")
+    select.add_argument("--reranker-metric", default="ndcg@10",
+                        help="reranker rule metric (default ndcg@10)")
+    select.set_defaults(handler=run_select)
 
     from lexedge.runtime.evaluation import register_method
 
     register_method("dense-model", _dense_model_factory)
+    register_method("rerank-model", _rerank_model_factory)
+
+
+def _curriculum_arguments(parser, config_class: str) -> None:
+    parser.add_argument("--config", required=True, metavar="FILE",
+                        help=f"TOML or YAML file of {config_class} fields")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override one field, e.g. stage2.steps=100 (repeatable)")
+    parser.add_argument("--phases", help="comma-separated subset of the phases (mlm,1,2,3 for "
+                                         "the embedder, 1,2,3 for the reranker)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run from its last checkpoint")
 
 
 def _dense_model_factory(config, dataset):
@@ -38,19 +91,68 @@ def _dense_model_factory(config, dataset):
     return dense_model_retriever(config, dataset)
 
 
-def run_train_embedder(args: argparse.Namespace) -> int:
-    from lexedge.trainer.config import TrainEmbedderConfig, load_config
-    from lexedge.trainer.curriculum import Curriculum
-    from lexedge.trainer.embedder import EmbedderFamily
+def _rerank_model_factory(config, dataset):
+    from lexedge.trainer.reranker import rerank_model_retriever
 
+    return rerank_model_retriever(config, dataset)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from lexedge.trainer.config import TrainEmbedderConfig, TrainRerankerConfig, load_config
+    from lexedge.trainer.curriculum import Curriculum
+
+    if args.family == "reranker":
+        from lexedge.trainer.reranker import RerankerFamily as family
+        config_class = TrainRerankerConfig
+    else:
+        from lexedge.trainer.embedder import EmbedderFamily as family
+        config_class = TrainEmbedderConfig
     overrides = list(args.overrides)
     if args.phases:
         overrides.append(f"phases={args.phases}")
-    config = load_config(TrainEmbedderConfig, args.config, overrides)
-    summary = Curriculum(config, EmbedderFamily, resume=args.resume).run()
+    config = load_config(config_class, args.config, overrides)
+    summary = Curriculum(config, family, resume=args.resume).run()
     for name, metrics in summary["metrics"].items():
         print(f"{name:>7}: recall@10 {metrics['recall@10']:.4f}  recall@100 "
               f"{metrics['recall@100']:.4f}  mrr@10 {metrics['mrr@10']:.4f}  "
               f"ndcg@10 {metrics['ndcg@10']:.4f}")
     print(f"run folder: {config.output_dir}")
+    return 0
+
+
+def run_grid_command(args: argparse.Namespace) -> int:
+    from lexedge.runtime.errors import LexedgeError
+    from lexedge.trainer.grid import GridConfig, run_grid
+
+    try:
+        budgets = sorted({int(b) for b in args.budgets.split(",") if b.strip()})
+    except ValueError:
+        raise LexedgeError(f"--budgets {args.budgets!r}: expected integers like 20,60,100") \
+            from None
+    if not budgets or budgets[0] < 1:
+        raise LexedgeError(f"--budgets {args.budgets!r}: budgets must be positive")
+    grid = run_grid(GridConfig(embedders=args.embedders, rerankers=args.rerankers,
+                               out=args.out, data_dir=args.data_dir, split=args.split,
+                               budgets=budgets, alpha=args.alpha,
+                               include_base=args.include_base, device=args.device,
+                               batch_size=args.batch_size))
+    for name, row in grid.items():
+        if name != "setup":
+            print(f"{name:>24}: recall@{budgets[-1]} {row[f'recall@{budgets[-1]}']:.4f}  "
+                  f"mrr@10 {row['mrr@10']:.4f}  ndcg@10 {row['ndcg@10']:.4f}")
+    print(f"wrote {args.out}/grid.json")
+    return 0
+
+
+def run_select(args: argparse.Namespace) -> int:
+    from lexedge.trainer.grid import SelectionRules, select_stages
+
+    selection = select_stages(args.runs, SelectionRules(
+        budget=args.budget, embedder_metric=args.embedder_metric,
+        reranker_metric=args.reranker_metric))
+    end = selection["end_to_end"]
+    print(f"embedder stage {selection['embedder']['stage']} ({selection['first_stage']}), "
+          f"reranker stage {selection['reranker']['stage']} at K = {selection['budget']}: "
+          f"mrr@10 {end['mrr@10']:.4f}, ndcg@10 {end['ndcg@10']:.4f}")
+    print(f"wrote {args.runs}/selection.json")
     return 0

@@ -124,14 +124,19 @@ class StageSettings:
         weight_decay: AdamW weight decay.
         temperature: InfoNCE temperature.
         hard_negatives: hard negatives per query in a step.
+        random_negatives: random corpus articles added to each query's negatives (a
+            reranker's stage 1 sees easy negatives too; an embedder has in-batch ones).
         negative_source: ``bm25`` (lexical, stage 1), ``model`` (mined once with the
             previous stage's model, stage 2) or ``model-refresh`` (re-mined with the current
-            model before every epoch, stage 3).
+            model before every epoch, stage 3). For a reranker, ``model`` is the candidates
+            of ``TrainRerankerConfig.embedder`` and ``model-refresh`` those candidates
+            re-ranked by the current reranker (its own mistakes).
         rank_window: ``[first, last)`` 0-based ranks negatives are drawn from.
         negatives_pool: candidates kept per query after filtering; each step samples
             ``hard_negatives`` of them.
         false_negative_margin: skip a mined candidate whose score is at least the
-            positive's score minus this margin (likely unjudged positives; Moreira et al.,
+            positive's score minus this margin (a reranker's logits: a negative margin keeps
+            the mistakes and skips only candidates far above the positive) (likely unjudged positives; Moreira et al.,
             2024, "NV-Retriever", arXiv:2407.15831).
         train_qrels: use the training split's judgments as (query, positive) pairs.
         weak_pairs: article title → article text pairs drawn from the corpus (0: none,
@@ -150,6 +155,7 @@ class StageSettings:
     weight_decay: float = 0.0
     temperature: float = 0.05
     hard_negatives: int = 1
+    random_negatives: int = 0
     negative_source: str = "bm25"
     rank_window: list[int] = field(default_factory=lambda: [0, 30])
     negatives_pool: int = 8
@@ -237,6 +243,65 @@ class TrainEmbedderConfig:
         if self.runtime.load_in_4bit and any(getattr(self, s).mode == "full" for s in STAGES):
             raise LexedgeError("config: runtime.load_in_4bit (QLoRA) trains adapters only; "
                                "set every stage's mode to lora")
+        return self
+
+
+def _reranker_stage1() -> StageSettings:
+    return StageSettings(negative_source="bm25", rank_window=[0, 30], hard_negatives=3,
+                         random_negatives=1, max_passage_length=128)
+
+
+def _reranker_stage2() -> StageSettings:
+    return StageSettings(negative_source="model", rank_window=[0, 30], hard_negatives=4,
+                         false_negative_margin=0.01, max_passage_length=128)
+
+
+def _reranker_stage3() -> StageSettings:
+    return StageSettings(negative_source="model-refresh", rank_window=[0, 20],
+                         hard_negatives=4, epochs=2.0, false_negative_margin=-3.0,
+                         learning_rate=5e-5, max_passage_length=128)
+
+
+@dataclass
+class RerankerEvaluationSettings(EvaluationSettings):
+    """Reranker-only metrics of every stage: the first stage's top ``candidates`` on the
+    dev split, re-ordered by the reranker (the same candidates for every stage)."""
+
+    candidates: int = 20
+
+
+@dataclass
+class TrainRerankerConfig(TrainEmbedderConfig):
+    """``lexedge train reranker``: the cross-encoder through the same three stages.
+
+    A pair is ``query [SEP] passage`` with the base model's prefixes (truncated longest
+    first to ``max_query_length + max_passage_length`` tokens); the head is one fresh logit.
+
+    Args (besides the embedder's):
+        embedder: the embedder stage folder (or built-in base name) whose candidates stage 2
+            trains on and stage 3 re-ranks, and that evaluation re-ranks: what the reranker
+            sees when serving. Empty: BM25 candidates.
+        base_layers: keep only the first N transformer layers of the base model (0: all); a
+            shallower cross-encoder is what a laptop can afford per query.
+    """
+
+    embedder: str = ""
+    base_layers: int = 0
+    phases: list[str] = field(default_factory=lambda: ["1", "2", "3"])
+    evaluation: RerankerEvaluationSettings = field(default_factory=RerankerEvaluationSettings)
+    stage1: StageSettings = field(default_factory=_reranker_stage1)
+    stage2: StageSettings = field(default_factory=_reranker_stage2)
+    stage3: StageSettings = field(default_factory=_reranker_stage3)
+
+    def validate(self) -> "TrainRerankerConfig":
+        super().validate()
+        if "mlm" in self.phases:
+            raise LexedgeError("config: a reranker has no mlm phase; pretrain the encoder "
+                               "with lexedge train embedder and use it as base_model")
+        if self.base_layers < 0:
+            raise LexedgeError("config: base_layers must be >= 0")
+        if self.evaluation.candidates < 1:
+            raise LexedgeError("config: evaluation.candidates must be >= 1")
         return self
 
 

@@ -17,9 +17,10 @@ A stage folder appears in one rename once its stage finished, so "is this stage 
 "does its folder hold ``lexedge_stage.json``". ``resume`` continues the unfinished stage
 from its checkpoint and skips finished ones.
 
-A family provides: ``name``, ``lora_options``, ``load_backbone``, ``wrap``,
-``attach_negatives``, ``make_batches``, ``compute_loss``, ``save_full``, ``peft_model``
-(see :class:`lexedge.trainer.embedder.EmbedderFamily`).
+A family (:class:`lexedge.trainer.family.Family`: the embedder's and the reranker's) provides
+``name``, ``lora_options``, ``prepare_base``, ``load_backbone``, ``wrap``,
+``attach_negatives``, ``make_batches``, ``compute_loss``, ``save_full``, ``peft_model`` and
+``evaluation_config``.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class Curriculum:
     Args:
         config: a :class:`~lexedge.trainer.config.TrainEmbedderConfig` (or a reranker
             config with the same stage fields).
-        family_factory: ``(data, runtime, device) -> family``.
+        family_factory: ``(config, data, device) -> family`` (a
+            :class:`~lexedge.trainer.family.Family`).
         resume: continue an interrupted run in ``output_dir``.
         hooks: called with the step number after every optimizer step.
         log: where progress lines go.
@@ -76,9 +78,14 @@ class Curriculum:
             torch.set_num_threads(config.runtime.threads)
         self.device = resolve_device(config.runtime.device)
         self.cache = Path(config.model_cache) if config.model_cache else default_model_cache()
-        self.base = resolve_model(config.base_model, self.cache)
         self.data = TrainingData.load(config.data_dir, config.train_split)
-        self.family = family_factory(self.data, config.runtime, self.device)
+        self.family = family_factory(config, self.data, self.device)
+        self.base = resolve_model(config.base_model, self.cache)
+        if self.rank == 0:
+            self.base = self.family.prepare_base(self.base, self.output)
+        barrier(self.world)
+        if self.rank != 0:
+            self.base = self.family.prepare_base(self.base, self.output)
         self.hashes = dataset_hashes(self.data.dataset, [config.train_split,
                                                          config.evaluation.split])
         self.timings: dict[str, dict] = {}
@@ -91,7 +98,8 @@ class Curriculum:
     def run(self) -> dict:
         """Run the configured phases; return the summary written to ``curriculum.json``."""
         phases = self.config.phases
-        self.evaluate("base", self.base)
+        if self.family.evaluate_base:
+            self.evaluate("base", self.base)
         below = self.base
         mlm_dir = self.output / "mlm"
         if "mlm" in phases and not _complete(mlm_dir):
@@ -232,17 +240,10 @@ class Curriculum:
             import json
 
             return json.loads(path.read_text(encoding="utf-8"))
-        from lexedge.runtime.evaluation import EvalConfig, run_evaluation
+        from lexedge.runtime.evaluation import run_evaluation
 
         started = time.perf_counter()
-        metrics, _run = run_evaluation(EvalConfig(
-            data_dir=self.config.data_dir, split=evaluation.split, method="dense",
-            model=str(model_dir), extra={
-                "device": str(self.device.type),
-                "batch_size": self.config.runtime.encode_batch_size,
-                "max_query_length": evaluation.max_query_length,
-                "max_passage_length": evaluation.max_passage_length,
-                "progress": self.config.runtime.progress}))
+        metrics, _run = run_evaluation(self.family.evaluation_config(model_dir))
         metrics["stage"] = name
         metrics["eval_seconds"] = _since(started)
         self.timings.setdefault(name, {})["eval_seconds"] = metrics["eval_seconds"]
@@ -250,7 +251,8 @@ class Curriculum:
         if (Path(model_dir) / STAGE_MANIFEST).is_file():
             write_json_atomic(Path(model_dir) / "metrics.json", metrics)
         self.log(f"{name}: recall@10 {metrics['recall@10']:.4f}  recall@100 "
-                 f"{metrics['recall@100']:.4f}  mrr@10 {metrics['mrr@10']:.4f}")
+                 f"{metrics['recall@100']:.4f}  mrr@10 {metrics['mrr@10']:.4f}  ndcg@10 "
+                 f"{metrics['ndcg@10']:.4f}")
         return metrics
 
     def summarise(self) -> dict:

@@ -48,3 +48,21 @@ class InfoNCELoss(torch.nn.Module):
             keep_target[torch.arange(len(targets)), targets] = True
             logits = logits.masked_fill(exclude & ~keep_target, float("-inf"))
         return torch.nn.functional.cross_entropy(logits, targets)
+
+
+class ListwiseSoftmaxLoss(torch.nn.Module):
+    """Listwise softmax cross-entropy over groups of one positive and n negatives (the
+    "localized contrastive estimation" of cross-encoder rerankers: Gao et al., 2021,
+    arXiv:2101.08751): each row of logits is a group with its positive in column 0.
+
+    Example:
+        >>> loss = ListwiseSoftmaxLoss()
+        >>> right, wrong = torch.tensor([[5.0, 0.0, 0.0]]), torch.tensor([[0.0, 5.0, 0.0]])
+        >>> float(loss(right)) < float(loss(wrong))
+        True
+    """
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits``: ``[groups, 1 + negatives]``, positive first."""
+        targets = torch.zeros(len(logits), dtype=torch.long, device=logits.device)
+        return torch.nn.functional.cross_entropy(logits, targets)

@@ -77,7 +77,7 @@ def load_backbone(folder: str | Path, *, load_in_4bit: bool = False,
     if config.model_type in POOLER_MODEL_TYPES:
         options["add_pooling_layer"] = False
     if load_in_4bit:
-        options.update(_four_bit_options(device))
+        options.update(four_bit_options(device))
     try:
         model = AutoModel.from_pretrained(folder, **options)
     except (OSError, ValueError) as exc:
@@ -91,7 +91,7 @@ def load_backbone(folder: str | Path, *, load_in_4bit: bool = False,
     return model
 
 
-def _four_bit_options(device) -> dict:
+def four_bit_options(device) -> dict:
     """QLoRA: frozen NF4 base, bf16 compute (Dettmers et al., 2023, arXiv:2305.14314)."""
     if device is None or device.type != "cuda":
         raise LexedgeError("runtime.load_in_4bit needs a CUDA device (bitsandbytes' 4-bit "

@@ -1,0 +1,158 @@
+"""What the embedder and the reranker families share: the negatives of each stage, the
+shuffled batches, and the corpus candidates an embedder returns (2602.00805 trains both
+components through the same three stages, and a reranker's stage-2 negatives are the
+embedder's candidates).
+
+A family adds how its model loads and is wrapped, how a batch becomes a loss, how it is
+saved and how a stage is evaluated; :class:`~lexedge.trainer.curriculum.Curriculum` owns the
+rest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lexedge.trainer.data import Example, TrainingData
+from lexedge.trainer.mining import select_hard_negatives
+
+
+class Family:
+    """Base of a curriculum model family.
+
+    Args:
+        config: the run's configuration (``TrainEmbedderConfig`` or ``TrainRerankerConfig``).
+        data: corpus, queries and training judgments.
+        device: where models live.
+    """
+
+    name = ""
+    lora_options: dict = {}
+    evaluate_base = True  # a reranker's base has a fresh, untrained head: nothing to measure
+
+    def __init__(self, config, data: TrainingData, device):
+        self.config = config
+        self.data = data
+        self.runtime = config.runtime
+        self.device = device
+        self._bm25 = None
+
+    def prepare_base(self, base: Path, output: Path) -> Path:
+        """The model the first stage trains on (a family may derive one from ``base``)."""
+        return base
+
+    # -- negatives ------------------------------------------------------------------------
+    def attach_negatives(self, examples: list[Example], stage, *, model,
+                         model_key: Path | None) -> dict:
+        """Fill ``example.negatives`` for ``stage.negative_source``; return mining stats."""
+        if stage.negative_source == "bm25":
+            rankings = self.bm25_rankings(examples, stage.rank_window[1])
+            positive_scores = [None] * len(examples)
+        else:
+            rankings, positive_scores = self.model_rankings(examples, stage, model, model_key)
+        skipped = {"judged": 0, "above_positive": 0}
+        for example, ranking, positive_score in zip(examples, rankings, positive_scores):
+            example.negatives, counts = select_hard_negatives(
+                ranking, set(example.judged), window=stage.rank_window,
+                limit=stage.negatives_pool, positive_score=positive_score,
+                margin=stage.false_negative_margin)
+            for key in skipped:
+                skipped[key] += counts[key]
+        kept = [len(e.negatives) for e in examples]
+        return {"source": stage.negative_source, "window": list(stage.rank_window),
+                "examples": len(examples), "mean_negatives": round(float(np.mean(kept)), 2),
+                "without_negatives": int(sum(k == 0 for k in kept)),
+                "skipped_judged": skipped["judged"],
+                "skipped_above_positive": skipped["above_positive"]}
+
+    def model_rankings(self, examples, stage, model, model_key):
+        """``(rankings, positive_scores)`` for the ``model``/``model-refresh`` sources."""
+        raise NotImplementedError
+
+    def bm25_rankings(self, examples: list[Example], depth: int) -> list[list]:
+        """Lexical top ``depth`` (plus room for judged articles) of every example's query."""
+        if self._bm25 is None:
+            from lexedge.runtime.bm25 import BM25Index
+            from lexedge.runtime.index import choose_analyzer
+
+            analyzer = choose_analyzer(self.data.dataset.corpus_path, "auto")
+            self._bm25 = BM25Index.build(self.data.documents.values(), analyzer)
+        unique = list(dict.fromkeys(e.query for e in examples))
+        extra = max(len(e.judged) for e in examples)
+        found = dict(zip(unique, self._bm25.search_many(unique, k=depth + extra)))
+        return [found[e.query] for e in examples]
+
+    # -- batches --------------------------------------------------------------------------
+    def make_batches(self, examples: list[Example], stage, rng: np.random.Generator,
+                     examples_per_epoch: int = 0) -> list[dict]:
+        """Shuffle, group by kind (a title pair's passages carry no title; mixing the two in
+        a batch would let the model tell positives by format), sample hard negatives."""
+        order = rng.permutation(len(examples))
+        if examples_per_epoch:
+            order = order[:examples_per_epoch]
+        by_kind: dict[str, list[int]] = {}
+        for i in order:
+            by_kind.setdefault(examples[i].kind, []).append(int(i))
+        groups = []
+        for kind in sorted(by_kind):
+            indices = by_kind[kind]
+            for start in range(0, len(indices) - stage.batch_size + 1, stage.batch_size):
+                groups.append(indices[start:start + stage.batch_size])
+        batches = [self._batch([examples[i] for i in group], stage, rng) for group in groups]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def _batch(self, group: list[Example], stage, rng) -> dict:
+        raise NotImplementedError
+
+    def sample_negatives(self, example: Example, count: int, random_count: int,
+                         rng: np.random.Generator) -> list[str]:
+        """``count`` of the example's mined negatives (random articles when too few were
+        mined) plus ``random_count`` random articles, never a judged one."""
+        doc_ids = self.data.doc_ids
+        pool = list(example.negatives)
+        chosen = [pool[i] for i in rng.permutation(len(pool))[:count]]
+        wanted = count + random_count
+        while len(chosen) < wanted and len(chosen) < len(doc_ids) - len(example.judged):
+            candidate = doc_ids[int(rng.integers(len(doc_ids)))]
+            if candidate not in example.judged and candidate not in chosen:
+                chosen.append(candidate)
+        return chosen
+
+    # -- evaluation -----------------------------------------------------------------------
+    def evaluation_config(self, model_dir: Path):
+        """The ``lexedge eval`` configuration that measures one stage on the dev split."""
+        raise NotImplementedError
+
+
+def embedder_rankings(data: TrainingData, runtime, embedder, tokenizer,
+                      examples: list[Example], *, depth: int, query_length: int,
+                      passage_length: int, model_key: Path | None):
+    """Exact dense top-``depth`` (plus room for judged articles) of every example's query
+    with ``embedder`` (an :class:`~lexedge.trainer.modeling.Embedder`), in bounded memory,
+    and the score of each example's positive under the same model. ``model_key`` names the
+    saved stage ``embedder`` is, so its corpus encoding is shared with evaluation (None for a
+    model mid-training).
+    """
+    from lexedge.trainer.mining import streaming_top_k
+    from lexedge.trainer.modeling import encode
+    from lexedge.trainer.retrieval import corpus_embeddings
+
+    settings = embedder.settings
+    corpus = corpus_embeddings(embedder, tokenizer, settings, data, model_key=model_key,
+                               max_length=passage_length, batch_size=runtime.encode_batch_size,
+                               progress=runtime.progress)
+    unique = list(dict.fromkeys(e.query for e in examples))
+    vectors = encode(embedder, tokenizer, [settings.query_prefix + q for q in unique],
+                     max_length=query_length, batch_size=runtime.encode_batch_size)
+    extra = max(len(e.judged) for e in examples)
+    scores, indices = streaming_top_k(vectors, corpus, depth + extra)
+    row = {q: i for i, q in enumerate(unique)}
+    position = {doc_id: i for i, doc_id in enumerate(data.documents)}
+    doc_ids = data.doc_ids
+    rankings, positive_scores = [], []
+    for example in examples:
+        r = row[example.query]
+        rankings.append([(doc_ids[int(i)], float(s)) for s, i in zip(scores[r], indices[r])])
+        positive_scores.append(float(vectors[r] @ corpus[position[example.positive]]))
+    return rankings, positive_scores

@@ -1,0 +1,316 @@
+"""Component-wise stage selection (2602.00805: the embedder and the reranker peak at different
+stages, so every pairing is measured end to end and each component takes its own best).
+
+``lexedge grid`` measures, on one split, the pipeline *embedder@K → reranker* for every
+embedder stage × reranker stage × budget K, with the first stage dense alone and with BM25
+fused in (the runtime's normalised weighted fusion), plus BM25 and each embedder alone.
+The reranker re-orders the K candidates; Recall@K is the first stage's, MRR@10 and
+nDCG@10 are the re-ordered list's. Every row is ``lexedge eval``'s metrics JSON, keyed
+``emb<e>_rr<r>_k<K>`` (``emb<e>+bm25_rr<r>_k<K>`` with BM25 fused), ``emb<e>`` /
+``emb<e>+bm25`` for the first stage alone, ``bm25``, and ``embedder_only`` (the best
+embedder alone by MRR@10, naming its row). Stage labels: ``0`` the base model, ``mlm``,
+``1``–``3``.
+
+Each reranker stage scores every distinct (query, candidate) pair of all first stages at the
+largest budget once; the time per query at budget K is K × the measured time per pair.
+First-stage rankings and pair scores are kept under ``OUT/.cache`` so an interrupted grid
+resumes where it stopped.
+
+``lexedge select --runs OUT`` reads ``OUT/grid.json`` and writes ``OUT/selection.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lexedge.runtime.errors import LexedgeError
+from lexedge.runtime.storage import write_json_atomic
+
+GRID_FILE = "grid.json"
+SELECTION_FILE = "selection.json"
+SELECTION_FORMAT = "lexedge-selection/1"
+RERANK_CUTOFF = 10
+
+
+@dataclass
+class GridConfig:
+    """``lexedge grid``.
+
+    Args:
+        embedders: an embedder run folder (``lexedge train embedder``'s output_dir).
+        rerankers: a reranker run folder (``lexedge train reranker``'s output_dir).
+        out: where ``grid.json`` (and later ``selection.json``) go.
+        data_dir: BEIR folder; default the reranker run's.
+        split: qrels split.
+        budgets: first-stage budgets K.
+        alpha: dense weight of the fused first stage.
+        include_base: also measure the embedder run's base model.
+    """
+
+    embedders: str
+    rerankers: str
+    out: str
+    data_dir: str = ""
+    split: str = "dev"
+    budgets: list[int] = field(default_factory=lambda: [20, 60, 100])
+    alpha: float = 0.5
+    include_base: bool = True
+    device: str = "auto"
+    batch_size: int = 32
+    progress: bool = True
+
+
+def stage_label(folder_name: str) -> str:
+    return {"base": "0", "mlm": "mlm"}.get(folder_name, folder_name.removeprefix("stage"))
+
+
+def _run_config(run: Path) -> dict:
+    path = run / "train_config.json"
+    if not path.is_file():
+        raise LexedgeError(f"{run}: not a training run (no train_config.json)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def run_grid(config: GridConfig, log=print) -> dict:
+    """Measure the grid and write ``out/grid.json``; return its rows."""
+    from lexedge.runtime.datasets import BeirDataset
+    from lexedge.runtime.evaluation import METHODS, EvalConfig
+    from lexedge.runtime.metrics import evaluate
+    from lexedge.trainer.curriculum import stage_folders
+    from lexedge.trainer.lora import load_stage_backbone, resolve_model
+    from lexedge.trainer.modeling import EncoderSettings, load_tokenizer, resolve_device
+    from lexedge.trainer.reranker import CrossEncoder, load_cross_encoder, score_pairs
+    from lexedge.trainer.retrieval import dense_model_retriever
+
+    embedder_run, reranker_run = Path(config.embedders), Path(config.rerankers)
+    emb_config, rr_config = _run_config(embedder_run), _run_config(reranker_run)
+    data_dir = config.data_dir or rr_config["data_dir"]
+    out = Path(config.out)
+    cache = out / ".cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    dataset = BeirDataset(Path(data_dir))
+    queries = dataset.queries()
+    texts = {doc.id: doc.indexed_text for doc in dataset.corpus()}
+    qrels = dataset.qrels(config.split, query_ids=queries, doc_ids=texts)
+    query_ids = list(qrels)
+    query_texts = [queries[q] for q in query_ids]
+    depth = max(config.budgets)
+    base_eval = EvalConfig(data_dir=data_dir, split=config.split, depth=depth)
+
+    embedders = {stage_label(p.name): p for p in stage_folders(embedder_run)}
+    if config.include_base:
+        embedders = {"0": resolve_model(emb_config["base_model"]), **embedders}
+    rerankers = {stage_label(p.name): p for p in stage_folders(reranker_run)}
+    if not embedders or not rerankers:
+        missing = embedder_run if not embedders else reranker_run
+        raise LexedgeError(f"grid: no finished stages in {missing}")
+
+    rows: dict[str, dict] = {}
+    setup = {"data_dir": str(data_dir), "split": config.split, "queries": len(query_ids),
+             "corpus_size": len(texts), "budgets": list(config.budgets),
+             "alpha": config.alpha, "embedder_run": str(embedder_run),
+             "reranker_run": str(reranker_run),
+             "embedders": {k: str(v) for k, v in embedders.items()},
+             "rerankers": {k: str(v) for k, v in rerankers.items()}}
+
+    def metrics_of(run: dict, **extra) -> dict:
+        metrics = evaluate(run, qrels)
+        metrics.update({"split": config.split, "dataset": str(data_dir), **extra})
+        return metrics
+
+    # First stages: BM25, each embedder alone, each embedder fused with BM25.
+    bm25 = _cached(cache / "first_bm25.json", lambda: METHODS["bm25"](
+        base_eval, dataset).search_many(query_texts, depth))
+    rows["bm25"] = metrics_of(dict(zip(query_ids, bm25)), method="bm25")
+    first: dict[str, list] = {}
+    eval_lengths = rr_config.get("evaluation", {})
+    for label, folder in embedders.items():
+        log(f"grid: first stage of embedder {label} ({folder})")
+
+        def dense_run(folder=folder):
+            retriever = dense_model_retriever(EvalConfig(
+                data_dir=data_dir, split=config.split, method="dense", model=str(folder),
+                extra={"device": config.device, "batch_size": config.batch_size,
+                       "progress": config.progress,
+                       "max_query_length": emb_config["evaluation"]["max_query_length"],
+                       "max_passage_length": emb_config["evaluation"]["max_passage_length"]}),
+                dataset)
+            return retriever.search_many(query_texts, depth)
+
+        dense = _cached(cache / f"first_emb{label}.json", dense_run)
+        hybrid = _fused(dense, bm25, depth, config.alpha)
+        # As served: each budget K fuses the dense and BM25 top K.
+        first[f"emb{label}"] = {k: [r[:k] for r in dense] for k in config.budgets}
+        first[f"emb{label}+bm25"] = {k: _fused(dense, bm25, k, config.alpha)
+                                     for k in config.budgets}
+        rows[f"emb{label}"] = metrics_of(dict(zip(query_ids, dense)), method="dense",
+                                         model=str(folder))
+        rows[f"emb{label}+bm25"] = metrics_of(dict(zip(query_ids, hybrid)), method="hybrid",
+                                              model=str(folder), alpha=config.alpha)
+    best = max((k for k in rows if k.startswith("emb")), key=lambda k: rows[k]["mrr@10"])
+    rows["embedder_only"] = {**rows[best], "row": best}
+
+    # Second stage: every reranker stage scores every distinct candidate pair once.
+    device = resolve_device(config.device)
+    pair_length = int(eval_lengths.get("max_query_length", 64)) + \
+        int(eval_lengths.get("max_passage_length", 128))
+    pairs = sorted({(q, str(d)) for by_budget in first.values()
+                    for ranking_set in by_budget.values()
+                    for q, ranking in zip(query_ids, ranking_set) for d, _ in ranking})
+    for label, folder in rerankers.items():
+        path = cache / f"scores_rr{label}.json"
+        if path.is_file():
+            cached = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            log(f"grid: reranker {label} scores {len(pairs)} pairs ({folder})")
+            model, chain = load_stage_backbone(folder, device=device, loader=load_cross_encoder)
+            reranker = CrossEncoder(model, EncoderSettings.read(chain)).eval()
+            started = time.perf_counter()
+            scores = score_pairs(reranker, load_tokenizer(chain),
+                                 [(queries[q], texts[d]) for q, d in pairs],
+                                 max_length=pair_length, batch_size=config.batch_size,
+                                 progress=config.progress,
+                                 description=f"reranker {label}")
+            seconds = time.perf_counter() - started
+            cached = {"seconds_per_pair": seconds / max(len(pairs), 1),
+                      "scores": {f"{q}\t{d}": float(s) for (q, d), s in zip(pairs, scores)}}
+            write_json_atomic(path, cached)
+            del reranker, model
+        per_pair, scores = cached["seconds_per_pair"], cached["scores"]
+        for name, by_budget in first.items():
+            for budget in config.budgets:
+                run = {}
+                for q, ranking in zip(query_ids, by_budget[budget]):
+                    head = [d for d, _ in ranking]
+                    run[q] = sorted(((d, scores[f"{q}\t{d}"]) for d in head),
+                                    key=lambda item: -item[1])
+                rows[f"{name}_rr{label}_k{budget}"] = metrics_of(
+                    run, method="pipeline", first_stage=name, reranker=str(folder),
+                    budget=budget, rerank=budget,
+                    rerank_ms_per_query=round(1000 * per_pair * budget, 1),
+                    timing_basis="budget x measured seconds per pair (torch, this machine)")
+    setup["pair_max_length"] = pair_length
+    grid = {"setup": setup, **rows}
+    write_json_atomic(out / GRID_FILE, grid)
+    return grid
+
+
+def _fused(dense: list, bm25: list, k: int, alpha: float) -> list:
+    from lexedge.runtime.fusion import fuse
+
+    return [fuse([tuple(x) for x in d[:k]], [tuple(x) for x in b[:k]], k, alpha=alpha)
+            for d, b in zip(dense, bm25)]
+
+
+def _cached(path: Path, compute) -> list:
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    value = [[[str(d), float(s)] for d, s in ranking] for ranking in compute()]
+    write_json_atomic(path, value)
+    return value
+
+
+# -- selection ------------------------------------------------------------------------------
+@dataclass
+class SelectionRules:
+    """How each component's stage is chosen from the grid.
+
+    Args:
+        budget: the serving budget K.
+        embedder_metric: the embedder stage maximises this on its own at K (Recall@K: the
+            reranker can only re-order what the first stage found).
+        reranker_metric: the reranker stage maximises this end to end behind the chosen
+            first stage at K.
+    """
+
+    budget: int = 100
+    embedder_metric: str = ""
+    reranker_metric: str = "ndcg@10"
+
+    def embedder_key(self) -> str:
+        return self.embedder_metric or f"recall@{self.budget}"
+
+
+def select_stages(grid_dir: str | Path, rules: SelectionRules | None = None) -> dict:
+    """Choose the embedder stage, the first stage (dense or fused with BM25) and the reranker
+    stage from ``grid_dir/grid.json``; write and return ``grid_dir/selection.json``."""
+    rules = rules or SelectionRules()
+    grid_dir = Path(grid_dir)
+    path = grid_dir / GRID_FILE
+    if not path.is_file():
+        raise LexedgeError(f"{grid_dir}: no {GRID_FILE}; run lexedge grid first")
+    try:
+        grid = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise LexedgeError(f"{path}: malformed JSON ({exc.msg}, line {exc.lineno})") from None
+    setup = grid.get("setup", {})
+    budget, e_key, r_key = rules.budget, rules.embedder_key(), rules.reranker_metric
+    if budget not in setup.get("budgets", []):
+        raise LexedgeError(f"{path}: budget {budget} was not measured "
+                           f"(budgets: {setup.get('budgets')})")
+    embedders, rerankers = setup.get("embedders", {}), setup.get("rerankers", {})
+    for key in (e_key, r_key):
+        if key not in grid.get("bm25", {}):
+            raise LexedgeError(f"{path}: no metric {key!r} in the grid's rows")
+
+    def order(label: str):  # ties go to the earlier stage: less training, same quality
+        return ["0", "mlm", "1", "2", "3"].index(label) if label in ("0", "mlm", "1", "2", "3") \
+            else 99
+
+    embedder_table = [{"stage": e, e_key: grid[f"emb{e}"][e_key],
+                       "mrr@10": grid[f"emb{e}"]["mrr@10"]} for e in embedders]
+    embedder = max(embedder_table, key=lambda r: (r[e_key], r["mrr@10"], -order(r["stage"])))
+    e = embedder["stage"]
+    fusion_table = [{"first_stage": name, e_key: grid[name][e_key],
+                     "mrr@10": grid[name]["mrr@10"]} for name in (f"emb{e}", f"emb{e}+bm25")]
+    first = max(fusion_table, key=lambda r: (r[e_key], r["mrr@10"]))["first_stage"]
+    reranker_table = [{"stage": r, "row": f"{first}_rr{r}_k{budget}",
+                       r_key: grid[f"{first}_rr{r}_k{budget}"][r_key],
+                       "mrr@10": grid[f"{first}_rr{r}_k{budget}"]["mrr@10"]} for r in rerankers]
+    reranker = max(reranker_table, key=lambda r: (r[r_key], r["mrr@10"], -order(r["stage"])))
+    chosen_row = reranker["row"]
+    selection = {
+        "format": SELECTION_FORMAT,
+        "grid": str(path.resolve()),
+        "budget": budget,
+        "first_stage": "hybrid" if first.endswith("+bm25") else "dense",
+        "alpha": setup.get("alpha") if first.endswith("+bm25") else 1.0,
+        "embedder": {"stage": e, "path": embedders[e]},
+        "reranker": {"stage": reranker["stage"], "path": rerankers[reranker["stage"]]},
+        "rules": {"embedder": f"max {e_key} of the embedder alone (ties: MRR@10, then the "
+                              "earlier stage)",
+                  "first_stage": f"dense or fused with BM25, max {e_key} for that embedder",
+                  "reranker": f"max end-to-end {r_key} behind the chosen first stage at "
+                              f"K = {budget} (ties: MRR@10, then the earlier stage)"},
+        "tables": {"embedder": embedder_table, "first_stage": fusion_table,
+                   "reranker": reranker_table},
+        "end_to_end": {"row": chosen_row, **{k: grid[chosen_row][k] for k in
+                                             ("recall@10", f"recall@{budget}", "mrr@10",
+                                              "ndcg@10", "rerank_ms_per_query")}},
+        "baselines": {name: {k: grid[name][k] for k in ("mrr@10", "ndcg@10")}
+                      for name in ("bm25", "embedder_only")},
+    }
+    write_json_atomic(grid_dir / SELECTION_FILE, selection)
+    return selection
+
+
+def read_selection(path: str | Path) -> dict:
+    """A ``selection.json``, checked: the stage folders it names must exist."""
+    path = Path(path)
+    if not path.is_file():
+        raise LexedgeError(f"{path}: selection file not found")
+    try:
+        selection = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise LexedgeError(f"{path}: malformed JSON ({exc.msg}, line {exc.lineno})") from None
+    if selection.get("format") != SELECTION_FORMAT:
+        raise LexedgeError(f"{path}: format is {selection.get('format')!r}, expected "
+                           f"{SELECTION_FORMAT!r}")
+    for component in ("embedder", "reranker"):
+        entry = selection.get(component) or {}
+        if not entry.get("path"):
+            raise LexedgeError(f"{path}: field {component}.path is missing")
+    return selection

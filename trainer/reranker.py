@@ -1,0 +1,337 @@
+"""The reranker as a curriculum family: a cross-encoder (an encoder with a fresh one-logit head
+over ``query [SEP] passage``) trained with a listwise loss through the embedder's three stages
+(2602.00805, section 2: both components go through the same curriculum and peak at different
+stages).
+
+Negatives per stage:
+
+* ``bm25`` (stage 1): the lexical top ranks, plus ``random_negatives`` random articles.
+* ``model`` (stage 2): the candidates the embedder named by ``TrainRerankerConfig.embedder``
+  returns — what the reranker will see when serving — judged positives and candidates the
+  embedder scores within ``false_negative_margin`` of the positive removed.
+* ``model-refresh`` (stage 3): before every epoch the same embedder candidates are re-scored
+  by the current reranker; its highest-scored non-relevant candidates are its own mistakes
+  and become the negatives (a candidate scored far above the positive, beyond
+  ``-false_negative_margin`` logits, is skipped as a likely unjudged positive).
+
+The run folder, LoRA stacking, checkpoints, resume, progress and devices are the
+curriculum's (:mod:`lexedge.trainer.curriculum`); only loading, batches, loss and evaluation
+are here. The classification head and BERT's pooler are fresh, so each stage's adapter saves
+them in full (peft ``modules_to_save``) and the stack merges like the embedder's.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lexedge.runtime.errors import LexedgeError
+from lexedge.trainer.data import Example, TrainingData
+from lexedge.trainer.family import Family, embedder_rankings
+from lexedge.trainer.losses import ListwiseSoftmaxLoss
+from lexedge.trainer.modeling import (MODEL_SETTINGS, EncoderSettings, autocast,
+                                      four_bit_options, load_tokenizer)
+
+HEAD_MODULES = ["classifier", "pooler"]
+
+
+class CrossEncoder(torch.nn.Module):
+    """A sequence-classification model with one label: pairs in, one logit per pair out."""
+
+    def __init__(self, model, settings: EncoderSettings):
+        super().__init__()
+        self.model = model
+        self.settings = settings
+
+    def forward(self, **inputs) -> torch.Tensor:
+        return self.model(**inputs).logits[:, 0].float()
+
+
+def load_cross_encoder(folder: str | Path, *, load_in_4bit: bool = False, device=None):
+    """A one-logit ``AutoModelForSequenceClassification`` in float32 (head fresh when the
+    folder has none)."""
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    options = {"dtype": torch.float32, "num_labels": 1}
+    if load_in_4bit:
+        options.update(four_bit_options(device))
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the fresh head is expected, not worth a warning
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(str(folder), **options)
+    except (OSError, ValueError) as exc:
+        raise LexedgeError(f"{folder}: cannot load as a cross-encoder ({exc})") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    if load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    elif device is not None:
+        model = model.to(device)
+    return model
+
+
+def tokenize_pairs(tokenizer, settings: EncoderSettings, queries: list[str],
+                   passages: list[str], max_length: int, device) -> dict:
+    """``query [SEP] passage`` with the model's prefixes, truncated longest first (as
+    :class:`lexedge.runtime.onnx_models.OnnxReranker` does when serving)."""
+    batch = tokenizer([settings.query_prefix + q for q in queries],
+                      [settings.passage_prefix + p for p in passages], max_length=max_length,
+                      truncation="longest_first", padding=True, return_tensors="pt")
+    keep = ("input_ids", "attention_mask", "token_type_ids")
+    return {k: v.to(device) for k, v in batch.items() if k in keep}
+
+
+@torch.no_grad()
+def score_pairs(model: CrossEncoder, tokenizer, pairs: list[tuple[str, str]], *,
+                max_length: int, batch_size: int = 32, bf16: bool = False,
+                progress: bool = False, description: str = "scoring pairs") -> np.ndarray:
+    """Logits of ``(query, passage)`` pairs in input order, batched longest first."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i][0]) - len(pairs[i][1]))
+    out = np.zeros(len(pairs), dtype=np.float32)
+    batches = range(0, len(order), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, desc=description, unit="batch", mininterval=5, leave=False)
+    for start in batches:
+        rows = order[start:start + batch_size]
+        inputs = tokenize_pairs(tokenizer, model.settings, [pairs[i][0] for i in rows],
+                                [pairs[i][1] for i in rows], max_length, device)
+        with autocast(device, bf16):
+            out[rows] = model(**inputs).float().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def pair_length(config) -> int:
+    """Tokens of one pair: the query's and the passage's budgets together."""
+    return int(config.max_query_length + config.max_passage_length)
+
+
+def truncate_encoder(source: Path, out: Path, layers: int) -> Path:
+    """Write the first ``layers`` transformer layers of the encoder in ``source`` as a model
+    folder ``out`` (written under a temporary name, then renamed), with its tokenizer and
+    settings; an existing complete ``out`` is reused."""
+    from transformers import AutoConfig, AutoModel
+
+    from lexedge.runtime.storage import atomic_directory
+    from lexedge.trainer.curriculum import COPIED_FILES
+
+    if (out / "config.json").is_file() and (out / "model.safetensors").is_file():
+        return out
+    config = AutoConfig.from_pretrained(str(source))
+    total = int(getattr(config, "num_hidden_layers", 0))
+    if not 0 < layers <= total:
+        raise LexedgeError(f"base_layers = {layers}: {source} has {total} layers")
+    config.num_hidden_layers = layers
+    options = {"add_pooling_layer": False} if config.model_type == "bert" else {}
+    model = AutoModel.from_pretrained(str(source), config=config, dtype=torch.float32, **options)
+    with atomic_directory(out) as staging:
+        model.save_pretrained(str(staging), safe_serialization=True)
+        for name in COPIED_FILES:
+            if (source / name).is_file():
+                shutil.copyfile(source / name, staging / name)
+        settings_path = staging / MODEL_SETTINGS
+        settings = json.loads(settings_path.read_text(encoding="utf-8")) \
+            if settings_path.is_file() else {}
+        settings["derived_from"] = {"path": str(source), "layers_kept": layers,
+                                    "layers_total": total}
+        settings_path.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n",
+                                 encoding="utf-8")
+    return out
+
+
+class RerankerFamily(Family):
+    """Cross-encoder trained with a listwise softmax loss over 1 positive + n negatives.
+
+    Args:
+        config: the run's :class:`~lexedge.trainer.config.TrainRerankerConfig`.
+        data: corpus, queries and training judgments.
+        device: where models live.
+    """
+
+    name = "reranker"
+    lora_options = {"modules_to_save": HEAD_MODULES, "task_type": "SEQ_CLS"}
+    evaluate_base = False
+
+    def __init__(self, config, data: TrainingData, device):
+        super().__init__(config, data, device)
+        self.settings: EncoderSettings | None = None
+        self.tokenizer = None
+        self._candidates: dict[int, tuple[list, list]] = {}
+
+    def prepare_base(self, base: Path, output: Path) -> Path:
+        if not self.config.base_layers:
+            return base
+        return truncate_encoder(base, output / f"base-{self.config.base_layers}layers",
+                                self.config.base_layers)
+
+    # -- models ---------------------------------------------------------------------------
+    def load_backbone(self, folder: Path, *, load_in_4bit: bool = False, device=None):
+        return load_cross_encoder(folder, load_in_4bit=load_in_4bit,
+                                  device=device or self.device)
+
+    def wrap(self, backbone, chain: list[Path]) -> CrossEncoder:
+        self.settings = EncoderSettings.read(chain)
+        self.tokenizer = load_tokenizer(chain)
+        return CrossEncoder(backbone, self.settings).to(self.device)
+
+    # -- negatives ------------------------------------------------------------------------
+    def model_rankings(self, examples, stage, model, model_key):
+        rankings, positive_scores = self.embedder_candidates(examples, stage.rank_window[1])
+        if stage.negative_source == "model":
+            return rankings, positive_scores
+        # model-refresh: the current reranker orders the embedder's candidates.
+        pairs: dict[tuple[str, str], int] = {}
+        for example, ranking in zip(examples, rankings):
+            for doc_id in [example.positive] + [d for d, _ in ranking]:
+                pairs.setdefault((example.query, doc_id), len(pairs))
+        texts = [(query, self.data.passage(doc_id)) for query, doc_id in pairs]
+        scores = score_pairs(model, self.tokenizer, texts, max_length=pair_length(stage),
+                             batch_size=self.runtime.encode_batch_size,
+                             progress=self.runtime.progress,
+                             description="re-scoring candidates with the reranker")
+        reranked, positives = [], []
+        for example, ranking in zip(examples, rankings):
+            scored = [(d, float(scores[pairs[(example.query, d)]])) for d, _ in ranking]
+            reranked.append(sorted(scored, key=lambda item: -item[1]))
+            positives.append(float(scores[pairs[(example.query, example.positive)]]))
+        return reranked, positives
+
+    def embedder_candidates(self, examples: list[Example], depth: int):
+        """The first stage's top ``depth`` for every example and its positive's score: the
+        configured embedder's (dense, exact), or BM25's when none is configured."""
+        key = (depth, len(examples))
+        if key in self._candidates:
+            return self._candidates[key]
+        if not self.config.embedder:
+            found = (self.bm25_rankings(examples, depth), [None] * len(examples))
+        else:
+            from lexedge.trainer.lora import load_stage_backbone, resolve_model
+            from lexedge.trainer.modeling import Embedder
+
+            folder = resolve_model(self.config.embedder)
+            backbone, chain = load_stage_backbone(folder, device=self.device)
+            embedder = Embedder(backbone, EncoderSettings.read(chain)).eval()
+            evaluation = self.config.evaluation
+            found = embedder_rankings(self.data, self.runtime, embedder, load_tokenizer(chain),
+                                      examples, depth=depth,
+                                      query_length=evaluation.max_query_length,
+                                      passage_length=evaluation.max_passage_length,
+                                      model_key=folder)
+            del embedder, backbone
+        self._candidates = {key: found}
+        return found
+
+    # -- batches and loss -----------------------------------------------------------------
+    def _batch(self, group: list[Example], stage, rng) -> dict:
+        """Each query brings its positive (first) and the same number of negatives."""
+        queries, passages = [], []
+        for example in group:
+            doc_ids = [example.positive] + self.sample_negatives(
+                example, stage.hard_negatives, stage.random_negatives, rng)
+            queries += [example.query] * len(doc_ids)
+            passages += [self.data.passage(doc_id, example.kind) for doc_id in doc_ids]
+        return {"queries": queries, "passages": passages, "groups": len(group),
+                "kind": group[0].kind}
+
+    def compute_loss(self, model, batch: dict, stage) -> torch.Tensor:
+        inputs = tokenize_pairs(self.tokenizer, self.settings, batch["queries"],
+                                batch["passages"], pair_length(stage), self.device)
+        logits = model(**inputs).view(batch["groups"], -1)
+        return ListwiseSoftmaxLoss()(logits)
+
+    # -- saving and evaluation ------------------------------------------------------------
+    def save_full(self, module: CrossEncoder, out_dir: Path) -> None:
+        module.model.save_pretrained(str(out_dir), safe_serialization=True)
+
+    def peft_model(self, module: CrossEncoder):
+        return module.model
+
+    def evaluation_config(self, model_dir: Path):
+        """Reranker-only metrics: the first stage's top ``evaluation.candidates`` on the dev
+        split re-ordered by the stage (``lexedge eval --method rerank --model DIR``)."""
+        from lexedge.runtime.evaluation import EvalConfig
+
+        evaluation = self.config.evaluation
+        return EvalConfig(data_dir=self.config.data_dir, split=evaluation.split,
+                          method="rerank", model=str(model_dir),
+                          rerank=evaluation.candidates, extra={
+                              "first_stage": self.config.embedder or "bm25",
+                              "device": str(self.device.type),
+                              "batch_size": self.runtime.encode_batch_size,
+                              "max_query_length": evaluation.max_query_length,
+                              "max_passage_length": evaluation.max_passage_length,
+                              "progress": self.runtime.progress})
+
+
+def rerank_model_retriever(config, dataset):
+    """``lexedge eval --method rerank --model STAGE_DIR``: the first stage's top
+    ``config.rerank`` re-ordered by a reranker stage in torch, the rest of the first stage's
+    ranking kept below them.
+
+    ``config.extra`` may set ``first_stage`` (``bm25``, the default, or an embedder stage
+    folder), ``device``, ``batch_size``, ``max_query_length``, ``max_passage_length`` and
+    ``progress``. The reranking time is reported per query.
+    """
+    import dataclasses
+    import time
+
+    from lexedge.runtime.evaluation import METHODS, Retriever
+    from lexedge.trainer.lora import load_stage_backbone
+    from lexedge.trainer.modeling import resolve_device
+    from lexedge.trainer.retrieval import dense_model_retriever
+
+    extra = dict(config.extra or {})
+    first = str(extra.get("first_stage") or "bm25")
+    if first == "bm25":
+        first_retriever = METHODS["bm25"](dataclasses.replace(config, method="bm25"), dataset)
+    else:
+        first_retriever = dense_model_retriever(
+            dataclasses.replace(config, method="dense", model=first), dataset)
+    device = resolve_device(extra.get("device", "auto"))
+    model, chain = load_stage_backbone(config.model, device=device, loader=load_cross_encoder)
+    reranker = CrossEncoder(model, EncoderSettings.read(chain)).eval()
+    tokenizer = load_tokenizer(chain)
+    query_length = int(extra.get("max_query_length", 64))
+    passage_length = int(extra.get("max_passage_length", 128))
+    batch_size = int(extra.get("batch_size", 32))
+    depth = int(config.rerank)
+    if depth < 1:
+        raise LexedgeError("--method rerank needs --rerank N >= 1 candidates")
+    texts = {doc.id: doc.indexed_text for doc in dataset.corpus()}
+    timing = {"rerank_seconds_per_query": None, "rerank_pairs": 0}
+
+    def search_many(queries, k):
+        first_runs = first_retriever.search_many(queries, max(k, depth))
+        runs, seconds = [], 0.0
+        for query, ranking in zip(queries, first_runs):
+            head, tail = ranking[:depth], ranking[depth:]
+            started = time.perf_counter()
+            scores = score_pairs(reranker, tokenizer, [(query, texts[d]) for d, _ in head],
+                                 max_length=query_length + passage_length,
+                                 batch_size=batch_size)
+            seconds += time.perf_counter() - started
+            timing["rerank_pairs"] += len(head)
+            reranked = sorted(zip([d for d, _ in head], scores.tolist()), key=lambda x: -x[1])
+            floor = min((s for _, s in reranked), default=0.0)
+            runs.append(reranked + [(d, floor - 1.0 - i) for i, (d, _) in enumerate(tail)])
+        timing["rerank_seconds_per_query"] = round(seconds / max(len(queries), 1), 4)
+        return runs
+
+    setup = {key: value for key, value in first_retriever.setup.items()
+             if key in ("doc_ids", "corpus_size", "analyzer")}
+    setup.update({"model": str(chain[0]), "stack": [str(p) for p in chain],
+                  "first_stage": first, "rerank": depth, "pair_max_length":
+                  query_length + passage_length, "timing": timing})
+    return Retriever(search_many, setup)
