@@ -78,7 +78,7 @@ def run_grid(config: GridConfig, log=print) -> dict:
     """Measure the grid and write ``out/grid.json``; return its rows."""
     from lexedge.runtime.datasets import BeirDataset
     from lexedge.runtime.evaluation import METHODS, EvalConfig
-    from lexedge.runtime.metrics import evaluate
+    from lexedge.runtime.metrics import RECALL_CUTOFFS, evaluate
     from lexedge.trainer.curriculum import stage_folders
     from lexedge.trainer.lora import load_stage_backbone, resolve_model
     from lexedge.trainer.modeling import EncoderSettings, load_tokenizer, resolve_device
@@ -116,8 +116,10 @@ def run_grid(config: GridConfig, log=print) -> dict:
              "embedders": {k: str(v) for k, v in embedders.items()},
              "rerankers": {k: str(v) for k, v in rerankers.items()}}
 
+    cutoffs = sorted(set(RECALL_CUTOFFS) | set(config.budgets))  # Recall@K at every budget
+
     def metrics_of(run: dict, **extra) -> dict:
-        metrics = evaluate(run, qrels)
+        metrics = evaluate(run, qrels, recall_cutoffs=cutoffs)
         metrics.update({"split": config.split, "dataset": str(data_dir), **extra})
         return metrics
 

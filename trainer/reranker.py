@@ -22,6 +22,7 @@ them in full (peft ``modules_to_save``) and the stack merges like the embedder's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -55,19 +56,15 @@ def load_cross_encoder(folder: str | Path, *, load_in_4bit: bool = False, device
     """A one-logit ``AutoModelForSequenceClassification`` in float32 (head fresh when the
     folder has none)."""
     from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
 
     options = {"dtype": torch.float32, "num_labels": 1}
     if load_in_4bit:
         options.update(four_bit_options(device))
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the fresh head is expected, not worth a warning
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(str(folder), **options)
+        with _quiet_transformers():  # the fresh head is expected, not worth a warning
+            model = AutoModelForSequenceClassification.from_pretrained(str(folder), **options)
     except (OSError, ValueError) as exc:
         raise LexedgeError(f"{folder}: cannot load as a cross-encoder ({exc})") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
     if load_in_4bit:
         from peft import prepare_model_for_kbit_training
 
@@ -75,6 +72,18 @@ def load_cross_encoder(folder: str | Path, *, load_in_4bit: bool = False, device
     elif device is not None:
         model = model.to(device)
     return model
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def tokenize_pairs(tokenizer, settings: EncoderSettings, queries: list[str],
@@ -135,7 +144,9 @@ def truncate_encoder(source: Path, out: Path, layers: int) -> Path:
         raise LexedgeError(f"base_layers = {layers}: {source} has {total} layers")
     config.num_hidden_layers = layers
     options = {"add_pooling_layer": False} if config.model_type == "bert" else {}
-    model = AutoModel.from_pretrained(str(source), config=config, dtype=torch.float32, **options)
+    with _quiet_transformers():  # the dropped layers are "unexpected" keys, on purpose
+        model = AutoModel.from_pretrained(str(source), config=config, dtype=torch.float32,
+                                          **options)
     with atomic_directory(out) as staging:
         model.save_pretrained(str(staging), safe_serialization=True)
         for name in COPIED_FILES:

@@ -99,10 +99,13 @@ def dense_model_retriever(config, dataset):
 
 
 def register() -> None:
-    """Make ``dense --model DIR`` available to ``lexedge eval`` and ``run_evaluation``."""
+    """Make ``dense --model DIR`` and ``rerank --model DIR`` available to ``lexedge eval``
+    and ``run_evaluation``."""
     from lexedge.runtime.evaluation import register_method
+    from lexedge.trainer.reranker import rerank_model_retriever
 
     register_method("dense-model", dense_model_retriever)
+    register_method("rerank-model", rerank_model_retriever)
 
 
 def corpus_embeddings(embedder, tokenizer, settings, data, *, model_key, max_length: int,

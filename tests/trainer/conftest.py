@@ -50,3 +50,23 @@ def finished_run(tmp_path_factory, tiny_data, tiny_model):
                          + ["phases=mlm,1,2,3"])
     summary = Curriculum(config, EmbedderFamily, log=lambda line: None).run()
     return output, summary
+
+
+@pytest.fixture(scope="session")
+def reranker_run(tmp_path_factory, tiny_data, tiny_model, finished_run):
+    """Every stage of a tiny reranker (first layer of the tiny BERT only) whose stage 2 and 3
+    candidates come from the finished embedder run's stage 2."""
+    from lexedge.trainer.config import TrainRerankerConfig, load_config
+    from lexedge.trainer.curriculum import Curriculum
+    from lexedge.trainer.reranker import RerankerFamily
+
+    embedder_run, _ = finished_run
+    output = tmp_path_factory.mktemp("reranker") / "run"
+    overrides = [o for o in tiny_config_overrides(tiny_data, tiny_model, output)
+                 if not o.startswith(("mlm.", "stage3.rank_window"))]
+    config = load_config(TrainRerankerConfig, None, overrides + [
+        f'embedder="{embedder_run / "stage2"}"', "base_layers=1", "evaluation.candidates=8",
+        "stage1.hard_negatives=2", "stage1.random_negatives=1", "stage2.hard_negatives=3",
+        "stage3.hard_negatives=3", "stage3.rank_window=[0, 12]"])
+    summary = Curriculum(config, RerankerFamily, log=lambda line: None).run()
+    return output, summary, embedder_run

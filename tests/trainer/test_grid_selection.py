@@ -1,0 +1,117 @@
+"""The grid measures every embedder stage x reranker stage x budget, with and without BM25 in
+the first stage; selection takes the argmax under each rule; export consumes the selection."""
+
+import json
+
+import pytest
+
+from lexedge.runtime.errors import LexedgeError
+from lexedge.trainer.grid import (GridConfig, SelectionRules, read_selection, run_grid,
+                                  select_stages)
+
+BUDGETS = [4, 8]
+
+
+@pytest.fixture(scope="module")
+def grid(reranker_run, tmp_path_factory):
+    output, _, embedder_run = reranker_run
+    out = tmp_path_factory.mktemp("grid")
+    rows = run_grid(GridConfig(embedders=str(embedder_run), rerankers=str(output),
+                               out=str(out), budgets=BUDGETS, device="cpu", progress=False),
+                    log=lambda line: None)
+    return out, rows
+
+
+def test_grid_covers_every_pair_and_budget(grid):
+    out, rows = grid
+    assert json.loads((out / "grid.json").read_text()) == rows
+    embedders, rerankers = ["0", "mlm", "1", "2", "3"], ["1", "2", "3"]
+    assert set(rows["setup"]["embedders"]) == set(embedders)
+    assert set(rows["setup"]["rerankers"]) == set(rerankers)
+    for e in embedders:
+        for first in (f"emb{e}", f"emb{e}+bm25"):
+            assert first in rows
+            for r in rerankers:
+                for k in BUDGETS:
+                    row = rows[f"{first}_rr{r}_k{k}"]
+                    # the reranker only re-orders the K candidates the first stage found
+                    assert row[f"recall@{k}"] == pytest.approx(
+                        _recall_of_first_stage(rows, first, k))
+                    assert row["rerank_ms_per_query"] > 0
+                    assert 0 <= row["ndcg@10"] <= 1
+    assert rows["embedder_only"]["row"] in rows
+    assert rows["bm25"]["queries"] == rows["emb3_rr3_k8"]["queries"]
+
+
+def _recall_of_first_stage(rows, first, k):
+    return rows[first][f"recall@{k}"]
+
+
+def test_a_second_grid_run_reuses_the_cache(grid, reranker_run):
+    out, rows = grid
+    output, _, embedder_run = reranker_run
+    scores = out / ".cache" / "scores_rr2.json"
+    before = scores.stat().st_mtime_ns
+    again = run_grid(GridConfig(embedders=str(embedder_run), rerankers=str(output),
+                                out=str(out), budgets=BUDGETS, device="cpu", progress=False),
+                     log=lambda line: None)
+    assert scores.stat().st_mtime_ns == before
+    assert again == rows
+
+
+def test_selection_is_the_argmax_of_each_rule(grid):
+    out, rows = grid
+    selection = select_stages(out, SelectionRules(budget=8))
+    embedders = rows["setup"]["embedders"]
+    best_recall = max(rows[f"emb{e}"]["recall@8"] for e in embedders)
+    assert rows[f"emb{selection['embedder']['stage']}"]["recall@8"] == best_recall
+    first = f"emb{selection['embedder']['stage']}" + \
+        ("+bm25" if selection["first_stage"] == "hybrid" else "")
+    best_ndcg = max(rows[f"{first}_rr{r}_k8"]["ndcg@10"] for r in rows["setup"]["rerankers"])
+    assert rows[f"{first}_rr{selection['reranker']['stage']}_k8"]["ndcg@10"] == best_ndcg
+    assert json.loads((out / "selection.json").read_text()) == selection
+    assert read_selection(out / "selection.json")["reranker"]["path"] == \
+        rows["setup"]["rerankers"][selection["reranker"]["stage"]]
+
+
+def test_selection_follows_the_numbers_of_a_hand_made_grid(tmp_path):
+    """Embedder 3 wins Recall@100 alone; behind it, reranker 2 wins nDCG@10 although reranker
+    3 wins MRR@10: the mixed-stage choice of 2602.00805."""
+    def row(recall, mrr, ndcg):
+        return {"recall@100": recall, "mrr@10": mrr, "ndcg@10": ndcg, "recall@10": 0.5,
+                "rerank_ms_per_query": 10.0}
+
+    grid = {"setup": {"budgets": [100], "alpha": 0.5,
+                      "embedders": {"1": "/e/stage1", "3": "/e/stage3"},
+                      "rerankers": {"2": "/r/stage2", "3": "/r/stage3"}},
+            "bm25": row(0.6, 0.3, 0.3), "embedder_only": row(0.8, 0.4, 0.4),
+            "emb1": row(0.7, 0.5, 0.5), "emb1+bm25": row(0.75, 0.5, 0.5),
+            "emb3": row(0.8, 0.4, 0.4), "emb3+bm25": row(0.85, 0.4, 0.4)}
+    for first in ("emb1", "emb1+bm25", "emb3", "emb3+bm25"):
+        grid[f"{first}_rr2_k100"] = row(0, 0.5, 0.62)
+        grid[f"{first}_rr3_k100"] = row(0, 0.55, 0.60)
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    selection = select_stages(tmp_path)
+    assert selection["embedder"] == {"stage": "3", "path": "/e/stage3"}
+    assert selection["first_stage"] == "hybrid"
+    assert selection["reranker"] == {"stage": "2", "path": "/r/stage2"}
+    by_mrr = select_stages(tmp_path, SelectionRules(reranker_metric="mrr@10"))
+    assert by_mrr["reranker"]["stage"] == "3"
+    with pytest.raises(LexedgeError, match="budget 20 was not measured"):
+        select_stages(tmp_path, SelectionRules(budget=20))
+
+
+def test_export_takes_its_stages_from_the_selection(grid, tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from lexedge.cli import main
+
+    out, rows = grid
+    selection = select_stages(out, SelectionRules(budget=8))
+    bundle = tmp_path / "bundle"
+    code = main(["export", "--fp32", "--selection", str(out / "selection.json"), "--out",
+                 str(bundle), "--calibration", rows["setup"]["data_dir"], "--force"])
+    assert code == 0
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["reranker"] is not None
+    assert manifest["selection"]["reranker"]["stage"] == selection["reranker"]["stage"]

@@ -1,0 +1,97 @@
+"""The reranker goes through the embedder's three stages: every stage leaves a stage folder
+with its head saved, stage 2 trains on the embedder's candidates, stage 3 re-mines with the
+reranker itself every epoch, and the merged stack scores like the unmerged one."""
+
+import json
+
+import pytest
+import torch
+
+from lexedge.runtime.errors import LexedgeError
+from lexedge.trainer.lora import STAGE_MANIFEST, load_stage_backbone, stage_chain
+from lexedge.trainer.mining import streaming_top_k
+
+
+def test_every_stage_is_saved_evaluated_and_stacked(reranker_run):
+    output, summary, _ = reranker_run
+    assert list(summary["metrics"]) == ["stage1", "stage2", "stage3"]  # no fresh-head base
+    for name in ("stage1", "stage2", "stage3"):
+        manifest = json.loads((output / name / STAGE_MANIFEST).read_text())
+        assert manifest["family"] == "reranker"
+        adapter = json.loads((output / name / "adapter_config.json").read_text())
+        assert adapter["task_type"] == "SEQ_CLS"
+        assert {"classifier", "pooler"} <= set(adapter["modules_to_save"])
+        metrics = summary["metrics"][name]
+        assert metrics["method"] == "rerank" and metrics["rerank"] == 8
+        assert metrics["timing"]["rerank_pairs"] == 8 * metrics["queries"]
+    assert [p.name for p in stage_chain(output / "stage3")] == \
+        ["stage3", "stage2", "stage1", "base-1layers"]
+    base = json.loads((output / "base-1layers" / "config.json").read_text())
+    assert base["num_hidden_layers"] == 1
+
+
+def test_stage2_negatives_are_the_embedders_candidates(reranker_run, tiny_data):
+    """Recompute the embedder's top ranks independently and check every negative is in its
+    window, and none is judged."""
+    from lexedge.trainer.modeling import Embedder, EncoderSettings, encode, load_tokenizer
+    from lexedge.trainer.data import TrainingData
+
+    output, _, embedder_run = reranker_run
+    backbone, chain = load_stage_backbone(embedder_run / "stage2")
+    embedder = Embedder(backbone, EncoderSettings.read(chain)).eval()
+    tokenizer = load_tokenizer(chain)
+    settings = embedder.settings
+    data = TrainingData.load(tiny_data, "train")
+    corpus = encode(embedder, tokenizer, [settings.passage_prefix + data.passage(d)
+                                          for d in data.documents], max_length=32)
+    lines = [json.loads(x) for x in (output / "stage2" / "hard_negatives.jsonl")
+             .read_text().splitlines()]
+    queries = encode(embedder, tokenizer, [settings.query_prefix + e["query"] for e in lines],
+                     max_length=16)
+    _, indices = streaming_top_k(queries, corpus, 30 + 2)
+    doc_ids = data.doc_ids
+    checked = 0
+    for example, row in zip(lines, indices):
+        window = [doc_ids[i] for i in row]
+        for negative in example["negatives"]:
+            assert negative in window
+            assert negative not in example["judged"]
+            checked += 1
+    assert checked > 0
+
+
+def test_stage3_remines_from_the_reranker_each_epoch(reranker_run):
+    output, _, _ = reranker_run
+    mining = json.loads((output / "stage3" / STAGE_MANIFEST).read_text())["mining"]
+    assert [m["source"] for m in mining] == ["model-refresh", "model-refresh"]
+    assert [m.get("epoch") for m in mining] == [0, 1]
+
+
+def test_merged_reranker_scores_like_the_adapter_stack(reranker_run):
+    """Merging is exact in float32: the stack loaded adapter by adapter (peft, unmerged) and
+    the merged model give the same logits."""
+    from peft import PeftModel
+
+    from lexedge.trainer.reranker import load_cross_encoder
+
+    output, _, _ = reranker_run
+    merged, chain = load_stage_backbone(output / "stage3", loader=load_cross_encoder)
+    stacked = load_cross_encoder(chain[-1])
+    for adapter in reversed(chain[1:-1]):
+        stacked = PeftModel.from_pretrained(stacked, str(adapter)).merge_and_unload()
+    stacked = PeftModel.from_pretrained(stacked, str(chain[0]))  # top adapter unmerged
+    ids = torch.tensor([[2, 10, 11, 3, 12, 13, 14, 3]])
+    mask = torch.ones_like(ids)
+    merged.eval(), stacked.eval()
+    with torch.no_grad():
+        a = merged(input_ids=ids, attention_mask=mask).logits
+        b = stacked(input_ids=ids, attention_mask=mask).logits
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_reranker_config_refuses_mlm(tmp_path):
+    from lexedge.trainer.config import TrainRerankerConfig, load_config
+
+    with pytest.raises(LexedgeError, match="no mlm phase"):
+        load_config(TrainRerankerConfig, None, ['data_dir="d"', 'output_dir="o"',
+                                                "phases=mlm,1"])
