@@ -120,6 +120,8 @@ class StageSettings:
         batch_size: queries per step; each brings its positive and its hard negatives, and
             every other passage in the batch is an in-batch negative.
         learning_rate: peak learning rate (linear warm-up, linear decay).
+        head_learning_rate: peak learning rate of modules trained in full beside a LoRA
+            adapter (a reranker's fresh head); 0: ``learning_rate``.
         warmup_ratio: share of the steps spent warming up.
         weight_decay: AdamW weight decay.
         temperature: InfoNCE temperature.
@@ -151,6 +153,7 @@ class StageSettings:
     examples_per_epoch: int = 0
     batch_size: int = 16
     learning_rate: float = 1e-4
+    head_learning_rate: float = 0.0
     warmup_ratio: float = 0.1
     weight_decay: float = 0.0
     temperature: float = 0.05
@@ -248,18 +251,19 @@ class TrainEmbedderConfig:
 
 def _reranker_stage1() -> StageSettings:
     return StageSettings(negative_source="bm25", rank_window=[0, 30], hard_negatives=3,
-                         random_negatives=1, max_passage_length=128)
+                         random_negatives=1, max_passage_length=128, head_learning_rate=3e-3)
 
 
 def _reranker_stage2() -> StageSettings:
     return StageSettings(negative_source="model", rank_window=[0, 30], hard_negatives=4,
-                         false_negative_margin=0.01, max_passage_length=128)
+                         false_negative_margin=0.01, max_passage_length=128,
+                         head_learning_rate=1e-3)
 
 
 def _reranker_stage3() -> StageSettings:
     return StageSettings(negative_source="model-refresh", rank_window=[0, 20],
                          hard_negatives=4, epochs=2.0, false_negative_margin=-3.0,
-                         learning_rate=5e-5, max_passage_length=128)
+                         learning_rate=5e-5, max_passage_length=128, head_learning_rate=5e-4)
 
 
 @dataclass

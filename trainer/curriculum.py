@@ -169,6 +169,7 @@ class Curriculum:
 
         plan = TrainingPlan(steps=steps, steps_per_epoch=per_epoch,
                             learning_rate=stage.learning_rate, warmup_ratio=stage.warmup_ratio,
+                            head_learning_rate=stage.head_learning_rate,
                             weight_decay=stage.weight_decay,
                             checkpoint_every=config.runtime.checkpoint_every,
                             description=name, bf16=config.runtime.bf16,

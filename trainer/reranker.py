@@ -230,16 +230,16 @@ class RerankerFamily(Family):
         else:
             from lexedge.trainer.lora import load_stage_backbone, resolve_model
             from lexedge.trainer.modeling import Embedder
+            from lexedge.trainer.retrieval import stage_eval_lengths
 
             folder = resolve_model(self.config.embedder)
             backbone, chain = load_stage_backbone(folder, device=self.device)
             embedder = Embedder(backbone, EncoderSettings.read(chain)).eval()
-            evaluation = self.config.evaluation
+            # The lengths the embedder was evaluated (and will be served) at.
+            query_length, passage_length = stage_eval_lengths(chain, embedder.settings)
             found = embedder_rankings(self.data, self.runtime, embedder, load_tokenizer(chain),
-                                      examples, depth=depth,
-                                      query_length=evaluation.max_query_length,
-                                      passage_length=evaluation.max_passage_length,
-                                      model_key=folder)
+                                      examples, depth=depth, query_length=query_length,
+                                      passage_length=passage_length, model_key=folder)
             del embedder, backbone
         self._candidates = {key: found}
         return found

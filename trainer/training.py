@@ -37,6 +37,8 @@ class TrainingPlan:
         weight_decay: AdamW's decoupled weight decay.
         checkpoint_every: steps between checkpoints (the last step always checkpoints).
         max_grad_norm: gradient clipping threshold.
+        head_learning_rate: peak learning rate of the modules a LoRA stage trains in full
+            (peft ``modules_to_save``: a reranker's fresh head); 0 means ``learning_rate``.
     """
 
     steps: int
@@ -49,6 +51,7 @@ class TrainingPlan:
     description: str = "training"
     bf16: bool = False
     progress: bool = True
+    head_learning_rate: float = 0.0
 
 
 @dataclass
@@ -100,8 +103,13 @@ def run_training(module: torch.nn.Module, *, plan: TrainingPlan, work_dir: Path,
     """
     rank, world = distributed()
     device = next(p for p in module.parameters()).device
-    parameters = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=plan.learning_rate,
+    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    parameters = [p for _, p in named]
+    head = [p for n, p in named if "modules_to_save" in n]
+    groups = [{"params": [p for n, p in named if "modules_to_save" not in n]}]
+    if head:  # a fresh head starts from noise: it may need a larger step than the adapters
+        groups.append({"params": head, "lr": plan.head_learning_rate or plan.learning_rate})
+    optimizer = torch.optim.AdamW(groups, lr=plan.learning_rate,
                                   weight_decay=plan.weight_decay)
     scheduler = linear_schedule(optimizer, plan.steps, plan.warmup_ratio)
     checkpoint = work_dir / CHECKPOINT_DIR

@@ -1,0 +1,335 @@
+"""Export benchmark (issue #5): torch FP32 vs ONNX FP32 vs ONNX INT8, measured side by side in
+one run, for the embedder (passages/s) and the reranker (scored pairs/s).
+
+* Two bundles are exported from the same stages, one ``--fp32`` and one ``--int8``
+  (reused when they already exist with the same sources).
+* Throughput at the corpus's real length distribution (the bundle's max length, dynamic
+  padding, length-sorted batches of 32) and at exactly 128 tokens (articles of at least 128
+  tokens, truncated to 128). The three engines run in interleaved rounds and each ratio is
+  the median over rounds, so a noisy neighbour hits all three alike.
+* File sizes, and the parity measured by the INT8 export (its gates).
+* Retrieval quality of the served path: dense Recall@100 on STARD dev with the FP32 and
+  the INT8 embedder over the same corpus (``--quality-corpus`` articles: every dev-judged
+  article plus seeded random distractors; the full 58,513 takes over an hour per precision
+  on 2 cores).
+
+    python bench/export_int8.py [--reranker RUN/stageN | --selection selection.json]
+        [--work work-out/export_int8] [--rounds 3] [--quality-corpus 4000]
+
+Writes ``bench/results/export_int8.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+STARD = REPO.parent / "shared" / "data" / "stard"
+
+
+def export(out: Path, precision: str, embedder: str, reranker: str | None,
+           calibration: Path) -> Path:
+    from lexedge.export.bundle import ExportConfig, export_bundle
+
+    manifest = out / "manifest.json"
+    wanted = {"embedder": embedder, "reranker": reranker, "precision": precision}
+    if manifest.is_file():
+        recorded = json.loads(manifest.read_text())["export"]["config"]
+        if all(str(recorded.get(k)) == str(v) for k, v in wanted.items()):
+            return out
+        raise SystemExit(f"{out}: holds another export; remove it or pass another --work")
+    export_bundle(ExportConfig(out=out, embedder=embedder, reranker=reranker,
+                               precision=precision, calibration=calibration),
+                  log=lambda line: print(line, flush=True))
+    return out
+
+
+def sample_articles(count: int, seed: int) -> list[str]:
+    from lexedge.runtime.datasets import BeirDataset
+
+    documents = [doc.indexed_text for doc in BeirDataset(STARD).corpus()]
+    rng = np.random.default_rng(seed)
+    return [documents[i] for i in sorted(rng.choice(len(documents), count, replace=False))]
+
+
+def long_articles(texts: list[str], tokenizer, count: int, length: int = 128) -> list[str]:
+    chosen = [t for t in texts if len(tokenizer(t)["input_ids"]) >= length]
+    return chosen[:count]
+
+
+def timed(function) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--embedder", default="default")
+    parser.add_argument("--reranker", help="reranker stage folder")
+    parser.add_argument("--selection", type=Path, help="selection.json naming both stages")
+    parser.add_argument("--work", type=Path, default=REPO / "work-out" / "export_int8")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--passages", type=int, default=256)
+    parser.add_argument("--pairs", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quality-corpus", type=int, default=4000,
+                        help="articles in the Recall@100 corpus (0: skip the quality check)")
+    parser.add_argument("--seed", type=int, default=13)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import torch
+
+    from lexedge.export.merge import EMBEDDER, RERANKER, load_merged
+    from lexedge.export.onnx_export import graph_module
+    from lexedge.runtime.bundle import Bundle
+    from lexedge.runtime.storage import write_json_atomic
+    from lexedge.trainer.provenance import hardware
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    embedder, reranker = args.embedder, args.reranker
+    if args.selection:
+        from lexedge.trainer.grid import read_selection
+
+        selection = read_selection(args.selection)
+        embedder, reranker = selection["embedder"]["path"], selection["reranker"]["path"]
+    started = time.perf_counter()
+    bundles = {p: Bundle.load(export(args.work / f"bundle-{p}", p, embedder, reranker, STARD))
+               for p in ("fp32", "int8")}
+    export_seconds = round(time.perf_counter() - started, 1)
+
+    texts = sample_articles(max(args.passages * 4, 1024), args.seed)
+    results: dict = {"embedder": {}, "reranker": {}}
+    kinds = [(EMBEDDER, embedder)] + ([(RERANKER, reranker)] if reranker else [])
+    for kind, spec in kinds:
+        stage = load_merged(spec, kind)
+        module = graph_module(stage).eval()
+        from tokenizers import Tokenizer
+
+        tokenizer_file = stage.tokenizer_file
+        hf = Tokenizer.from_file(str(tokenizer_file))
+        prefix = stage.settings["passage_prefix"]
+        max_length = int(stage.settings["max_length"])
+        if kind == EMBEDDER:
+            real = [prefix + t for t in texts[:args.passages]]
+            fixed = [prefix + t for t in long_articles(texts, lambda s: {
+                "input_ids": hf.encode(prefix + s).ids}, args.passages)]
+            items = {"real": real, "128": fixed}
+        else:
+            queries = sample_queries(args.pairs, args.seed)
+            pairs = list(zip(queries, texts[:args.pairs]))
+            long_pairs = [(q, p) for q, p in zip(queries, long_articles(texts, lambda s: {
+                "input_ids": hf.encode(s).ids}, args.pairs))]
+            items = {"real": pairs, "128": long_pairs}
+        engines = {"torch-fp32": None, "onnx-fp32": bundles["fp32"], "onnx-int8": bundles["int8"]}
+        for setting, batch in items.items():
+            length = max_length if setting == "real" else 128
+            runs = {name: [] for name in engines}
+            for _ in range(args.rounds):
+                for name, bundle in engines.items():
+                    if bundle is None:
+                        seconds = timed(lambda: torch_run(module, hf, kind, batch, length,
+                                                          stage))
+                    else:
+                        model = onnx_model(bundle, kind, length)
+                        seconds = timed(lambda: onnx_run(model, kind, batch))
+                    runs[name].append(len(batch) / seconds)
+            row = {name: round(statistics.median(v), 2) for name, v in runs.items()}
+            row["int8_vs_torch"] = round(statistics.median(
+                i / t for i, t in zip(runs["onnx-int8"], runs["torch-fp32"])), 2)
+            row["int8_vs_onnx_fp32"] = round(statistics.median(
+                i / f for i, f in zip(runs["onnx-int8"], runs["onnx-fp32"])), 2)
+            row["items"] = len(batch)
+            results[kind][setting] = row
+            print(kind, setting, row, flush=True)
+        del stage, module
+    sizes = {}
+    for kind in ("embedder", "reranker"):
+        entries = {p: b.manifest.get(kind) for p, b in bundles.items()}
+        if entries["int8"]:
+            fp32 = (bundles["fp32"].path / entries["fp32"]["file"]).stat().st_size
+            int8 = (bundles["int8"].path / entries["int8"]["file"]).stat().st_size
+            sizes[kind] = {"fp32_bytes": fp32, "int8_bytes": int8,
+                           "smaller": round(fp32 / int8, 2)}
+            results[kind]["parity"] = entries["int8"]["parity"]
+    results["sizes"] = sizes
+    if args.quality_corpus:
+        results["quality"] = quality(bundles, args.work, args.quality_corpus, args.seed)
+    results["setup"] = {"embedder": embedder, "reranker": reranker,
+                        "bundles": {p: str(b.path) for p, b in bundles.items()},
+                        "rounds": args.rounds, "hardware": hardware(),
+                        "export_seconds": export_seconds,
+                        "command": "python bench/export_int8.py" + (
+                            f" --selection {args.selection}" if args.selection else
+                            (f" --reranker {reranker}" if reranker else ""))}
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(args.out / "export_int8.json", results)
+    markdown = render(results)
+    (args.out / "export_int8.md").write_text(markdown, encoding="utf-8")
+    print(markdown)
+    return 0
+
+
+def sample_queries(count: int, seed: int) -> list[str]:
+    from lexedge.runtime.datasets import BeirDataset
+
+    queries = list(BeirDataset(STARD).queries().values())
+    rng = np.random.default_rng(seed)
+    return [queries[int(i)] for i in rng.integers(len(queries), size=count)]
+
+
+def torch_run(module, tokenizer, kind: str, items: list, length: int, stage) -> None:
+    """The torch FP32 graph module on the same batches the runtime makes: length-sorted,
+    32 per batch (16 pairs for the reranker, as the runtime scores them), padded to the
+    batch's longest."""
+    import torch
+
+    tokenizer.enable_truncation(length)
+    pad = int(getattr(stage.model.config, "pad_token_id", 0) or 0)
+    if kind == "embedder":
+        encodings = tokenizer.encode_batch(items)
+        size = 32
+    else:
+        prefix_q, prefix_p = stage.settings["query_prefix"], stage.settings["passage_prefix"]
+        encodings = tokenizer.encode_batch([(prefix_q + q, prefix_p + p) for q, p in items])
+        size = 16
+    order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
+    with torch.inference_mode():
+        for start in range(0, len(order), size):
+            rows = [encodings[i] for i in order[start:start + size]]
+            width = max(len(e.ids) for e in rows)
+            ids = torch.full((len(rows), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            types = torch.zeros((len(rows), width), dtype=torch.long)
+            for r, e in enumerate(rows):
+                ids[r, :len(e.ids)] = torch.tensor(e.ids)
+                mask[r, :len(e.ids)] = 1
+                types[r, :len(e.ids)] = torch.tensor(e.type_ids)
+            module(ids, mask, types)
+
+
+def onnx_model(bundle, kind: str, length: int):
+    from lexedge.runtime.onnx_models import OnnxEmbedder, OnnxReranker
+
+    entry = dict(bundle.manifest[kind])
+    entry["max_length"] = length
+    cls = OnnxEmbedder if kind == "embedder" else OnnxReranker
+    return cls(bundle.path / entry["file"], bundle.path / entry["tokenizer"], entry)
+
+
+def onnx_run(model, kind: str, items: list) -> None:
+    if kind == "embedder":
+        # prefixes were applied by the caller: the runtime's encode adds them, so strip
+        prefix = model.config.get("passage_prefix") or ""
+        model.encode([t[len(prefix):] for t in items], kind="passage", batch_size=32)
+    else:
+        by_query: dict[str, list[str]] = {}
+        for query, passage in items:
+            by_query.setdefault(query, []).append(passage)
+        for query, passages in by_query.items():
+            model.score(query, passages, batch_size=16)
+
+
+def quality(bundles: dict, work: Path, corpus_size: int, seed: int) -> dict:
+    """Dense Recall@100 (served path: index + Searcher) with each precision's embedder over
+    the same corpus sample."""
+    from lexedge.runtime.datasets import BeirDataset
+    from lexedge.runtime.evaluation import EvalConfig, run_evaluation
+    from lexedge.runtime.index import Index
+    from lexedge.runtime.storage import atomic_directory
+
+    dataset = BeirDataset(STARD)
+    dev = dataset.qrels("dev")
+    judged = {d for rels in dev.values() for d in rels}
+    folder = work / f"stard-dev-{corpus_size}"
+    if not (folder / "corpus.jsonl").is_file():
+        lines = [line for line in dataset.corpus_path.read_text(encoding="utf-8").splitlines()
+                 if line.strip()]
+        ids = [json.loads(line)["id"] for line in lines]
+        others = [i for i, d in enumerate(ids) if d not in judged]
+        rng = np.random.default_rng(seed)
+        picked = set(rng.choice(others, max(0, corpus_size - len(judged)), replace=False))
+        with atomic_directory(folder) as staging:
+            (staging / "corpus.jsonl").write_text(
+                "".join(line + "\n" for i, line in enumerate(lines)
+                        if ids[i] in judged or i in picked), encoding="utf-8")
+            (staging / "queries.jsonl").write_text(
+                dataset.root.joinpath("queries.jsonl").read_text(encoding="utf-8"),
+                encoding="utf-8")
+            (staging / "qrels").mkdir()
+            (staging / "qrels" / "dev.tsv").write_text(
+                dataset.qrels_path("dev").read_text(encoding="utf-8"), encoding="utf-8")
+    out = {}
+    for precision, bundle in bundles.items():
+        index_dir = work / f"index-{precision}-{corpus_size}"
+        started = time.perf_counter()
+        if not (index_dir / "manifest.json").is_file():
+            Index.build(folder / "corpus.jsonl", index_dir, bundle=bundle, progress=True)
+        metrics, _ = run_evaluation(EvalConfig(data_dir=str(folder), split="dev",
+                                               method="dense", index=str(index_dir),
+                                               bundle=str(bundle.path)))
+        out[precision] = {k: metrics[k] for k in ("recall@10", "recall@100", "mrr@10",
+                                                  "ndcg@10", "queries")}
+        out[precision]["seconds"] = round(time.perf_counter() - started, 1)
+    out["corpus"] = {"articles": sum(1 for _ in (folder / "corpus.jsonl").open()),
+                     "dev_judged": len(judged), "seed": seed}
+    out["recall@100_difference_points"] = round(
+        100 * (out["int8"]["recall@100"] - out["fp32"]["recall@100"]), 2)
+    return out
+
+
+def render(results: dict) -> str:
+    lines = ["# Export: torch FP32 vs ONNX FP32 vs ONNX INT8", "",
+             "Measured side by side in one run (interleaved rounds, median); throughput in "
+             "items/s on this machine's "
+             f"{results['setup']['hardware']['cpu_count']} cores. Targets: INT8 >= 2x torch "
+             "FP32, >= 3.5x smaller, parity gates met.", "",
+             "| model | inputs | torch FP32 | ONNX FP32 | ONNX INT8 | INT8 / torch | "
+             "INT8 / ONNX FP32 |", "|---|---|---|---|---|---|---|"]
+    for kind, unit in (("embedder", "passages/s"), ("reranker", "pairs/s")):
+        for setting, row in results[kind].items():
+            if setting == "parity":
+                continue
+            label = "real lengths" if setting == "real" else "128 tokens"
+            lines.append(f"| {kind} ({unit}) | {label}, {row['items']} | {row['torch-fp32']} | "
+                         f"{row['onnx-fp32']} | {row['onnx-int8']} | **{row['int8_vs_torch']}x**"
+                         f" | {row['int8_vs_onnx_fp32']}x |")
+    lines += ["", "| model | FP32 MB | INT8 MB | smaller |", "|---|---|---|---|"]
+    for kind, size in results["sizes"].items():
+        lines.append(f"| {kind} | {size['fp32_bytes'] / 1e6:.1f} | {size['int8_bytes'] / 1e6:.1f}"
+                     f" | **{size['smaller']}x** |")
+    lines += ["", "Parity of the INT8 export against its FP32 graph (calibration: STARD):", ""]
+    for kind in ("embedder", "reranker"):
+        parity = results[kind].get("parity")
+        if parity:
+            for gate in parity["gates"]:
+                lines.append(f"- {kind}: {gate['gate']} {gate['value']:.4f} "
+                             f"{gate['comparison']} {gate['threshold']} — "
+                             f"{'passed' if gate['passed'] else 'FAILED'}")
+    quality_row = results.get("quality")
+    if quality_row:
+        corpus = quality_row["corpus"]
+        lines += ["", f"Served dense retrieval on STARD dev over {corpus['articles']:,} "
+                  f"articles (all {corpus['dev_judged']} dev-judged + seeded distractors):", "",
+                  "| embedder | R@10 | R@100 | MRR@10 | nDCG@10 |", "|---|---|---|---|---|"]
+        for precision in ("fp32", "int8"):
+            row = quality_row[precision]
+            lines.append(f"| {precision} | {row['recall@10']:.4f} | {row['recall@100']:.4f} | "
+                         f"{row['mrr@10']:.4f} | {row['ndcg@10']:.4f} |")
+        lines += ["", f"INT8 - FP32 Recall@100: "
+                  f"**{quality_row['recall@100_difference_points']:+.2f} points**."]
+    lines += ["", f"Reproduce: `{results['setup']['command']}`.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
