@@ -58,8 +58,12 @@ def render_markdown(results: dict, selection: dict) -> str:
         "## Selection", "",
         f"- embedder: stage **{selection['embedder']['stage']}** "
         f"({selection['first_stage']} first stage) — {selection['rules']['embedder']}",
-        f"- reranker: stage **{selection['reranker']['stage']}** — "
-        f"{selection['rules']['reranker']}",
+        (f"- reranker: stage **{selection['reranker']['stage']}** — "
+         f"{selection['rules']['reranker']}" if selection["reranker"] else
+         f"- reranker: **none** — the best stage ({selection['reranker_rejected']['stage']}, "
+         f"nDCG@10 {selection['reranker_rejected']['ndcg@10']:.4f}) stays below the first "
+         f"stage alone ({selection['reranker_rejected']['first_stage_alone']:.4f}); rule: "
+         f"{selection['rules']['reranker']}"),
         f"- end to end ({selection['end_to_end']['row']}): MRR@10 "
         f"**{selection['end_to_end']['mrr@10']:.4f}**, nDCG@10 "
         f"**{selection['end_to_end']['ndcg@10']:.4f}**, vs the best embedder alone "

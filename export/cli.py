@@ -78,7 +78,7 @@ def run_export(args: argparse.Namespace) -> int:
 
         selection = read_selection(args.selection)
         embedder = embedder or selection["embedder"]["path"]
-        reranker = reranker or selection["reranker"]["path"]
+        reranker = reranker or (selection["reranker"] or {}).get("path")
     config = ExportConfig(
         out=args.out, embedder=embedder or "default", reranker=reranker,
         precision=args.precision,

@@ -151,8 +151,11 @@ def run_select(args: argparse.Namespace) -> int:
         budget=args.budget, embedder_metric=args.embedder_metric,
         reranker_metric=args.reranker_metric))
     end = selection["end_to_end"]
+    reranker = selection["reranker"]
+    chosen = f"reranker stage {reranker['stage']}" if reranker else \
+        f"no reranker ({selection['reranker_rejected']['reason']})"
     print(f"embedder stage {selection['embedder']['stage']} ({selection['first_stage']}), "
-          f"reranker stage {selection['reranker']['stage']} at K = {selection['budget']}: "
-          f"mrr@10 {end['mrr@10']:.4f}, ndcg@10 {end['ndcg@10']:.4f}")
+          f"{chosen} at K = {selection['budget']}: mrr@10 {end['mrr@10']:.4f}, "
+          f"ndcg@10 {end['ndcg@10']:.4f}")
     print(f"wrote {args.runs}/selection.json")
     return 0

@@ -238,7 +238,8 @@ class SelectionRules:
 
 def select_stages(grid_dir: str | Path, rules: SelectionRules | None = None) -> dict:
     """Choose the embedder stage, the first stage (dense or fused with BM25) and the reranker
-    stage from ``grid_dir/grid.json``; write and return ``grid_dir/selection.json``."""
+    stage from ``grid_dir/grid.json``; write and return ``grid_dir/selection.json``. The
+    reranker is ``None`` when no stage of it beats the chosen first stage alone."""
     rules = rules or SelectionRules()
     grid_dir = Path(grid_dir)
     path = grid_dir / GRID_FILE
@@ -273,7 +274,9 @@ def select_stages(grid_dir: str | Path, rules: SelectionRules | None = None) -> 
                        r_key: grid[f"{first}_rr{r}_k{budget}"][r_key],
                        "mrr@10": grid[f"{first}_rr{r}_k{budget}"]["mrr@10"]} for r in rerankers]
     reranker = max(reranker_table, key=lambda r: (r[r_key], r["mrr@10"], -order(r["stage"])))
-    chosen_row = reranker["row"]
+    # A reranker that does not beat its own first stage is not worth its latency.
+    helps = reranker[r_key] > grid[first][r_key]
+    chosen_row = reranker["row"] if helps else first
     selection = {
         "format": SELECTION_FORMAT,
         "grid": str(path.resolve()),
@@ -281,15 +284,22 @@ def select_stages(grid_dir: str | Path, rules: SelectionRules | None = None) -> 
         "first_stage": "hybrid" if first.endswith("+bm25") else "dense",
         "alpha": setup.get("alpha") if first.endswith("+bm25") else 1.0,
         "embedder": {"stage": e, "path": embedders[e]},
-        "reranker": {"stage": reranker["stage"], "path": rerankers[reranker["stage"]]},
+        "reranker": {"stage": reranker["stage"], "path": rerankers[reranker["stage"]]}
+        if helps else None,
+        "reranker_rejected": None if helps else {
+            "stage": reranker["stage"], r_key: reranker[r_key],
+            "first_stage_alone": grid[first][r_key],
+            "reason": f"the best reranker stage does not raise {r_key} above the first "
+                      "stage alone"},
         "rules": {"embedder": f"max {e_key} of the embedder alone (ties: MRR@10, then the "
                               "earlier stage)",
                   "first_stage": f"dense or fused with BM25, max {e_key} for that embedder",
                   "reranker": f"max end-to-end {r_key} behind the chosen first stage at "
-                              f"K = {budget} (ties: MRR@10, then the earlier stage)"},
+                              f"K = {budget} (ties: MRR@10, then the earlier stage), kept "
+                              f"only if above the first stage alone"},
         "tables": {"embedder": embedder_table, "first_stage": fusion_table,
                    "reranker": reranker_table},
-        "end_to_end": {"row": chosen_row, **{k: grid[chosen_row][k] for k in
+        "end_to_end": {"row": chosen_row, **{k: grid[chosen_row].get(k, 0.0) for k in
                                              ("recall@10", f"recall@{budget}", "mrr@10",
                                               "ndcg@10", "rerank_ms_per_query")}},
         "baselines": {name: {k: grid[name][k] for k in ("mrr@10", "ndcg@10")}
@@ -311,8 +321,9 @@ def read_selection(path: str | Path) -> dict:
     if selection.get("format") != SELECTION_FORMAT:
         raise LexedgeError(f"{path}: format is {selection.get('format')!r}, expected "
                            f"{SELECTION_FORMAT!r}")
-    for component in ("embedder", "reranker"):
-        entry = selection.get(component) or {}
-        if not entry.get("path"):
-            raise LexedgeError(f"{path}: field {component}.path is missing")
+    if not (selection.get("embedder") or {}).get("path"):
+        raise LexedgeError(f"{path}: field embedder.path is missing")
+    reranker = selection.get("reranker")
+    if reranker is not None and not reranker.get("path"):
+        raise LexedgeError(f"{path}: field reranker.path is missing (null: no reranker)")
     return selection

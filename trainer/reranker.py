@@ -307,9 +307,12 @@ def rerank_model_retriever(config, dataset):
     first = str(extra.get("first_stage") or "bm25")
     if first == "bm25":
         first_retriever = METHODS["bm25"](dataclasses.replace(config, method="bm25"), dataset)
-    else:
+    else:  # the embedder at the lengths it was evaluated at, not the reranker's
+        first_extra = {k: v for k, v in extra.items()
+                       if k in ("device", "batch_size", "progress")}
         first_retriever = dense_model_retriever(
-            dataclasses.replace(config, method="dense", model=first), dataset)
+            dataclasses.replace(config, method="dense", model=first, extra=first_extra),
+            dataset)
     device = resolve_device(extra.get("device", "auto"))
     model, chain = load_stage_backbone(config.model, device=device, loader=load_cross_encoder)
     reranker = CrossEncoder(model, EncoderSettings.read(chain)).eval()

@@ -68,10 +68,13 @@ def test_selection_is_the_argmax_of_each_rule(grid):
     first = f"emb{selection['embedder']['stage']}" + \
         ("+bm25" if selection["first_stage"] == "hybrid" else "")
     best_ndcg = max(rows[f"{first}_rr{r}_k8"]["ndcg@10"] for r in rows["setup"]["rerankers"])
-    assert rows[f"{first}_rr{selection['reranker']['stage']}_k8"]["ndcg@10"] == best_ndcg
+    chosen = selection["reranker"] or selection["reranker_rejected"]
+    assert rows[f"{first}_rr{chosen['stage']}_k8"]["ndcg@10"] == best_ndcg
+    # kept exactly when it beats the first stage alone
+    assert (selection["reranker"] is not None) == (best_ndcg > rows[first]["ndcg@10"])
     assert json.loads((out / "selection.json").read_text()) == selection
-    assert read_selection(out / "selection.json")["reranker"]["path"] == \
-        rows["setup"]["rerankers"][selection["reranker"]["stage"]]
+    assert read_selection(out / "selection.json")["embedder"]["path"] == \
+        rows["setup"]["embedders"][selection["embedder"]["stage"]]
 
 
 def test_selection_follows_the_numbers_of_a_hand_made_grid(tmp_path):
@@ -99,6 +102,15 @@ def test_selection_follows_the_numbers_of_a_hand_made_grid(tmp_path):
     assert by_mrr["reranker"]["stage"] == "3"
     with pytest.raises(LexedgeError, match="budget 20 was not measured"):
         select_stages(tmp_path, SelectionRules(budget=20))
+    # a reranker below its own first stage is not worth its latency: none is chosen
+    for first in ("emb1", "emb1+bm25", "emb3", "emb3+bm25"):
+        for r in ("2", "3"):
+            grid[f"{first}_rr{r}_k100"]["ndcg@10"] = 0.35
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    selection = select_stages(tmp_path)
+    assert selection["reranker"] is None
+    assert selection["reranker_rejected"]["first_stage_alone"] == 0.4
+    assert selection["end_to_end"]["row"] == "emb3+bm25"
 
 
 def test_export_takes_its_stages_from_the_selection(grid, tmp_path):
@@ -108,10 +120,19 @@ def test_export_takes_its_stages_from_the_selection(grid, tmp_path):
 
     out, rows = grid
     selection = select_stages(out, SelectionRules(budget=8))
-    bundle = tmp_path / "bundle"
-    code = main(["export", "--fp32", "--selection", str(out / "selection.json"), "--out",
-                 str(bundle), "--calibration", rows["setup"]["data_dir"], "--force"])
-    assert code == 0
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    assert manifest["reranker"] is not None
-    assert manifest["selection"]["reranker"]["stage"] == selection["reranker"]["stage"]
+    selection["reranker"] = {"stage": "2", "path": rows["setup"]["rerankers"]["2"]}
+    (tmp_path / "with.json").write_text(json.dumps(selection))
+    selection["reranker"] = None
+    (tmp_path / "without.json").write_text(json.dumps(selection))
+    for name in ("with", "without"):
+        bundle = tmp_path / f"bundle-{name}"
+        code = main(["export", "--fp32", "--selection", str(tmp_path / f"{name}.json"),
+                     "--out", str(bundle), "--calibration", rows["setup"]["data_dir"],
+                     "--force"])
+        assert code == 0
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        assert manifest["embedder"]["source"]["path"] == selection["embedder"]["path"]
+        if name == "with":
+            assert manifest["reranker"]["source"]["path"] == rows["setup"]["rerankers"]["2"]
+        else:
+            assert manifest["reranker"] is None
