@@ -95,3 +95,22 @@ def test_reranker_config_refuses_mlm(tmp_path):
     with pytest.raises(LexedgeError, match="no mlm phase"):
         load_config(TrainRerankerConfig, None, ['data_dir="d"', 'output_dir="o"',
                                                 "phases=mlm,1"])
+
+
+def test_eval_cli_reranks_the_first_stage_candidates(reranker_run, tiny_data, tmp_path):
+    """``lexedge eval --method rerank``: the top N are re-ordered, the rest keep the first
+    stage's order, so Recall@N is the first stage's."""
+    from lexedge.cli import main
+
+    output, _, embedder_run = reranker_run
+    first, reranked = tmp_path / "first.json", tmp_path / "reranked.json"
+    assert main(["eval", str(tiny_data), "--method", "dense", "--model",
+                 str(embedder_run / "stage2"), "--metrics-out", str(first)]) == 0
+    assert main(["eval", str(tiny_data), "--method", "rerank", "--model",
+                 str(output / "stage3"), "--first-stage", str(embedder_run / "stage2"),
+                 "--rerank", "5", "--metrics-out", str(reranked)]) == 0
+    first, reranked = json.loads(first.read_text()), json.loads(reranked.read_text())
+    assert reranked["rerank"] == 5 and reranked["first_stage"] == str(embedder_run / "stage2")
+    assert reranked["recall@5"] == pytest.approx(first["recall@5"])
+    assert reranked["recall@20"] == pytest.approx(first["recall@20"])
+    assert main(["eval", str(tiny_data), "--method", "rerank"]) == 2  # no --model
