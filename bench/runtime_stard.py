@@ -83,6 +83,16 @@ def _rss_mb(field: str = "VmRSS") -> float:
     return float("nan")
 
 
+def bundle_recipe(manifest: dict) -> str:
+    """The export command that makes such a bundle, from the bundle's own manifest."""
+    config = manifest.get("export", {}).get("config", {})
+    command = f"lexedge export --{config.get('precision', 'int8')} --embedder " \
+              f"{config.get('embedder', 'default')}"
+    if config.get("reranker"):
+        command += f" --reranker {config['reranker']}"
+    return command + " --out B"
+
+
 def render(result: dict) -> str:
     from lexedge.runtime.metrics import RECALL_CUTOFFS
 
@@ -110,7 +120,8 @@ def render(result: dict) -> str:
                                                     for k in table_cutoffs)
                      + f" | {metrics['mrr@10']:.3f} | {metrics['ndcg@10']:.3f} |")
     lines += ["", "![recall vs budget](runtime_stard.png)", "",
-              f"Reproduce: `python bench/runtime_stard.py --bundle {result['bundle']}`."]
+              f"Reproduce: `{result.get('bundle_recipe', 'lexedge export --int8 --out B')}` "
+              "(B = the bundle), then `python bench/runtime_stard.py --bundle B`."]
     return "\n".join(lines) + "\n"
 
 
@@ -176,7 +187,8 @@ def main() -> None:
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                    f"Python {platform.python_version()}",
-        "bundle": str(args.bundle), "embedder_precision":
+        "bundle": str(args.bundle), "bundle_recipe": bundle_recipe(bundle.manifest),
+        "embedder_precision":
             bundle.manifest["embedder"].get("precision"),
         "reranker": bundle.manifest["reranker"] and bundle.manifest["reranker"].get("precision"),
         "build": {"seconds": seconds, "documents": len(index),

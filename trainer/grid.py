@@ -127,7 +127,7 @@ def run_grid(config: GridConfig, log=print) -> dict:
     bm25 = _cached(cache / "first_bm25.json", lambda: METHODS["bm25"](
         base_eval, dataset).search_many(query_texts, depth))
     rows["bm25"] = metrics_of(dict(zip(query_ids, bm25)), method="bm25")
-    first: dict[str, list] = {}
+    first: dict[str, dict[int, list]] = {}  # first stage -> budget -> rankings
     eval_lengths = rr_config.get("evaluation", {})
     for label, folder in embedders.items():
         log(f"grid: first stage of embedder {label} ({folder})")
