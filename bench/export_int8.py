@@ -60,9 +60,10 @@ def sample_articles(count: int, seed: int) -> list[str]:
     return [documents[i] for i in sorted(rng.choice(len(documents), count, replace=False))]
 
 
-def long_articles(texts: list[str], tokenizer, count: int, length: int = 128) -> list[str]:
-    chosen = [t for t in texts if len(tokenizer(t)["input_ids"]) >= length]
-    return chosen[:count]
+def long_articles(texts: list[str], tokenizer, prefix: str, count: int,
+                  length: int = 128) -> list[str]:
+    """The first ``count`` texts of at least ``length`` tokens (with the prefix)."""
+    return [t for t in texts if len(tokenizer.encode(prefix + t).ids) >= length][:count]
 
 
 def timed(function) -> float:
@@ -90,7 +91,6 @@ def main(argv=None) -> int:
     import torch
 
     from lexedge.export.merge import EMBEDDER, RERANKER, load_merged
-    from lexedge.export.onnx_export import graph_module
     from lexedge.runtime.bundle import Bundle
     from lexedge.runtime.storage import write_json_atomic
     from lexedge.trainer.provenance import hardware
@@ -111,47 +111,46 @@ def main(argv=None) -> int:
     results: dict = {"embedder": {}, "reranker": {}}
     kinds = [(EMBEDDER, embedder)] + ([(RERANKER, reranker)] if reranker else [])
     for kind, spec in kinds:
-        stage = load_merged(spec, kind)
-        module = graph_module(stage).eval()
+        stage = load_merged(spec, kind)  # the export's view: prefixes, lengths, tokenizer
+        settings, tokenizer_file = dict(stage.settings), stage.tokenizer_file
+        pad = int(getattr(stage.model.config, "pad_token_id", 0) or 0)
+        del stage
+        forward = torch_forward(spec, kind)
         from tokenizers import Tokenizer
 
-        tokenizer_file = stage.tokenizer_file
         hf = Tokenizer.from_file(str(tokenizer_file))
-        prefix = stage.settings["passage_prefix"]
-        max_length = int(stage.settings["max_length"])
+        measure = Tokenizer.from_file(str(tokenizer_file))
+        prefix = settings["passage_prefix"]
         if kind == EMBEDDER:
             real = [prefix + t for t in texts[:args.passages]]
-            fixed = [prefix + t for t in long_articles(texts, lambda s: {
-                "input_ids": hf.encode(prefix + s).ids}, args.passages)]
+            fixed = [prefix + t for t in long_articles(texts, measure, prefix, args.passages)]
             items = {"real": real, "128": fixed}
         else:
             queries = sample_queries(args.pairs, args.seed)
-            pairs = list(zip(queries, texts[:args.pairs]))
-            long_pairs = [(q, p) for q, p in zip(queries, long_articles(texts, lambda s: {
-                "input_ids": hf.encode(s).ids}, args.pairs))]
-            items = {"real": pairs, "128": long_pairs}
-        engines = {"torch-fp32": None, "onnx-fp32": bundles["fp32"], "onnx-int8": bundles["int8"]}
+            long_texts = long_articles(texts, measure, prefix, args.pairs)
+            items = {"real": list(zip(queries, texts[:args.pairs])),
+                     "128": list(zip(queries, long_texts))}
         for setting, batch in items.items():
-            length = max_length if setting == "real" else 128
-            runs = {name: [] for name in engines}
+            length = int(settings["max_length"]) if setting == "real" else 128
+            models = {name: onnx_model(bundles[name.split("-")[1]], kind, length)
+                      for name in ("onnx-fp32", "onnx-int8")}
+            runs = {name: [] for name in ("torch-fp32", *models)}
             for _ in range(args.rounds):
-                for name, bundle in engines.items():
-                    if bundle is None:
-                        seconds = timed(lambda: torch_run(module, hf, kind, batch, length,
-                                                          stage))
-                    else:
-                        model = onnx_model(bundle, kind, length)
-                        seconds = timed(lambda: onnx_run(model, kind, batch))
-                    runs[name].append(len(batch) / seconds)
+                runs["torch-fp32"].append(len(batch) / timed(lambda: torch_run(
+                    forward, hf, kind, batch, length, pad, settings)))
+                for name, model in models.items():
+                    runs[name].append(len(batch) / timed(lambda: onnx_run(model, kind, batch)))
             row = {name: round(statistics.median(v), 2) for name, v in runs.items()}
             row["int8_vs_torch"] = round(statistics.median(
                 i / t for i, t in zip(runs["onnx-int8"], runs["torch-fp32"])), 2)
             row["int8_vs_onnx_fp32"] = round(statistics.median(
                 i / f for i, f in zip(runs["onnx-int8"], runs["onnx-fp32"])), 2)
             row["items"] = len(batch)
+            row["max_length"] = length
             results[kind][setting] = row
             print(kind, setting, row, flush=True)
-        del stage, module
+            del models
+        del forward
     sizes = {}
     for kind in ("embedder", "reranker"):
         entries = {p: b.manifest.get(kind) for p, b in bundles.items()}
@@ -187,20 +186,37 @@ def sample_queries(count: int, seed: int) -> list[str]:
     return [queries[int(i)] for i in rng.integers(len(queries), size=count)]
 
 
-def torch_run(module, tokenizer, kind: str, items: list, length: int, stage) -> None:
-    """The torch FP32 graph module on the same batches the runtime makes: length-sorted,
-    32 per batch (16 pairs for the reranker, as the runtime scores them), padded to the
-    batch's longest."""
+def torch_forward(spec: str, kind: str):
+    """The model as the trainer runs it in torch FP32 (default SDPA attention), as a
+    function of ``(input_ids, attention_mask, token_type_ids)``."""
+    from lexedge.trainer.lora import load_stage_backbone
+    from lexedge.trainer.modeling import Embedder, EncoderSettings
+
+    if kind == "embedder":
+        backbone, chain = load_stage_backbone(spec)
+        module = Embedder(backbone, EncoderSettings.read(chain)).eval()
+        return lambda ids, mask, types: module(ids, mask)
+    from lexedge.trainer.reranker import CrossEncoder, load_cross_encoder
+
+    model, chain = load_stage_backbone(spec, loader=load_cross_encoder)
+    module = CrossEncoder(model, EncoderSettings.read(chain)).eval()
+    return lambda ids, mask, types: module(input_ids=ids, attention_mask=mask,
+                                           token_type_ids=types)
+
+
+def torch_run(forward, tokenizer, kind: str, items: list, length: int, pad: int,
+              settings: dict) -> None:
+    """Torch FP32 on the batches the runtime makes: length-sorted, 32 passages (16 pairs, as
+    the runtime scores them) per batch, padded to the batch's longest."""
     import torch
 
     tokenizer.enable_truncation(length)
-    pad = int(getattr(stage.model.config, "pad_token_id", 0) or 0)
     if kind == "embedder":
         encodings = tokenizer.encode_batch(items)
         size = 32
     else:
-        prefix_q, prefix_p = stage.settings["query_prefix"], stage.settings["passage_prefix"]
-        encodings = tokenizer.encode_batch([(prefix_q + q, prefix_p + p) for q, p in items])
+        encodings = tokenizer.encode_batch([(settings["query_prefix"] + q,
+                                             settings["passage_prefix"] + p) for q, p in items])
         size = 16
     order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
     with torch.inference_mode():
@@ -214,7 +230,7 @@ def torch_run(module, tokenizer, kind: str, items: list, length: int, stage) -> 
                 ids[r, :len(e.ids)] = torch.tensor(e.ids)
                 mask[r, :len(e.ids)] = 1
                 types[r, :len(e.ids)] = torch.tensor(e.type_ids)
-            module(ids, mask, types)
+            forward(ids, mask, types)
 
 
 def onnx_model(bundle, kind: str, length: int):
@@ -312,7 +328,8 @@ def render(results: dict) -> str:
         parity = results[kind].get("parity")
         if parity:
             for gate in parity["gates"]:
-                lines.append(f"- {kind}: {gate['gate']} {gate['value']:.4f} "
+                value = "not measured" if gate["value"] is None else f"{gate['value']:.4f}"
+                lines.append(f"- {kind}: {gate['gate']} {value} "
                              f"{gate['comparison']} {gate['threshold']} — "
                              f"{'passed' if gate['passed'] else 'FAILED'}")
     quality_row = results.get("quality")
