@@ -100,8 +100,12 @@ def render_markdown(results: dict, selection: dict) -> str:
     lines += ["", "Rerank time per query (ms, torch FP32, 2 threads): " + ", ".join(
         f"K={k}: {results[f'emb{emb[-1]}_rr{rr[-1]}_k{k}']['rerank_ms_per_query']}"
         for k in budgets) + ".", "",
-        f"Wall time: training {setup['wall_seconds']['train']:.0f} s, grid "
-        f"{setup['wall_seconds']['grid']:.0f} s.", "",
+        f"Wall time: training {setup['wall_seconds']['train']:.0f} s (stages, mining "
+        f"included); grid: reranker scoring "
+        f"{sum(grid.get('scoring_seconds', {}).values()):.0f} s for "
+        f"{len(grid.get('scoring_seconds', {}))} stages, this invocation "
+        f"{setup['wall_seconds']['grid']:.0f} s (the grid resumes from its cache). "
+        f"{setup.get('remark', '')}", "",
         f"Reproduce: `{setup['command']}` (after `python bench/embedder_curriculum_stard.py "
         "--set stage1.weak_pairs=0 --name embedder_curriculum_stard_no_weak_pairs --work "
         "work-out/embedder_curriculum_stard_noweak`).", ""]
@@ -120,6 +124,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--budget", type=int, default=100, help="serving budget for select")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--remark", default="", help="a sentence about this run for the report")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -141,7 +146,6 @@ def main(argv=None) -> int:
         f'embedder="{embedder_run / args.embedder_stage}"', *args.overrides])
     summary = Curriculum(config, RerankerFamily, resume=args.resume,
                          log=lambda line: print(line, flush=True)).run()
-    train_seconds = time.perf_counter() - started
     started = time.perf_counter()
     grid = run_grid(GridConfig(embedders=str(embedder_run), rerankers=str(run_dir),
                                out=str(args.work / "grid"), device=config.runtime.device),
@@ -168,8 +172,9 @@ def main(argv=None) -> int:
                      "config_file": str(args.config.resolve().relative_to(REPO))
                      if args.config.resolve().is_relative_to(REPO) else str(args.config),
                      "config": summary["config"]},
-        "wall_seconds": {"train": round(train_seconds, 1), "grid": round(grid_seconds, 1)},
-        "command": command}
+        "wall_seconds": {"train": round(sum(r["train_seconds"] for r in stages.values()), 1),
+                         "grid": round(grid_seconds, 1)},
+        "remark": args.remark, "command": command}
     args.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out / "reranker_grid_stard.json", results)
     shutil.copyfile(args.work / "grid" / "selection.json",

@@ -182,6 +182,7 @@ def run_grid(config: GridConfig, log=print) -> dict:
             write_json_atomic(path, cached)
             del reranker, model
         per_pair, scores = cached["seconds_per_pair"], cached["scores"]
+        setup.setdefault("scoring_seconds", {})[label] = round(per_pair * len(cached["scores"]), 1)
         for name, by_budget in first.items():
             for budget in config.budgets:
                 run = {}
@@ -243,12 +244,7 @@ def select_stages(grid_dir: str | Path, rules: SelectionRules | None = None) -> 
     rules = rules or SelectionRules()
     grid_dir = Path(grid_dir)
     path = grid_dir / GRID_FILE
-    if not path.is_file():
-        raise LexedgeError(f"{grid_dir}: no {GRID_FILE}; run lexedge grid first")
-    try:
-        grid = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise LexedgeError(f"{path}: malformed JSON ({exc.msg}, line {exc.lineno})") from None
+    grid = _read_json(path, f"{grid_dir}: no {GRID_FILE}; run lexedge grid first")
     setup = grid.get("setup", {})
     budget, e_key, r_key = rules.budget, rules.embedder_key(), rules.reranker_metric
     if budget not in setup.get("budgets", []):
@@ -310,14 +306,9 @@ def select_stages(grid_dir: str | Path, rules: SelectionRules | None = None) -> 
 
 
 def read_selection(path: str | Path) -> dict:
-    """A ``selection.json``, checked: the stage folders it names must exist."""
+    """A ``selection.json``, checked: its format and the stage paths export needs."""
     path = Path(path)
-    if not path.is_file():
-        raise LexedgeError(f"{path}: selection file not found")
-    try:
-        selection = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise LexedgeError(f"{path}: malformed JSON ({exc.msg}, line {exc.lineno})") from None
+    selection = _read_json(path, f"{path}: selection file not found")
     if selection.get("format") != SELECTION_FORMAT:
         raise LexedgeError(f"{path}: format is {selection.get('format')!r}, expected "
                            f"{SELECTION_FORMAT!r}")
@@ -327,3 +318,12 @@ def read_selection(path: str | Path) -> dict:
     if reranker is not None and not reranker.get("path"):
         raise LexedgeError(f"{path}: field reranker.path is missing (null: no reranker)")
     return selection
+
+
+def _read_json(path: Path, missing: str) -> dict:
+    if not path.is_file():
+        raise LexedgeError(missing)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise LexedgeError(f"{path}: malformed JSON ({exc.msg}, line {exc.lineno})") from None

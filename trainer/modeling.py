@@ -82,13 +82,17 @@ def load_backbone(folder: str | Path, *, load_in_4bit: bool = False,
         model = AutoModel.from_pretrained(folder, **options)
     except (OSError, ValueError) as exc:
         raise LexedgeError(f"{folder}: cannot load as an encoder ({exc})") from None
+    return place_model(model, load_in_4bit=load_in_4bit, device=device)
+
+
+def place_model(model, *, load_in_4bit: bool, device):
+    """A freshly loaded model made ready: prepared for k-bit training when loaded in 4-bit
+    (already placed by its device map), else moved to ``device``."""
     if load_in_4bit:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    elif device is not None:
-        model = model.to(device)
-    return model
+        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return model.to(device) if device is not None else model
 
 
 def four_bit_options(device) -> dict:

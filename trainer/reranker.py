@@ -35,7 +35,7 @@ from lexedge.trainer.data import Example, TrainingData
 from lexedge.trainer.family import Family, embedder_rankings
 from lexedge.trainer.losses import ListwiseSoftmaxLoss
 from lexedge.trainer.modeling import (MODEL_SETTINGS, EncoderSettings, autocast,
-                                      four_bit_options, load_tokenizer)
+                                      four_bit_options, load_tokenizer, place_model)
 
 HEAD_MODULES = ["classifier", "pooler"]
 
@@ -65,13 +65,7 @@ def load_cross_encoder(folder: str | Path, *, load_in_4bit: bool = False, device
             model = AutoModelForSequenceClassification.from_pretrained(str(folder), **options)
     except (OSError, ValueError) as exc:
         raise LexedgeError(f"{folder}: cannot load as a cross-encoder ({exc})") from None
-    if load_in_4bit:
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    elif device is not None:
-        model = model.to(device)
-    return model
+    return place_model(model, load_in_4bit=load_in_4bit, device=device)
 
 
 @contextlib.contextmanager
