@@ -89,8 +89,9 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import torch
+    from tokenizers import Tokenizer
 
-    from lexedge.export.merge import EMBEDDER, RERANKER, load_merged
+    from lexedge.export.merge import EMBEDDER, RERANKER
     from lexedge.runtime.bundle import Bundle
     from lexedge.runtime.storage import write_json_atomic
     from lexedge.trainer.provenance import hardware
@@ -101,7 +102,8 @@ def main(argv=None) -> int:
         from lexedge.trainer.grid import read_selection
 
         selection = read_selection(args.selection)
-        embedder, reranker = selection["embedder"]["path"], selection["reranker"]["path"]
+        embedder = selection["embedder"]["path"]
+        reranker = (selection["reranker"] or {}).get("path")
     started = time.perf_counter()
     bundles = {p: Bundle.load(export(args.work / f"bundle-{p}", p, embedder, reranker, STARD))
                for p in ("fp32", "int8")}
@@ -111,23 +113,16 @@ def main(argv=None) -> int:
     results: dict = {"embedder": {}, "reranker": {}}
     kinds = [(EMBEDDER, embedder)] + ([(RERANKER, reranker)] if reranker else [])
     for kind, spec in kinds:
-        stage = load_merged(spec, kind)  # the export's view: prefixes, lengths, tokenizer
-        settings, tokenizer_file = dict(stage.settings), stage.tokenizer_file
-        pad = int(getattr(stage.model.config, "pad_token_id", 0) or 0)
-        del stage
+        settings = bundles["fp32"].manifest[kind]  # prefixes and lengths, as exported
         forward = torch_forward(spec, kind)
-        from tokenizers import Tokenizer
-
-        hf = Tokenizer.from_file(str(tokenizer_file))
-        measure = Tokenizer.from_file(str(tokenizer_file))
-        prefix = settings["passage_prefix"]
+        measure = Tokenizer.from_file(str(bundles["fp32"].path / settings["tokenizer"]))
+        prefix = settings["passage_prefix"] or ""
+        long_texts = long_articles(texts, measure, prefix,
+                                   args.passages if kind == EMBEDDER else args.pairs)
         if kind == EMBEDDER:
-            real = [prefix + t for t in texts[:args.passages]]
-            fixed = [prefix + t for t in long_articles(texts, measure, prefix, args.passages)]
-            items = {"real": real, "128": fixed}
+            items = {"real": texts[:args.passages], "128": long_texts}
         else:
             queries = sample_queries(args.pairs, args.seed)
-            long_texts = long_articles(texts, measure, prefix, args.pairs)
             items = {"real": list(zip(queries, texts[:args.pairs])),
                      "128": list(zip(queries, long_texts))}
         for setting, batch in items.items():
@@ -137,7 +132,7 @@ def main(argv=None) -> int:
             runs = {name: [] for name in ("torch-fp32", *models)}
             for _ in range(args.rounds):
                 runs["torch-fp32"].append(len(batch) / timed(lambda: torch_run(
-                    forward, hf, kind, batch, length, pad, settings)))
+                    forward, models["onnx-fp32"], kind, batch)))
                 for name, model in models.items():
                     runs[name].append(len(batch) / timed(lambda: onnx_run(model, kind, batch)))
             row = {name: round(statistics.median(v), 2) for name, v in runs.items()}
@@ -204,33 +199,26 @@ def torch_forward(spec: str, kind: str):
                                            token_type_ids=types)
 
 
-def torch_run(forward, tokenizer, kind: str, items: list, length: int, pad: int,
-              settings: dict) -> None:
-    """Torch FP32 on the batches the runtime makes: length-sorted, 32 passages (16 pairs, as
-    the runtime scores them) per batch, padded to the batch's longest."""
+def torch_run(forward, served, kind: str, items: list) -> None:
+    """Torch FP32 on exactly the batches the runtime makes (``served``'s tokenizer, prefixes
+    and length-sorted dynamic batching): 32 passages or 16 pairs per batch."""
     import torch
 
-    tokenizer.enable_truncation(length)
+    from lexedge.runtime.onnx_models import SORT_WINDOW
+
+    query_prefix = served.config.get("query_prefix") or ""
+    passage_prefix = served.config.get("passage_prefix") or ""
     if kind == "embedder":
-        encodings = tokenizer.encode_batch(items)
-        size = 32
+        inputs, size = [passage_prefix + t for t in items], 32
     else:
-        encodings = tokenizer.encode_batch([(settings["query_prefix"] + q,
-                                             settings["passage_prefix"] + p) for q, p in items])
-        size = 16
-    order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
+        inputs, size = [(query_prefix + q, passage_prefix + p) for q, p in items], 16
     with torch.inference_mode():
-        for start in range(0, len(order), size):
-            rows = [encodings[i] for i in order[start:start + size]]
-            width = max(len(e.ids) for e in rows)
-            ids = torch.full((len(rows), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
-            types = torch.zeros((len(rows), width), dtype=torch.long)
-            for r, e in enumerate(rows):
-                ids[r, :len(e.ids)] = torch.tensor(e.ids)
-                mask[r, :len(e.ids)] = 1
-                types[r, :len(e.ids)] = torch.tensor(e.type_ids)
-            forward(ids, mask, types)
+        for window in range(0, len(inputs), SORT_WINDOW):
+            encodings = served.tokenizer.encode_batch(inputs[window:window + SORT_WINDOW])
+            for _rows, feeds in served.batches(encodings, size):
+                tensors = {name: torch.from_numpy(array) for name, array in feeds.items()}
+                forward(tensors["input_ids"], tensors["attention_mask"],
+                        tensors.get("token_type_ids"))
 
 
 def onnx_model(bundle, kind: str, length: int):
@@ -244,9 +232,7 @@ def onnx_model(bundle, kind: str, length: int):
 
 def onnx_run(model, kind: str, items: list) -> None:
     if kind == "embedder":
-        # prefixes were applied by the caller: the runtime's encode adds them, so strip
-        prefix = model.config.get("passage_prefix") or ""
-        model.encode([t[len(prefix):] for t in items], kind="passage", batch_size=32)
+        model.encode(items, kind="passage", batch_size=32)
     else:
         by_query: dict[str, list[str]] = {}
         for query, passage in items:

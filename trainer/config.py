@@ -291,7 +291,6 @@ class TrainRerankerConfig(TrainEmbedderConfig):
 
     embedder: str = ""
     base_layers: int = 0
-    phases: list[str] = field(default_factory=lambda: ["1", "2", "3"])
     evaluation: RerankerEvaluationSettings = field(default_factory=RerankerEvaluationSettings)
     stage1: StageSettings = field(default_factory=_reranker_stage1)
     stage2: StageSettings = field(default_factory=_reranker_stage2)

@@ -143,15 +143,15 @@ def run_grid(config: GridConfig, log=print) -> dict:
             return retriever.search_many(query_texts, depth)
 
         dense = _cached(cache / f"first_emb{label}.json", dense_run)
-        hybrid = _fused(dense, bm25, depth, config.alpha)
-        # As served: each budget K fuses the dense and BM25 top K.
+        # As served: each budget K fuses the dense and BM25 top K (the deepest is the row).
         first[f"emb{label}"] = {k: [r[:k] for r in dense] for k in config.budgets}
         first[f"emb{label}+bm25"] = {k: _fused(dense, bm25, k, config.alpha)
                                      for k in config.budgets}
         rows[f"emb{label}"] = metrics_of(dict(zip(query_ids, dense)), method="dense",
                                          model=str(folder))
-        rows[f"emb{label}+bm25"] = metrics_of(dict(zip(query_ids, hybrid)), method="hybrid",
-                                              model=str(folder), alpha=config.alpha)
+        rows[f"emb{label}+bm25"] = metrics_of(
+            dict(zip(query_ids, first[f"emb{label}+bm25"][depth])), method="hybrid",
+            model=str(folder), alpha=config.alpha)
     best = max((k for k in rows if k.startswith("emb")), key=lambda k: rows[k]["mrr@10"])
     rows["embedder_only"] = {**rows[best], "row": best}
 
