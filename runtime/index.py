@@ -11,14 +11,21 @@ Layout::
     IDX/docs.offsets.npy  byte offset of each line
     IDX/deleted.json      rows removed since the build
 
+While a build with a bundle runs, every embedded chunk is also saved beside ``IDX`` in
+``.IDX.embeddings/`` (float32 ``.npy``, read without pickle), named by the hash of the embedder and
+the chunk's texts. A build that is killed and started again loads those chunks instead of
+re-embedding them; the folder is removed when the build completes.
+
 An index built with a bundle records the bundle's manifest hash: loading it with another bundle
 is refused, because its vectors would not be comparable with the new embedder's queries.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterable, Iterator
@@ -83,13 +90,14 @@ class Index:
         chosen = choose_analyzer(source, analyzer)
         started = time.perf_counter()
         previous = _previous_vectors(out, bundle)
-        counts = {"embedded": 0, "reused": 0}
+        counts = {"embedded": 0, "reused": 0, "resumed": 0}
+        saved_chunks = _saved_chunks_folder(out)
         with atomic_directory(out) as staging:
             vectors: list[np.ndarray] = []
             stream = write_docstore(staging, iter_documents(source))
             if bundle is not None:
                 stream = _embedding(stream, bundle.embedder(), vectors, progress, previous,
-                                    counts)
+                                    counts, _ChunkStore(saved_chunks, bundle.embedder_id))
             bm25 = BM25Index.build(stream, chosen, k1=k1, b=b, progress=progress and not bundle)
             (staging / "bm25").mkdir()
             bm25.save(staging / "bm25")
@@ -104,6 +112,7 @@ class Index:
                 manifest["vectors"] = counts
             (staging / MANIFEST_FILE).write_text(
                 json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        shutil.rmtree(saved_chunks, ignore_errors=True)
         return cls.load(out, bundle=bundle)
 
     @classmethod
@@ -250,11 +259,52 @@ def _previous_vectors(out: str | Path, bundle) -> "Index | None":
     return previous if previous.dense is not None else None
 
 
+def _saved_chunks_folder(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(f".{out.name}.embeddings")
+
+
+class _ChunkStore:
+    """Embedded chunks of an unfinished build, so that a killed build resumes (see the module
+    docstring). A chunk is found by the hash of the embedder id and its texts, never by
+    position, so a changed corpus cannot pick up stale vectors."""
+
+    def __init__(self, folder: Path, embedder_id: str):
+        self.folder = folder
+        self.embedder_id = embedder_id
+
+    def _path(self, texts: list[str]) -> Path:
+        digest = hashlib.sha256(self.embedder_id.encode())
+        for text in texts:
+            digest.update(b"\0" + text.encode("utf-8"))
+        return self.folder / f"{digest.hexdigest()[:40]}.npy"
+
+    def load(self, texts: list[str], dimension: int) -> np.ndarray | None:
+        path = self._path(texts)
+        if not path.is_file():
+            return None
+        try:
+            block = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            return None  # a chunk cut short by the kill: embed it again
+        return block if block.shape == (len(texts), dimension) else None
+
+    def save(self, texts: list[str], block: np.ndarray) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self._path(texts)
+        staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        with staging.open("wb") as handle:
+            np.save(handle, block, allow_pickle=False)
+        os.replace(staging, path)
+
+
 def _embedding(documents: Iterator[Document], embedder, vectors: list, progress: bool,
-               previous: "Index | None", counts: dict) -> Iterator[Document]:
+               previous: "Index | None", counts: dict,
+               saved: _ChunkStore) -> Iterator[Document]:
     """Pass documents through while embedding them in chunks (length-sorted inside each
     chunk by the embedder), so the corpus text is never all in memory. A document unchanged
-    since ``previous`` keeps its vector."""
+    since ``previous`` keeps its vector; a chunk embedded by an earlier, killed run of this
+    build is loaded from ``saved``."""
     from tqdm import tqdm
 
     bar = tqdm(desc="embedding", unit=" docs", disable=None if progress else True,
@@ -270,9 +320,16 @@ def _embedding(documents: Iterator[Document], embedder, vectors: list, progress:
             else:
                 block[position] = previous.dense.graph.get_items([row])[0]
         if fresh:
-            block[fresh] = embedder.encode([chunk[i].indexed_text for i in fresh],
-                                           kind="passage")
-        counts["embedded"] += len(fresh)
+            texts = [chunk[i].indexed_text for i in fresh]
+            embedded = saved.load(texts, embedder.dimension)
+            if embedded is None:
+                embedded = embedder.encode(texts, kind="passage")
+                saved.save(texts, embedded)
+                counts["embedded"] += len(fresh)
+            else:
+                counts["resumed"] += len(fresh)
+            block[fresh] = embedded
+            bar.set_postfix(resumed=counts["resumed"], refresh=False)
         counts["reused"] += len(chunk) - len(fresh)
         vectors.append(block)
         bar.update(len(chunk))

@@ -20,6 +20,7 @@ def atomic_directory(destination: str | Path) -> Iterator[Path]:
     """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_staging(destination)
     staging = destination.with_name(f".{destination.name}.tmp-{os.getpid()}")
     if staging.exists():
         shutil.rmtree(staging)
@@ -35,6 +36,37 @@ def atomic_directory(destination: str | Path) -> Iterator[Path]:
     os.replace(staging, destination)
     if retired.exists():
         shutil.rmtree(retired, ignore_errors=True)
+
+
+def _remove_abandoned_staging(destination: Path) -> None:
+    """Clean up after earlier writers of ``destination`` that were killed (SIGKILL, power loss)
+    before they could: an unfinished temporary folder is removed; a writer killed between its
+    two renames is completed (its temporary folder was whole). A live writer is left alone."""
+    pids = {leftover.name.rsplit("-", 1)[-1]
+            for pattern in (f".{destination.name}.tmp-*", f".{destination.name}.old-*")
+            for leftover in destination.parent.glob(pattern)}
+    for pid in sorted(p for p in pids if p.isdigit()):
+        if int(pid) == os.getpid() or _running(int(pid)):
+            continue
+        staging = destination.with_name(f".{destination.name}.tmp-{pid}")
+        retired = destination.with_name(f".{destination.name}.old-{pid}")
+        if not destination.exists():
+            if retired.exists() and staging.exists():
+                os.replace(staging, destination)
+            elif retired.exists():
+                os.replace(retired, destination)
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def write_json_atomic(path: str | Path, payload) -> None:

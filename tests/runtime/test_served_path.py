@@ -143,13 +143,13 @@ def test_eval_served_methods(tiny_dataset, tiny_bundle, tmp_path):
 
 def test_rebuild_re_embeds_only_changed_documents(tiny_dataset, tiny_bundle, served_index,
                                                   tmp_path):
-    assert served_index.manifest["vectors"] == {"embedded": 6, "reused": 0}
+    assert served_index.manifest["vectors"] == {"embedded": 6, "reused": 0, "resumed": 0}
     corpus = (tiny_dataset / "corpus.jsonl").read_text(encoding="utf-8")
     changed = tmp_path / "changed.jsonl"
     changed.write_text(corpus.replace("死刑又は無期", "無期"), encoding="utf-8")
     rebuilt = Index.build(changed, served_index.path, bundle=Bundle.load(tiny_bundle),
                           progress=False)
-    assert rebuilt.manifest["vectors"] == {"embedded": 1, "reused": 5}
+    assert rebuilt.manifest["vectors"] == {"embedded": 1, "reused": 5, "resumed": 0}
     fresh = Index.build(changed, tmp_path / "fresh", bundle=Bundle.load(tiny_bundle),
                         progress=False)
     for query in ("人を殺した者", "著作権"):
