@@ -20,12 +20,15 @@ SIZE = (80, 24)
 
 class RecordingSearcher:
     """A :class:`Searcher` stand-in with the same interface: it records every call, can take
-    ``delay`` seconds per search (a slow laptop, a big budget) and can claim a reranker."""
+    ``delay`` seconds per search (a slow laptop, a big budget), or wait until ``gate`` is set,
+    and can claim a reranker."""
 
-    def __init__(self, index_path, delay: float = 0.0, has_reranker: bool = False):
+    def __init__(self, index_path, delay: float = 0.0, has_reranker: bool = False,
+                 gate: threading.Event | None = None):
         self.inner = Searcher(index_path)
         self.index = self.inner.index
         self.delay = delay
+        self.gate = gate
         self.has_dense = False
         self.has_reranker = has_reranker
         self.calls: list[tuple[str, dict]] = []
@@ -36,6 +39,8 @@ class RecordingSearcher:
         self.in_flight.set()
         try:
             time.sleep(self.delay)
+            if self.gate is not None:
+                self.gate.wait(timeout=60)
             return self.inner.search(query, **arguments)
         finally:
             self.in_flight.clear()
