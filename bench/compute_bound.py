@@ -118,7 +118,7 @@ def kernel_peaks(hidden: int, intermediate: int, rows: int, threads: int, work: 
 def achieved_rate(model, arithmetic: dict, inputs: list, run, warm_up, repeats: int) -> dict:
     """GFLOP/s the bundle's model reaches on ``inputs``, with the token lengths it really saw
     (padding inside a batch is work the model does but the count leaves out)."""
-    lengths = [len(e.ids) for e in model.tokenizer.encode_batch(inputs)]
+    lengths = [len(e.ids) for e in model.tokenize(inputs)]
     flops = sum(sequence_flops(arithmetic, length) for length in lengths)
     warm_up()
     seconds = statistics.median(_timed(run) for _ in range(repeats))
@@ -213,7 +213,7 @@ def main(argv=None) -> int:
     texts = [d.indexed_text for d in iter_corpus(args.data / "corpus.jsonl")]
     prefix = embedder.config.get("passage_prefix") or ""
     corpus_lengths = [len(e.ids) for e in
-                      embedder.tokenizer.encode_batch([prefix + t for t in texts])]
+                      embedder.tokenize([prefix + t for t in texts])]
     corpus_flops = sum(sequence_flops(emb_arith, n) for n in corpus_lengths)
 
     args.work.mkdir(parents=True, exist_ok=True)

@@ -214,7 +214,7 @@ def torch_run(forward, served, kind: str, items: list) -> None:
         inputs, size = [(query_prefix + q, passage_prefix + p) for q, p in items], 16
     with torch.inference_mode():
         for window in range(0, len(inputs), SORT_WINDOW):
-            encodings = served.tokenizer.encode_batch(inputs[window:window + SORT_WINDOW])
+            encodings = served.tokenize(inputs[window:window + SORT_WINDOW])
             for _rows, feeds in served.batches(encodings, size):
                 tensors = {name: torch.from_numpy(array) for name, array in feeds.items()}
                 forward(tensors["input_ids"], tensors["attention_mask"],

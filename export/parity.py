@@ -187,7 +187,7 @@ def torch_parity(module, onnx_model, inputs: list, batch_size: int = 8) -> dict:
     """
     import torch
 
-    encodings = onnx_model.tokenizer.encode_batch(list(inputs))
+    encodings = onnx_model.tokenize(inputs)
     expected, found = [], []
     with torch.no_grad():
         for _rows, feeds in onnx_model.batches(encodings, batch_size):

@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 
 from .errors import LexedgeError
-from .onnx_models import OnnxEmbedder, OnnxReranker
+from .onnx_models import OnnxEmbedder, OnnxReranker, SharedTokenizer
 from .storage import read_manifest, sha256_file
 
 MANIFEST_FILE = "manifest.json"
@@ -39,6 +39,7 @@ class Bundle:
     def __init__(self, path: Path, manifest: dict, sha256: str):
         self.path, self.manifest, self.sha256 = path, manifest, sha256
         self._models: dict = {}
+        self._tokenizers: dict = {}
 
     @classmethod
     def load(cls, path: str | Path, verify: bool = True) -> "Bundle":
@@ -109,8 +110,12 @@ class Bundle:
         key = (section, threads)
         if key not in self._models:
             entry = self.manifest[section]
-            self._models[key] = model_class(self.path / entry["file"],
-                                            self.path / entry["tokenizer"], entry, threads)
+            # Models whose tokenizer files are identical share one loaded tokenizer.
+            digest = self.manifest["files"][entry["tokenizer"]]
+            if digest not in self._tokenizers:
+                self._tokenizers[digest] = SharedTokenizer(self.path / entry["tokenizer"])
+            self._models[key] = model_class(self.path / entry["file"], self._tokenizers[digest],
+                                            entry, threads)
         return self._models[key]
 
     def __repr__(self) -> str:

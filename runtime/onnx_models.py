@@ -14,6 +14,7 @@ queries runs roughly ten times faster than the same batch padded to 128 tokens
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -37,26 +38,46 @@ def session_options(threads: int | None = None):
     return options
 
 
+class SharedTokenizer:
+    """One loaded ``tokenizers`` file, shared by the models that use it.
+
+    A large vocabulary is expensive to hold: multilingual-e5-small's 250k-piece tokenizer takes
+    about 280 MB resident, and the embedder and the reranker usually ship the same file. The
+    truncation length is per model, so it is set under a lock just before each use.
+    """
+
+    def __init__(self, path: str | Path):
+        from tokenizers import Tokenizer
+
+        try:
+            self.tokenizer = Tokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises a bare Exception on a bad file
+            raise LexedgeError(f"{path}: not a tokenizers JSON file ({exc})") from None
+        # The model batches do their own padding; a padding rule saved in tokenizer.json
+        # (often to max_length) would undo the point of sorting by length.
+        self.tokenizer.no_padding()
+        self._lock = threading.Lock()
+
+    def encode_batch(self, inputs: Sequence, max_length: int) -> list:
+        with self._lock:
+            self.tokenizer.enable_truncation(max_length)
+            return self.tokenizer.encode_batch(list(inputs))
+
+
 class _OnnxModel:
     """Shared loading, tokenisation and length-sorted dynamic batching."""
 
-    def __init__(self, model_path: str | Path, tokenizer_path: str | Path, config: dict,
-                 threads: int | None = None):
+    def __init__(self, model_path: str | Path, tokenizer: str | Path | SharedTokenizer,
+                 config: dict, threads: int | None = None):
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
         self.model_path, self.config = Path(model_path), config
         for field in ("inputs", "output", "max_length"):
             if field not in config:
                 raise LexedgeError(f"{self.model_path}: model settings lack {field!r}")
-        try:
-            self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
-        except Exception as exc:  # tokenizers raises a bare Exception on a bad file
-            raise LexedgeError(f"{tokenizer_path}: not a tokenizers JSON file ({exc})") from None
-        # The batches below do their own padding; a padding rule saved in tokenizer.json
-        # (often to max_length) would undo the point of sorting by length.
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(int(config["max_length"]))
+        self.tokenizer = tokenizer if isinstance(tokenizer, SharedTokenizer) \
+            else SharedTokenizer(tokenizer)
+        self.max_length = int(config["max_length"])
         try:
             self.session = ort.InferenceSession(str(self.model_path), session_options(threads),
                                                 providers=["CPUExecutionProvider"])
@@ -69,6 +90,11 @@ class _OnnxModel:
                                f"manifest's {sorted(self.inputs)}")
         self.output = config["output"]
         self.pad_id = int(config.get("pad_id", 0))
+
+    def tokenize(self, inputs: Sequence) -> list:
+        """``tokenizers`` encodings of texts (or ``(query, passage)`` pairs), truncated to the
+        model's length (pairs longest first), unpadded."""
+        return self.tokenizer.encode_batch(inputs, self.max_length)
 
     def batches(self, encodings: Sequence, batch_size: int) -> Iterator[tuple[np.ndarray, dict]]:
         """Yield ``(rows, feeds)``: the positions of a batch's texts in ``encodings`` and its
@@ -99,7 +125,7 @@ class _OnnxModel:
         with tqdm(total=len(inputs), desc=description, unit="text",
                   disable=None if progress else True) as bar:
             for window in range(0, len(inputs), SORT_WINDOW):
-                encodings = self.tokenizer.encode_batch(list(inputs[window:window + SORT_WINDOW]))
+                encodings = self.tokenize(inputs[window:window + SORT_WINDOW])
                 for rows, feeds in self.batches(encodings, batch_size):
                     result[window + rows] = self.session.run([self.output], feeds)[0]
                     bar.update(len(rows))

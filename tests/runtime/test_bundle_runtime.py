@@ -167,3 +167,20 @@ def test_loading_a_bundle_never_imports_torch(bundle_dir):
                             check=True).stdout
     assert "torch" not in loaded and "transformers" not in loaded
     assert "lexedge.export" not in loaded and "lexedge.trainer" not in loaded
+
+
+def test_models_with_one_tokenizer_file_share_it_and_keep_their_own_lengths(tmp_path):
+    from support.tiny_bundle import build_tiny_bundle
+
+    folder = build_tiny_bundle(tmp_path / "shared", "abcdefgh")
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    manifest["reranker"]["max_length"] = 8  # the embedder keeps 64
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    bundle = Bundle.load(folder)
+    embedder, reranker = bundle.embedder(threads=1), bundle.reranker(threads=1)
+    assert embedder.tokenizer is reranker.tokenizer  # one ~280 MB vocabulary, not two
+    long = "abcdefgh" * 20
+    assert len(reranker.tokenize([("ab", long)])[0].ids) == 8
+    assert len(embedder.tokenize([long])[0].ids) == 64
+    assert len(reranker.tokenize([("ab", long)])[0].ids) == 8
+    assert embedder.encode([long]).shape == (1, 16)
