@@ -38,6 +38,7 @@ ATTENTION_OPS = {"Attention", "QAttention"}
 BUILD_TARGET_MIN = 20.0
 RERANK_TARGET_MS = 150.0
 RERANK_TOP = 20
+KERNEL_REPEATS = 25
 
 
 def graph_arithmetic(model_path: Path) -> dict:
@@ -219,8 +220,9 @@ def main(argv=None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     intermediate = max(cols for cols in _weight_columns(embedder.model_path))
     print("measuring kernel peaks", flush=True)
+    # A product takes ~50 ms: the best of many runs is the machine's rate, not its neighbours'.
     peaks = kernel_peaks(emb_arith["hidden"], intermediate, 4096, args.threads, args.work,
-                         args.repeats)
+                         repeats=KERNEL_REPEATS)
     peak = max(peaks["numpy_sgemm"], peaks["onnxruntime_fp32"], peaks["onnxruntime_int8"])
 
     rng = np.random.default_rng(13)
