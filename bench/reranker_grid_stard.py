@@ -140,7 +140,6 @@ def main(argv=None) -> int:
     if not (embedder_run / args.embedder_stage / "lexedge_stage.json").is_file():
         raise SystemExit(f"{embedder_run / args.embedder_stage}: run the embedder bench first")
     run_dir = args.work / "run"
-    started = time.perf_counter()
     config = load_config(TrainRerankerConfig, args.config, [
         f'data_dir="{subset_dir}"', f'output_dir="{run_dir}"',
         f'embedder="{embedder_run / args.embedder_stage}"', *args.overrides])

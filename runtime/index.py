@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import shutil
 import time
 from collections.abc import Iterable, Iterator
@@ -40,7 +39,7 @@ from .datasets import Document
 from .dense import DenseIndex
 from .docstore import DocStore, append_docstore, write_docstore
 from .errors import LexedgeError
-from .storage import atomic_directory, read_manifest, sha256_file
+from .storage import atomic_directory, atomic_file, read_manifest, sha256_file
 
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
@@ -290,12 +289,8 @@ class _ChunkStore:
         return block if block.shape == (len(texts), dimension) else None
 
     def save(self, texts: list[str], block: np.ndarray) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self._path(texts)
-        staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        with staging.open("wb") as handle:
+        with atomic_file(self._path(texts)) as handle:
             np.save(handle, block, allow_pickle=False)
-        os.replace(staging, path)
 
 
 def _embedding(documents: Iterator[Document], embedder, vectors: list, progress: bool,

@@ -137,7 +137,7 @@ class OnnxEmbedder(_OnnxModel):
 
     Args:
         model_path: the ``embedder.onnx`` file.
-        tokenizer_path: its ``tokenizers`` JSON file.
+        tokenizer: its ``tokenizers`` JSON file, or a :class:`SharedTokenizer` already loaded.
         config: the bundle manifest's ``embedder`` section (inputs, output, dimension,
             prefixes, max_length, pad_id).
         threads: onnxruntime intra-op threads (default: every core).

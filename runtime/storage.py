@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
+from typing import BinaryIO
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -69,13 +70,26 @@ def _running(pid: int) -> bool:
     return True
 
 
-def write_json_atomic(path: str | Path, payload) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename."""
+@contextmanager
+def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
+    """Yield a binary handle on a temporary file beside ``path``; on success it is renamed to
+    ``path``, on failure removed (``path`` is left as it was)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    staging.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    try:
+        with staging.open("wb") as handle:
+            yield handle
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
     os.replace(staging, path)
+
+
+def write_json_atomic(path: str | Path, payload) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename."""
+    with atomic_file(path) as handle:
+        handle.write((json.dumps(payload, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
 
 
 def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
