@@ -61,13 +61,19 @@ def _remove_abandoned_staging(destination: Path) -> None:
 
 
 def _running(pid: int) -> bool:
+    """Whether process ``pid`` is alive; a killed process its parent has not yet reaped (a
+    zombie, state ``Z`` in ``/proc``) is not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True  # someone else's process
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): the signal test is all there is
+    return state != "Z"
 
 
 @contextmanager

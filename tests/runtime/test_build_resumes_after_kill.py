@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -83,13 +84,18 @@ def dead_pid() -> int:
 def test_abandoned_temporary_folders_are_removed_and_live_ones_kept(tmp_path):
     destination = tmp_path / "idx"
     destination.mkdir()
-    abandoned = tmp_path / f".idx.tmp-{dead_pid()}"
+    # killed but not yet reaped by its parent: what a build killed a moment ago looks like
+    zombie = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    zombie.kill()
+    time.sleep(0.5)
+    abandoned = [tmp_path / f".idx.tmp-{pid}" for pid in (dead_pid(), zombie.pid)]
     live = tmp_path / f".idx.tmp-{os.getppid()}"
-    for folder in (abandoned, live):
+    for folder in (*abandoned, live):
         folder.mkdir()
     with atomic_directory(destination) as staging:
         (staging / "manifest.json").write_text("{}")
-    assert not abandoned.exists() and live.exists()
+    zombie.wait()
+    assert not any(folder.exists() for folder in abandoned) and live.exists()
 
 
 def test_a_writer_killed_between_its_renames_is_completed(tmp_path):
