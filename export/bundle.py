@@ -143,6 +143,8 @@ def _export_stage(kind: str, spec: str, staging: Path, work: Path, config: Expor
     if kind == EMBEDDER:
         entry.update(dimension=int(stage.model.config.hidden_size),
                      pooling=stage.settings["pooling"], normalize=stage.settings["normalize"])
+    else:  # baked into the graph; recorded for provenance
+        entry.update(head=stage.settings["head"])
     entry.update(query_prefix=stage.settings["query_prefix"],
                  passage_prefix=stage.settings["passage_prefix"],
                  max_length=int(stage.settings["max_length"]),

@@ -40,6 +40,8 @@ def graph_module(stage: MergedStage):
     """The torch module that is exported: the model plus pooling or the logit squeeze."""
     import torch
 
+    from lexedge.trainer.reranker import mean_head_logits, mean_head_parts
+
     class EmbedderGraph(torch.nn.Module):
         def __init__(self, model, pooling: str, normalize: bool):
             super().__init__()
@@ -58,11 +60,15 @@ def graph_module(stage: MergedStage):
             return pooled
 
     class RerankerGraph(torch.nn.Module):
-        def __init__(self, model):
+        def __init__(self, model, head: str):
             super().__init__()
-            self.model = model
+            self.model, self.head = model, head
 
         def forward(self, input_ids, attention_mask, token_type_ids=None):
+            if self.head == "mean":  # the trainer's CrossEncoder, head = "mean"
+                return mean_head_logits(*mean_head_parts(self.model), input_ids=input_ids,
+                                        attention_mask=attention_mask,
+                                        token_type_ids=token_type_ids)
             return self.model(input_ids=input_ids, attention_mask=attention_mask,
                               token_type_ids=token_type_ids).logits[:, 0]
 
@@ -70,7 +76,7 @@ def graph_module(stage: MergedStage):
         module = EmbedderGraph(stage.model, stage.settings["pooling"],
                                bool(stage.settings["normalize"]))
     else:
-        module = RerankerGraph(stage.model)
+        module = RerankerGraph(stage.model, stage.settings["head"])
     # A new wrapper starts in training mode, and the exporter restores that mode on exit,
     # which would switch dropout back on in the model it wraps.
     return module.eval()

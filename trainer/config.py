@@ -266,6 +266,9 @@ def _reranker_stage3() -> StageSettings:
                          learning_rate=5e-5, max_passage_length=128, head_learning_rate=5e-4)
 
 
+RERANKER_HEADS = ("pooler", "mean")
+
+
 @dataclass
 class RerankerEvaluationSettings(EvaluationSettings):
     """Reranker-only metrics of every stage: the first stage's top ``candidates`` on the
@@ -287,10 +290,16 @@ class TrainRerankerConfig(TrainEmbedderConfig):
             sees when serving. Empty: BM25 candidates.
         base_layers: keep only the first N transformer layers of the base model (0: all); a
             shallower cross-encoder is what a laptop can afford per query.
+        head: what the one logit reads: ``pooler`` (the sequence-classification model's
+            own: the CLS vector through BERT's pooler) or ``mean`` (the mean of the last
+            layer's tokens, the pooling E5 was trained with; multilingual-e5 ships no pooler
+            weights, so ``pooler`` starts from a random one). Recorded in every stage's
+            ``lexedge_model.json``; a stack keeps one head.
     """
 
     embedder: str = ""
     base_layers: int = 0
+    head: str = "pooler"
     evaluation: RerankerEvaluationSettings = field(default_factory=RerankerEvaluationSettings)
     stage1: StageSettings = field(default_factory=_reranker_stage1)
     stage2: StageSettings = field(default_factory=_reranker_stage2)
@@ -305,6 +314,9 @@ class TrainRerankerConfig(TrainEmbedderConfig):
             raise LexedgeError("config: base_layers must be >= 0")
         if self.evaluation.candidates < 1:
             raise LexedgeError("config: evaluation.candidates must be >= 1")
+        if self.head not in RERANKER_HEADS:
+            raise LexedgeError(f"config: head = {self.head!r}; expected one of "
+                               f"{', '.join(RERANKER_HEADS)}")
         return self
 
 

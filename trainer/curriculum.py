@@ -25,6 +25,7 @@ A family (:class:`lexedge.trainer.family.Family`: the embedder's and the reranke
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -188,6 +189,7 @@ class Curriculum:
             else:
                 self.family.save_full(module, staging)
             _copy_model_files(chain, staging)
+            _record_settings(staging, self.family.model_settings())
             save_config(config, staging / CONFIG_FILE)
             write_examples(staging / "hard_negatives.jsonl", current["examples"])
             write_json_atomic(staging / STAGE_MANIFEST, self._manifest(
@@ -337,6 +339,17 @@ def _copy_model_files(chain: list[Path], out_dir: Path) -> None:
             if (folder / file).is_file():
                 shutil.copyfile(folder / file, out_dir / file)
                 break
+
+
+def _record_settings(out_dir: Path, entries: dict) -> None:
+    from lexedge.trainer.modeling import MODEL_SETTINGS  # torch only when training
+
+    if not entries:
+        return
+    path = out_dir / MODEL_SETTINGS
+    settings = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    settings.update(entries)
+    path.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def stage_folders(output_dir: str | Path) -> list[Path]:

@@ -42,6 +42,10 @@ class Family:
         """The model the first stage trains on (a family may derive one from ``base``)."""
         return base
 
+    def model_settings(self) -> dict:
+        """Entries this family adds to every stage's ``lexedge_model.json``."""
+        return {}
+
     # -- negatives ------------------------------------------------------------------------
     def attach_negatives(self, examples: list[Example], stage, *, model,
                          model_key: Path | None) -> dict:

@@ -30,6 +30,7 @@ class EncoderSettings:
     query_prefix: str = ""
     passage_prefix: str = ""
     max_length: int = 512
+    head: str = "pooler"  # a reranker's: "pooler" (CLS -> pooler -> logit) or "mean"
 
     @classmethod
     def read(cls, folders: list[Path]) -> "EncoderSettings":

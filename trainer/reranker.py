@@ -41,15 +41,51 @@ HEAD_MODULES = ["classifier", "pooler"]
 
 
 class CrossEncoder(torch.nn.Module):
-    """A sequence-classification model with one label: pairs in, one logit per pair out."""
+    """A sequence-classification model with one label: pairs in, one logit per pair out.
+
+    ``settings.head`` says what the logit reads: ``pooler``, the model's own head (CLS
+    through BERT's pooler), or ``mean``, the model's classifier over the mean of the last
+    layer's tokens (E5's pooling, Wang et al., 2024, arXiv:2402.05672: its pretrained
+    representation is the mean, and it ships no pooler weights).
+    """
 
     def __init__(self, model, settings: EncoderSettings):
         super().__init__()
         self.model = model
         self.settings = settings
+        if settings.head == "mean":
+            mean_head_parts(model)  # refuse a model without one, before any training
 
     def forward(self, **inputs) -> torch.Tensor:
-        return self.model(**inputs).logits[:, 0].float()
+        if self.settings.head != "mean":
+            return self.model(**inputs).logits[:, 0].float()
+        encoder, dropout, classifier = mean_head_parts(self.model)
+        return mean_head_logits(encoder, dropout, classifier, **inputs).float()
+
+
+def mean_head_parts(model):
+    """The encoder, dropout and linear classifier of a BERT-style sequence classifier
+    (unwrapped from peft when it is an adapter stack)."""
+    hf_model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    classifier = getattr(hf_model, "classifier", None)
+    linear = getattr(classifier, "original_module", classifier)  # peft's modules_to_save
+    if not isinstance(linear, torch.nn.Linear):
+        raise LexedgeError(f"head = 'mean' needs a model whose classifier is one linear layer "
+                           f"(BERT-style); {type(hf_model).__name__} has "
+                           f"{type(linear).__name__}")
+    encoder = getattr(hf_model, hf_model.base_model_prefix)
+    return encoder, getattr(hf_model, "dropout", torch.nn.Identity()), classifier
+
+
+def mean_head_logits(encoder, dropout, classifier, input_ids, attention_mask,
+                     token_type_ids=None) -> torch.Tensor:
+    """One logit per pair from the mean of the last layer's unmasked tokens (shared with the
+    exported graph, so the served reranker computes exactly this)."""
+    hidden = encoder(input_ids=input_ids, attention_mask=attention_mask,
+                     token_type_ids=token_type_ids).last_hidden_state
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+    return classifier(dropout(pooled))[:, 0]
 
 
 def load_cross_encoder(folder: str | Path, *, load_in_4bit: bool = False, device=None):
@@ -78,6 +114,18 @@ def _quiet_transformers():
         yield
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def recorded_head(chain: list[Path]) -> str | None:
+    """The head the nearest trained stage of ``chain`` recorded (``None`` below the first
+    stage: a base model has no head yet)."""
+    for folder in chain:
+        path = Path(folder) / MODEL_SETTINGS
+        if path.is_file():
+            recorded = json.loads(path.read_text(encoding="utf-8"))
+            if "head" in recorded:
+                return recorded["head"]
+    return None
 
 
 def tokenize_pairs(tokenizer, settings: EncoderSettings, queries: list[str],
@@ -188,8 +236,16 @@ class RerankerFamily(Family):
 
     def wrap(self, backbone, chain: list[Path]) -> CrossEncoder:
         self.settings = EncoderSettings.read(chain)
+        recorded = recorded_head(chain)
+        if recorded is not None and recorded != self.config.head:
+            raise LexedgeError(f"config: head = {self.config.head!r}, but {chain[0]} was "
+                               f"trained with head = {recorded!r}; a stack keeps one head")
+        self.settings.head = self.config.head
         self.tokenizer = load_tokenizer(chain)
         return CrossEncoder(backbone, self.settings).to(self.device)
+
+    def model_settings(self) -> dict:
+        return {"head": self.config.head}
 
     # -- negatives ------------------------------------------------------------------------
     def model_rankings(self, examples, stage, model, model_key):

@@ -203,6 +203,39 @@ def test_reranker_logits_match_torch(reranker_dir, base_model_dir, calibration_c
     np.testing.assert_allclose(found, np.array(expected), atol=1e-4)
 
 
+def test_mean_head_reranker_exports_the_mean_pooled_logit(reranker_dir, base_model_dir,
+                                                          calibration_corpus, tmp_path):
+    """A stage recorded with ``head = "mean"`` exports the classifier over the mean of the
+    last layer's tokens, not the CLS pooler path of the same weights."""
+    import shutil
+
+    import transformers
+
+    mean_dir = tmp_path / "mean-reranker"
+    shutil.copytree(reranker_dir, mean_dir)
+    settings = json.loads((mean_dir / "lexedge_model.json").read_text())
+    (mean_dir / "lexedge_model.json").write_text(json.dumps(dict(settings, head="mean")))
+    bundle = export_bundle(ExportConfig(out=tmp_path / "rr", embedder=str(base_model_dir),
+                                        reranker=str(mean_dir), precision="fp32",
+                                        calibration=calibration_corpus), log=quiet)
+    passages = ["employer worker hours article", "copyright", "lease tenant court notice law"]
+    found = bundle.reranker(threads=1).score("worker hours", passages, batch_size=2)
+
+    model = transformers.BertForSequenceClassification.from_pretrained(mean_dir).eval()
+    mean, cls = [], []
+    for encoding in torch_ids(mean_dir / "tokenizer.json",
+                              [("worker hours", p) for p in passages], max_length=64):
+        inputs = {"input_ids": torch.tensor([encoding.ids]),
+                  "token_type_ids": torch.tensor([encoding.type_ids]),
+                  "attention_mask": torch.ones(1, len(encoding.ids), dtype=torch.long)}
+        with torch.no_grad():
+            hidden = model.bert(**inputs).last_hidden_state
+            mean.append(model.classifier(hidden.mean(dim=1))[0, 0])
+            cls.append(model(**inputs).logits[0, 0])
+    np.testing.assert_allclose(found, np.array(mean), atol=1e-4)
+    assert np.abs(found - np.array(cls)).max() > 1e-3
+
+
 def test_export_command_is_registered_without_importing_torch():
     import subprocess
     import sys

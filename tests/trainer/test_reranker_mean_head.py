@@ -1,0 +1,111 @@
+"""``head = "mean"``: the reranker's logit reads the mean of the last layer's tokens (E5's
+pooling) instead of BERT's CLS pooler, which multilingual-e5 ships without weights. The head
+is recorded in every stage, kept through the stack, and survives merging."""
+
+import json
+
+import pytest
+import torch
+
+from lexedge.runtime.errors import LexedgeError
+from lexedge.trainer.lora import load_stage_backbone
+
+
+@pytest.fixture(scope="module")
+def mean_head_run(tmp_path_factory, tiny_data, tiny_model):
+    """Stages 1 and 2 of a one-layer reranker with the mean head (BM25 candidates)."""
+    from support.tiny_encoder import tiny_config_overrides
+
+    from lexedge.trainer.config import TrainRerankerConfig, load_config
+    from lexedge.trainer.curriculum import Curriculum
+    from lexedge.trainer.reranker import RerankerFamily
+
+    output = tmp_path_factory.mktemp("mean_head") / "run"
+    overrides = [o for o in tiny_config_overrides(tiny_data, tiny_model, output)
+                 if not o.startswith(("mlm.", "stage3."))]
+    config = load_config(TrainRerankerConfig, None, overrides + [
+        "phases=1,2", "base_layers=1", 'head="mean"', "evaluation.candidates=8",
+        "stage1.hard_negatives=2", "stage1.random_negatives=1", "stage2.hard_negatives=3"])
+    summary = Curriculum(config, RerankerFamily, log=lambda line: None).run()
+    return output, summary, config
+
+
+def _pairs(chain):
+    from lexedge.trainer.modeling import EncoderSettings, load_tokenizer
+    from lexedge.trainer.reranker import tokenize_pairs
+
+    return tokenize_pairs(load_tokenizer(chain), EncoderSettings.read(chain),
+                          ["worker hours", "lease notice"],
+                          ["employer worker hours article", "tenant court notice law"],
+                          32, torch.device("cpu"))
+
+
+def test_every_stage_records_the_mean_head(mean_head_run):
+    output, summary, _ = mean_head_run
+    assert list(summary["metrics"]) == ["stage1", "stage2"]
+    for name in ("stage1", "stage2"):
+        settings = json.loads((output / name / "lexedge_model.json").read_text())
+        assert settings["head"] == "mean"
+    assert "head" not in json.loads((output / "base-1layers" / "lexedge_model.json")
+                                    .read_text())
+
+
+def test_mean_head_logit_is_the_classifier_over_mean_pooled_tokens(mean_head_run):
+    """Recompute the logit by hand from the merged model: mean of the unmasked last-layer
+    tokens, then the trained classifier; the CLS pooler path gives something else."""
+    from lexedge.trainer.modeling import EncoderSettings
+    from lexedge.trainer.reranker import CrossEncoder, load_cross_encoder
+
+    output, _, _ = mean_head_run
+    model, chain = load_stage_backbone(output / "stage2", loader=load_cross_encoder)
+    model.eval()
+    settings = EncoderSettings.read(chain)
+    assert settings.head == "mean"
+    inputs = _pairs(chain)
+    with torch.no_grad():
+        found = CrossEncoder(model, settings)(**inputs)
+        hidden = model.bert(**inputs).last_hidden_state
+        mask = inputs["attention_mask"].unsqueeze(-1).float()
+        expected = model.classifier((hidden * mask).sum(1) / mask.sum(1))[:, 0]
+        pooler_path = model(**inputs).logits[:, 0]
+    torch.testing.assert_close(found, expected, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(found, pooler_path, atol=1e-3)
+
+
+def test_merged_mean_head_stack_scores_like_the_unmerged_adapters(mean_head_run):
+    from peft import PeftModel
+
+    from lexedge.trainer.modeling import EncoderSettings
+    from lexedge.trainer.reranker import CrossEncoder, load_cross_encoder
+
+    output, _, _ = mean_head_run
+    merged, chain = load_stage_backbone(output / "stage2", loader=load_cross_encoder)
+    stacked = PeftModel.from_pretrained(load_cross_encoder(chain[-1]), str(chain[1]))
+    stacked = PeftModel.from_pretrained(stacked.merge_and_unload(), str(chain[0]))
+    settings = EncoderSettings.read(chain)
+    inputs = _pairs(chain)
+    with torch.no_grad():
+        a = CrossEncoder(merged.eval(), settings)(**inputs)
+        b = CrossEncoder(stacked.eval(), settings)(**inputs)  # peft-wrapped classifier
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_a_stack_keeps_its_head(mean_head_run):
+    import dataclasses
+
+    from lexedge.trainer.reranker import RerankerFamily, load_cross_encoder
+
+    output, _, config = mean_head_run
+    backbone, chain = load_stage_backbone(output / "stage2", loader=load_cross_encoder)
+    family = RerankerFamily(dataclasses.replace(config, head="pooler"), None,
+                            torch.device("cpu"))
+    with pytest.raises(LexedgeError, match="trained with head = 'mean'"):
+        family.wrap(backbone, chain)
+
+
+def test_unknown_head_is_refused():
+    from lexedge.trainer.config import TrainRerankerConfig, load_config
+
+    with pytest.raises(LexedgeError, match="head = 'max'"):
+        load_config(TrainRerankerConfig, None, ['data_dir="d"', 'output_dir="o"',
+                                                'head="max"'])
