@@ -44,6 +44,9 @@ class ExportConfig:
         precision: ``int8`` (dynamic, per-channel weights) or ``fp32``.
         force: write the bundle even when a parity gate fails (recorded as ``failed+forced``).
         selection: a ``selection.json`` to record in the manifest.
+        rerank_weight: the served mix ``W x reranker + (1 - W) x first stage`` over the
+            re-ranked candidates, recorded as the runtime's default; ``None`` takes the
+            selection's when its reranker is the one exported, else 1 (reranker alone).
         calibration: a BEIR folder or corpus file for the parity sample (default: the shipped
             sample of Japanese statutes).
         gates: parity thresholds.
@@ -58,6 +61,7 @@ class ExportConfig:
     precision: str = "int8"
     force: bool = False
     selection: Path | None = None
+    rerank_weight: float | None = None
     calibration: Path | None = None
     gates: parity.Gates = field(default_factory=parity.Gates)
     per_channel: bool = True
@@ -83,6 +87,7 @@ def export_bundle(config: ExportConfig, log=print) -> Bundle:
                                               and not (out / MANIFEST_FILE).is_file())):
         raise LexedgeError(f"{out}: exists and is not a bundle; choose another --out")
     selection = _read_selection(config.selection)
+    rerank_weight = _rerank_weight(config, selection)  # checked before the long export
     calibration = parity.load_calibration(config.calibration, config.calibration_passages,
                                           config.calibration_queries)
     started = time.perf_counter()
@@ -96,6 +101,8 @@ def export_bundle(config: ExportConfig, log=print) -> Bundle:
                 entries[kind], metrics[kind] = _export_stage(kind, spec, staging, work,
                                                              config, calibration, log)
         shutil.rmtree(work)
+        if entries[RERANKER]:
+            entries[RERANKER]["rerank_weight"] = rerank_weight
         gates = [g for entry in entries.values() if entry for g in entry["parity"]["gates"]]
         failed = [g for g in gates if not g["passed"]]
         if failed and not config.force:
@@ -211,6 +218,18 @@ def _check_inputs(kind: str, entry: dict, calibration: parity.Calibration) -> li
 def _pad_id(stage) -> int:
     pad = getattr(stage.model.config, "pad_token_id", None)
     return int(pad) if pad is not None else 0
+
+
+def _rerank_weight(config: ExportConfig, selection: dict | None) -> float:
+    weight = config.rerank_weight
+    chosen = (selection or {}).get("reranker") or {}
+    if weight is None and chosen.get("path") and \
+            Path(chosen["path"]).resolve() == Path(str(config.reranker)).resolve():
+        weight = chosen.get("rerank_weight", 1.0)
+    weight = 1.0 if weight is None else float(weight)
+    if not 0.0 <= weight <= 1.0:
+        raise LexedgeError(f"rerank_weight {weight:g}: must be within [0, 1]")
+    return weight
 
 
 def _read_selection(path: Path | None):

@@ -36,6 +36,9 @@ def add_commands(commands) -> None:
                         help="selection.json of lexedge select: its embedder and reranker "
                              "stages are exported (unless --embedder/--reranker name others) "
                              "and it is recorded in the manifest")
+    export.add_argument("--rerank-weight", type=float, metavar="W",
+                        help="served order of the re-scored candidates: W x reranker + (1 - W)"
+                             " x first stage (default: the selection's, else 1)")
     export.add_argument("--calibration", type=Path, metavar="DATA_DIR|corpus.jsonl",
                         help="parity sample source (default: the shipped statute sample)")
     export.add_argument("--min-cosine", type=float, default=0.99,
@@ -82,7 +85,8 @@ def run_export(args: argparse.Namespace) -> int:
     config = ExportConfig(
         out=args.out, embedder=embedder or "default", reranker=reranker,
         precision=args.precision,
-        force=args.force, selection=args.selection, calibration=args.calibration,
+        force=args.force, selection=args.selection, rerank_weight=args.rerank_weight,
+        calibration=args.calibration,
         gates=Gates(min_mean_cosine=args.min_cosine, min_top10_overlap=args.min_overlap,
                     min_spearman=args.min_spearman),
         per_channel=not args.per_tensor, keep_fp32=tuple(args.keep_fp32),

@@ -47,6 +47,9 @@ def add_commands(commands) -> None:
     evaluate.add_argument("--rerank", type=int, default=20,
                           help="candidates re-scored by the reranker in pipeline and rerank "
                                "(default 20)")
+    evaluate.add_argument("--rerank-weight", type=float, default=None, metavar="W",
+                          help="pipeline: order the re-ranked head by W x reranker + (1 - W) x "
+                               "first stage (default: the bundle's, else 1)")
     evaluate.add_argument("--first-stage", default="bm25", metavar="bm25|EMBEDDER_DIR",
                           help="candidates for --method rerank: bm25 (default) or an embedder "
                                "stage folder")
@@ -138,6 +141,7 @@ def run_demo(args: argparse.Namespace) -> int:
     args.index, args.json, args.filter = index_path, False, []
     args.bundle = None if bundle is None else bundle.path
     args.budget, args.rerank, args.alpha, args.fusion = 100, 20, 0.5, "weighted"
+    args.rerank_weight = None
     print(f"query: {args.query}")
     return run_search(args)
 
@@ -163,6 +167,9 @@ def add_search_options(parser) -> None:
                         help="retrieval budget K: candidates per first-stage retriever")
     parser.add_argument("--rerank", type=int, default=20,
                         help="re-score the top N with the bundle's reranker (0: off)")
+    parser.add_argument("--rerank-weight", type=float, default=None, metavar="W",
+                        help="order the re-scored N by W x reranker + (1 - W) x first stage "
+                             "(default: the bundle's, else 1: reranker alone)")
     fusion = parser.add_mutually_exclusive_group()
     fusion.add_argument("--alpha", type=float, default=0.5,
                         help="dense weight in the weighted fusion (0 = BM25 only)")
@@ -194,6 +201,7 @@ def run_eval(args: argparse.Namespace) -> int:
                         analyzer=args.analyzer, k1=args.k1, b=args.b, index=args.index,
                         bundle=args.bundle, model=args.model, budget=args.budget,
                         rerank=args.rerank, alpha=args.alpha, fusion=args.fusion,
+                        rerank_weight=args.rerank_weight,
                         extra={"first_stage": args.first_stage}
                         if args.method == "rerank" else {})
     metrics, run = run_evaluation(config)
@@ -278,7 +286,8 @@ def run_search(args: argparse.Namespace) -> int:
     searcher = Searcher(args.index, bundle=args.bundle)
     result = searcher.search(args.query, budget=args.budget, rerank=args.rerank,
                              alpha=args.alpha, fusion=args.fusion, top=args.top,
-                             filters=parse_filters(args.filter))
+                             filters=parse_filters(args.filter),
+                             rerank_weight=args.rerank_weight)
     if args.json:
         json.dump({"query": result.query, "settings": result.settings,
                    "timings_ms": result.timings_ms,

@@ -39,6 +39,7 @@ class EvalConfig:
     rerank: int = 20
     alpha: float = 0.5
     fusion: str = "weighted"
+    rerank_weight: float | None = None  # pipeline: None takes the bundle's
     depth: int = RUN_DEPTH
     extra: dict = field(default_factory=dict)
 
@@ -109,13 +110,16 @@ def _searcher_retriever(config: EvalConfig, dataset: BeirDataset) -> Retriever:
         runs = []
         for query in queries:
             result = searcher.search(query, budget=budget, rerank=rerank, alpha=alpha,
-                                     fusion=config.fusion, top=min(k, budget))
+                                     fusion=config.fusion, top=min(k, budget),
+                                     rerank_weight=config.rerank_weight)
             runs.append([(hit.id, hit.score) for hit in result.hits])
         return runs
 
     live_ids = [index.docs.id_of(r) for r in range(len(index.docs)) if r not in index.deleted]
     setup = {"analyzer": index.analyzer.to_manifest(), "bundle": index.manifest["bundle"],
              "budget": budget, "rerank": rerank, "alpha": alpha, "fusion": config.fusion,
+             "rerank_weight": (searcher.rerank_weight if config.rerank_weight is None
+                               else config.rerank_weight) if rerank else None,
              "corpus_size": len(live_ids), "doc_ids": live_ids,
              "index_seconds": round(time.perf_counter() - started, 3),
              "_keep_alive": workdir}

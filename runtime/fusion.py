@@ -6,6 +6,12 @@
   signals), with normalisation so BM25's unbounded scores and cosine similarities can be mixed.
 * ``rrf``: reciprocal rank fusion, ``Σ 1 / (k + rank)`` (Cormack et al., SIGIR 2009), which
   needs no score calibration at all.
+
+After the cross-encoder, :func:`interpolate` mixes its scores with the first stage's over the
+re-ranked head (``rerank_weight`` 1 is pure re-ranking): the same normalised weighted sum,
+so a reranker that is weaker than the first stage alone can still add the signal it has
+(score interpolation, as in Pyserini's hybrid re-ranking; 2412.19265 ensembles BM25 and the
+dense model the same way).
 """
 
 from __future__ import annotations
@@ -43,6 +49,27 @@ def rrf_fusion(rankings: Mapping[str, Ranking], k: int, constant: int = 60,
         for rank, (doc, _) in enumerate(ranking, start=1):
             fused[doc] = fused.get(doc, 0.0) + 1.0 / (constant + rank)
     return sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
+
+
+def interpolate(head: Ranking, rerank_scores: Sequence[float], weight: float,
+                ) -> list[tuple[str, float, float]]:
+    """Re-order a first-stage ``head`` by ``weight * reranker + (1 - weight) * first stage``,
+    both min-max normalised over the head; returns ``(doc, final, rerank)`` best first, ties
+    in the first stage's order. ``weight`` 1 sorts by the reranker alone."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"rerank weight must be within [0, 1], got {weight}")
+    if len(head) != len(rerank_scores):
+        raise ValueError(f"{len(head)} candidates but {len(rerank_scores)} reranker scores")
+    rerank = [float(s) for s in rerank_scores]
+    if weight == 1.0:
+        final = rerank
+    else:
+        first_norm = min_max([(str(i), s) for i, (_, s) in enumerate(head)])
+        rerank_norm = min_max([(str(i), s) for i, s in enumerate(rerank)])
+        final = [weight * rerank_norm[str(i)] + (1.0 - weight) * first_norm[str(i)]
+                 for i in range(len(head))]
+    order = sorted(range(len(head)), key=lambda i: -final[i])  # stable: first-stage order
+    return [(head[i][0], final[i], rerank[i]) for i in order]
 
 
 def fuse(dense: Ranking, bm25: Ranking, k: int, method: str = "weighted",

@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .datasets import Document
-from .fusion import fuse
+from .errors import LexedgeError
+from .fusion import fuse, interpolate
 from .index import Index
 from .snippets import matched_terms, snippet
 
@@ -64,6 +65,10 @@ class Searcher:
         self.embedder = bundle.embedder() if bundle is not None else None
         self.reranker = bundle.reranker() if bundle is not None and bundle.has_reranker \
             else None
+        # The mix of reranker and first-stage scores the bundle's selection chose (lexedge
+        # select); 1.0, pure re-ranking, when it records none.
+        self.rerank_weight = float(bundle.manifest["reranker"].get("rerank_weight", 1.0)) \
+            if self.reranker is not None else 1.0
 
     @property
     def has_dense(self) -> bool:
@@ -96,7 +101,7 @@ class Searcher:
 
     def search(self, query: str, budget: int = 100, rerank: int = 20, alpha: float = 0.5,
                fusion: str = "weighted", top: int = 10, filters: dict | None = None,
-               ) -> SearchResult:
+               rerank_weight: float | None = None) -> SearchResult:
         """Answer ``query``.
 
         Args:
@@ -108,6 +113,9 @@ class Searcher:
             top: hits returned.
             filters: metadata equality filters, e.g. ``{"law": "民法"}``; a value may also be
                 a prefix ending in ``*`` (``{"source": "contracts/*"}``).
+            rerank_weight: the re-ranked head is ordered by ``w * reranker + (1 - w) * first
+                stage`` (both min-max normalised over the head); 1 is pure re-ranking.
+                Default: the bundle's (chosen by ``lexedge select``), else 1.
         """
         timings: dict[str, float] = {}
         started = time.perf_counter()
@@ -117,14 +125,17 @@ class Searcher:
         if filters:
             candidates = [c for c in candidates if _matches(documents[c[0]], filters)]
         reranked = 0
+        weight = self.rerank_weight if rerank_weight is None else float(rerank_weight)
+        if not 0.0 <= weight <= 1.0:
+            raise LexedgeError(f"rerank weight {weight:g}: must be within [0, 1]")
         if self.reranker is not None and rerank > 0 and candidates:
             stage = time.perf_counter()
             head = candidates[:rerank]
             scores = self.reranker.score(query, [documents[d].indexed_text for d, _, _ in head])
-            rescored = [(doc, float(s), dict(per, rerank=float(s)))
-                        for (doc, _, per), s in zip(head, scores)]
-            rescored.sort(key=lambda c: -c[1])
-            candidates = rescored + candidates[rerank:]
+            per_stage = {doc: per for doc, _, per in head}
+            candidates = [(doc, final, dict(per_stage[doc], rerank=raw)) for doc, final, raw
+                          in interpolate([(d, s) for d, s, _ in head], scores, weight)] \
+                + candidates[rerank:]
             reranked = len(head)
             timings["rerank"] = _ms(stage)
         hits = []
@@ -137,7 +148,8 @@ class Searcher:
                             document.metadata))
         timings["total"] = _ms(started)
         settings = {"budget": budget, "rerank": reranked, "alpha": alpha if self.has_dense
-                    else 0.0, "fusion": fusion, "filters": filters or {}}
+                    else 0.0, "fusion": fusion, "filters": filters or {},
+                    "rerank_weight": weight if reranked else None}
         return SearchResult(query, hits, timings, settings)
 
 

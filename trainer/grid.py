@@ -6,7 +6,9 @@ embedder stage × reranker stage × budget K, with the first stage dense alone a
 fused in (the runtime's normalised weighted fusion), plus BM25 and each embedder alone.
 The reranker re-orders the K candidates; Recall@K is the first stage's, MRR@10 and
 nDCG@10 are the re-ordered list's. Every row is ``lexedge eval``'s metrics JSON, keyed
-``emb<e>_rr<r>_k<K>`` (``emb<e>+bm25_rr<r>_k<K>`` with BM25 fused), ``emb<e>`` /
+``emb<e>_rr<r>_k<K>`` (``emb<e>+bm25_rr<r>_k<K>`` with BM25 fused; ``…_w<W>`` when the
+re-ranked candidates are ordered by ``W x reranker + (1 - W) x first stage``, the runtime's
+``rerank_weight``, for each W < 1 in ``rerank_weights``), ``emb<e>`` /
 ``emb<e>+bm25`` for the first stage alone, ``bm25``, and ``embedder_only`` (the best
 embedder alone by MRR@10, naming its row). Stage labels: ``0`` the base model, ``mlm``,
 ``1``–``3``.
@@ -48,6 +50,8 @@ class GridConfig:
         budgets: first-stage budgets K.
         alpha: dense weight of the fused first stage.
         include_base: also measure the embedder run's base model.
+        rerank_weights: the reranker's weights against the first stage's scores (1: the
+            reranker alone; see :func:`lexedge.runtime.fusion.interpolate`).
     """
 
     embedders: str
@@ -58,9 +62,16 @@ class GridConfig:
     budgets: list[int] = field(default_factory=lambda: [20, 60, 100])
     alpha: float = 0.5
     include_base: bool = True
+    rerank_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.3, 0.2, 0.1])
     device: str = "auto"
     batch_size: int = 32
     progress: bool = True
+
+
+def row_key(first_stage: str, reranker: str, budget: int, weight: float = 1.0) -> str:
+    """``emb3+bm25_rr2_k100``, with ``_w0.3`` for a reranker weight below 1."""
+    key = f"{first_stage}_rr{reranker}_k{budget}"
+    return key if weight == 1.0 else f"{key}_w{weight:g}"
 
 
 def stage_label(folder_name: str) -> str:
@@ -78,6 +89,7 @@ def run_grid(config: GridConfig, log=print) -> dict:
     """Measure the grid and write ``out/grid.json``; return its rows."""
     from lexedge.runtime.datasets import BeirDataset
     from lexedge.runtime.evaluation import METHODS, EvalConfig
+    from lexedge.runtime.fusion import interpolate
     from lexedge.runtime.metrics import RECALL_CUTOFFS, evaluate
     from lexedge.trainer.curriculum import stage_folders
     from lexedge.trainer.lora import load_stage_backbone, resolve_model
@@ -109,9 +121,12 @@ def run_grid(config: GridConfig, log=print) -> dict:
         raise LexedgeError(f"grid: no finished stages in {missing}")
 
     rows: dict[str, dict] = {}
+    weights = sorted({float(w) for w in config.rerank_weights} | {1.0}, reverse=True)
+    if not all(0.0 <= w <= 1.0 for w in weights):
+        raise LexedgeError(f"grid: rerank weights must be within [0, 1], got {weights}")
     setup = {"data_dir": str(data_dir), "split": config.split, "queries": len(query_ids),
              "corpus_size": len(texts), "budgets": list(config.budgets),
-             "alpha": config.alpha, "embedder_run": str(embedder_run),
+             "alpha": config.alpha, "rerank_weights": weights, "embedder_run": str(embedder_run),
              "reranker_run": str(reranker_run),
              "embedders": {k: str(v) for k, v in embedders.items()},
              "rerankers": {k: str(v) for k, v in rerankers.items()}}
@@ -185,16 +200,16 @@ def run_grid(config: GridConfig, log=print) -> dict:
         setup.setdefault("scoring_seconds", {})[label] = round(per_pair * len(cached["scores"]), 1)
         for name, by_budget in first.items():
             for budget in config.budgets:
-                run = {}
-                for q, ranking in zip(query_ids, by_budget[budget]):
-                    head = [d for d, _ in ranking]
-                    run[q] = sorted(((d, scores[f"{q}\t{d}"]) for d in head),
-                                    key=lambda item: -item[1])
-                rows[f"{name}_rr{label}_k{budget}"] = metrics_of(
-                    run, method="pipeline", first_stage=name, reranker=str(folder),
-                    budget=budget, rerank=budget,
-                    rerank_ms_per_query=round(1000 * per_pair * budget, 1),
-                    timing_basis="budget x measured seconds per pair (torch, this machine)")
+                for weight in weights:  # ordered as the runtime's Searcher orders them
+                    run = {q: [(d, final) for d, final, _ in interpolate(
+                        ranking, [scores[f"{q}\t{d}"] for d, _ in ranking], weight)]
+                        for q, ranking in zip(query_ids, by_budget[budget])}
+                    rows[row_key(name, label, budget, weight)] = metrics_of(
+                        run, method="pipeline", first_stage=name, reranker=str(folder),
+                        budget=budget, rerank=budget, rerank_weight=weight,
+                        rerank_ms_per_query=round(1000 * per_pair * budget, 1),
+                        timing_basis="budget x measured seconds per pair (torch, this "
+                                     "machine)")
     setup["pair_max_length"] = pair_length
     grid = {"setup": setup, **rows}
     write_json_atomic(out / GRID_FILE, grid)
@@ -266,10 +281,14 @@ def select_stages(grid_dir: str | Path, rules: SelectionRules | None = None) -> 
     fusion_table = [{"first_stage": name, e_key: grid[name][e_key],
                      "mrr@10": grid[name]["mrr@10"]} for name in (f"emb{e}", f"emb{e}+bm25")]
     first = max(fusion_table, key=lambda r: (r[e_key], r["mrr@10"]))["first_stage"]
-    reranker_table = [{"stage": r, "row": f"{first}_rr{r}_k{budget}",
-                       r_key: grid[f"{first}_rr{r}_k{budget}"][r_key],
-                       "mrr@10": grid[f"{first}_rr{r}_k{budget}"]["mrr@10"]} for r in rerankers]
-    reranker = max(reranker_table, key=lambda r: (r[r_key], r["mrr@10"], -order(r["stage"])))
+    reranker_table = [{"stage": r, "rerank_weight": w, "row": row_key(first, r, budget, w),
+                       r_key: grid[row_key(first, r, budget, w)][r_key],
+                       "mrr@10": grid[row_key(first, r, budget, w)]["mrr@10"]}
+                      for r in rerankers for w in setup.get("rerank_weights", [1.0])
+                      if row_key(first, r, budget, w) in grid]
+    # Ties: MRR@10, then the earlier stage, then the larger reranker weight.
+    reranker = max(reranker_table, key=lambda r: (r[r_key], r["mrr@10"], -order(r["stage"]),
+                                                  r["rerank_weight"]))
     # A reranker that does not beat its own first stage is not worth its latency.
     helps = reranker[r_key] > grid[first][r_key]
     chosen_row = reranker["row"] if helps else first
@@ -280,19 +299,21 @@ def select_stages(grid_dir: str | Path, rules: SelectionRules | None = None) -> 
         "first_stage": "hybrid" if first.endswith("+bm25") else "dense",
         "alpha": setup.get("alpha") if first.endswith("+bm25") else 1.0,
         "embedder": {"stage": e, "path": embedders[e]},
-        "reranker": {"stage": reranker["stage"], "path": rerankers[reranker["stage"]]}
-        if helps else None,
+        "reranker": {"stage": reranker["stage"], "path": rerankers[reranker["stage"]],
+                     "rerank_weight": reranker["rerank_weight"]} if helps else None,
         "reranker_rejected": None if helps else {
-            "stage": reranker["stage"], r_key: reranker[r_key],
+            "stage": reranker["stage"], "rerank_weight": reranker["rerank_weight"],
+            r_key: reranker[r_key],
             "first_stage_alone": grid[first][r_key],
             "reason": f"the best reranker stage does not raise {r_key} above the first "
                       "stage alone"},
         "rules": {"embedder": f"max {e_key} of the embedder alone (ties: MRR@10, then the "
                               "earlier stage)",
                   "first_stage": f"dense or fused with BM25, max {e_key} for that embedder",
-                  "reranker": f"max end-to-end {r_key} behind the chosen first stage at "
-                              f"K = {budget} (ties: MRR@10, then the earlier stage), kept "
-                              f"only if above the first stage alone"},
+                  "reranker": f"max end-to-end {r_key} over reranker stage x reranker "
+                              f"weight behind the chosen first stage at K = {budget} (ties: "
+                              f"MRR@10, the earlier stage, the larger weight), kept only if "
+                              f"above the first stage alone"},
         "tables": {"embedder": embedder_table, "first_stage": fusion_table,
                    "reranker": reranker_table},
         "end_to_end": {"row": chosen_row, **{k: grid[chosen_row].get(k, 0.0) for k in

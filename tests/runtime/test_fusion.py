@@ -2,7 +2,7 @@
 
 import pytest
 
-from lexedge.runtime.fusion import fuse, min_max
+from lexedge.runtime.fusion import fuse, interpolate, min_max
 
 
 def test_min_max_maps_to_unit_interval():
@@ -36,3 +36,19 @@ def test_bad_parameters_are_refused():
         fuse([], [], 5, alpha=1.5)
     with pytest.raises(ValueError, match="unknown fusion"):
         fuse([], [], 5, method="max")
+
+
+def test_interpolation_runs_from_the_first_stage_to_the_reranker():
+    head = [("a", 0.9), ("b", 0.8), ("c", 0.1)]  # first stage: a, b, c
+    rerank = [0.0, 5.0, 10.0]                    # reranker: c, b, a
+    assert [d for d, _, _ in interpolate(head, rerank, 1.0)] == ["c", "b", "a"]
+    assert [d for d, _, _ in interpolate(head, rerank, 0.0)] == ["a", "b", "c"]
+    # normalised first stage a 1, b 0.875, c 0; reranker a 0, b 0.5, c 1
+    mixed = interpolate(head, rerank, 0.5)
+    assert [d for d, _, _ in mixed] == ["b", "a", "c"]  # a and c tie at 0.5: first-stage order
+    assert mixed[0][1] == pytest.approx(0.6875)
+    assert [raw for _, _, raw in mixed] == [5.0, 0.0, 10.0]  # the reranker's own scores kept
+    with pytest.raises(ValueError, match="rerank weight"):
+        interpolate(head, rerank, 1.5)
+    with pytest.raises(ValueError, match="3 candidates but 2"):
+        interpolate(head, rerank[:2], 0.5)

@@ -51,6 +51,44 @@ def test_pipeline_reorders_the_head_by_reranker_score(served_index):
     np.testing.assert_allclose(sorted(expected, reverse=True), scores, rtol=1e-5)
 
 
+def test_rerank_weight_mixes_reranker_and_first_stage_scores(served_index):
+    from lexedge.runtime.fusion import interpolate
+
+    searcher = Searcher(served_index)
+    assert searcher.rerank_weight == 1.0  # the tiny bundle records none
+    query = "他人の権利を侵害した損害"
+    first = searcher.search(query, budget=6, rerank=0, top=6).hits
+    reranker_scores = served_index.bundle.reranker().score(
+        query, [served_index.document(h.id).indexed_text for h in first[:4]])
+    for weight in (0.0, 0.4, 1.0):
+        result = searcher.search(query, budget=6, rerank=4, top=6, rerank_weight=weight)
+        expected = interpolate([(h.id, h.score) for h in first[:4]], reranker_scores, weight)
+        assert [h.id for h in result.hits[:4]] == [d for d, _, _ in expected]
+        assert [h.score for h in result.hits[:4]] == pytest.approx([f for _, f, _ in expected])
+        assert [h.id for h in result.hits[4:]] == [h.id for h in first[4:]]
+        assert result.settings["rerank_weight"] == weight
+    unmixed = searcher.search(query, budget=6, rerank=4, top=6, rerank_weight=0.0)
+    assert [h.id for h in unmixed.hits] == [h.id for h in first]
+    with pytest.raises(LexedgeError, match="rerank weight 2: must be within"):
+        searcher.search(query, rerank=4, rerank_weight=2.0)
+
+
+def test_the_bundles_rerank_weight_is_the_default(served_index, tiny_dataset, tmp_path):
+    from support.tiny_bundle import build_tiny_bundle
+
+    characters = ((tiny_dataset / "corpus.jsonl").read_text(encoding="utf-8")
+                  + (tiny_dataset / "queries.jsonl").read_text(encoding="utf-8"))
+    weighted = Bundle.load(build_tiny_bundle(tmp_path / "weighted", characters,
+                                             rerank_weight=0.3))
+    searcher = Searcher(Index.load(served_index.path, bundle=weighted))
+    assert searcher.rerank_weight == 0.3
+    query = "他人の権利を侵害した損害"
+    assert ranking(searcher, query, rerank=4) == ranking(searcher, query, rerank=4,
+                                                         rerank_weight=0.3)
+    assert searcher.search(query, rerank=4).settings["rerank_weight"] == 0.3
+    assert searcher.search(query, rerank=0).settings["rerank_weight"] is None
+
+
 def test_incremental_add_and_remove_equal_a_rebuild(tiny_dataset, tiny_bundle, tmp_path):
     bundle = Bundle.load(tiny_bundle)
     documents = list(iter_corpus(tiny_dataset / "corpus.jsonl"))

@@ -77,8 +77,9 @@ def _reranker_graph(vocabulary: int, path: Path, seed: int) -> None:
 
 
 def build_tiny_bundle(out: Path, characters: str, reranker: bool = True, dimension: int = 16,
-                      seed: int = 0) -> Path:
-    """Write a bundle folder at ``out`` whose vocabulary covers ``characters``."""
+                      seed: int = 0, rerank_weight: float | None = None) -> Path:
+    """Write a bundle folder at ``out`` whose vocabulary covers ``characters`` (the reranker
+    records ``rerank_weight`` when one is given, as an export from a selection does)."""
     out.mkdir(parents=True, exist_ok=True)
     vocabulary = _tokenizer(characters, out / "embedder.tokenizer.json")
     _embedder_graph(vocabulary, dimension, out / "embedder.onnx", seed)
@@ -95,6 +96,8 @@ def build_tiny_bundle(out: Path, characters: str, reranker: bool = True, dimensi
         _reranker_graph(vocabulary, out / "reranker.onnx", seed + 1)
         manifest["reranker"] = {"file": "reranker.onnx", "tokenizer": "reranker.tokenizer.json",
                                 "output": "logits", **common}
+        if rerank_weight is not None:
+            manifest["reranker"]["rerank_weight"] = rerank_weight
     manifest["files"] = {p.name: _sha256(p) for p in sorted(out.iterdir())
                          if p.name != "manifest.json"}
     (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2),

@@ -10,6 +10,7 @@ from lexedge.trainer.grid import (GridConfig, SelectionRules, read_selection, ru
                                   select_stages)
 
 BUDGETS = [4, 8]
+WEIGHTS = [1.0, 0.5, 0.0]
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +18,8 @@ def grid(reranker_run, tmp_path_factory):
     output, _, embedder_run = reranker_run
     out = tmp_path_factory.mktemp("grid")
     rows = run_grid(GridConfig(embedders=str(embedder_run), rerankers=str(output),
-                               out=str(out), budgets=BUDGETS, device="cpu", progress=False),
+                               out=str(out), budgets=BUDGETS, rerank_weights=WEIGHTS,
+                               device="cpu", progress=False),
                     log=lambda line: None)
     return out, rows
 
@@ -33,12 +35,17 @@ def test_grid_covers_every_pair_and_budget(grid):
             assert first in rows
             for r in rerankers:
                 for k in BUDGETS:
-                    row = rows[f"{first}_rr{r}_k{k}"]
-                    # the reranker only re-orders the K candidates the first stage found
-                    assert row[f"recall@{k}"] == pytest.approx(
-                        _recall_of_first_stage(rows, first, k))
-                    assert row["rerank_ms_per_query"] > 0
-                    assert 0 <= row["ndcg@10"] <= 1
+                    for key in [f"{first}_rr{r}_k{k}"] + [f"{first}_rr{r}_k{k}_w{w:g}"
+                                                          for w in WEIGHTS if w < 1]:
+                        row = rows[key]
+                        # the reranker only re-orders the K candidates the first stage found
+                        assert row[f"recall@{k}"] == pytest.approx(
+                            _recall_of_first_stage(rows, first, k))
+                        assert row["rerank_ms_per_query"] > 0
+                        assert 0 <= row["ndcg@10"] <= 1
+                # weight 0 keeps the first stage's own order (its row is as deep as K)
+                assert rows[f"{first}_rr{r}_k{max(BUDGETS)}_w0"]["ndcg@10"] == pytest.approx(
+                    rows[first]["ndcg@10"])
     assert rows["embedder_only"]["row"] in rows
     assert rows["bm25"]["queries"] == rows["emb3_rr3_k8"]["queries"]
 
@@ -53,7 +60,8 @@ def test_a_second_grid_run_reuses_the_cache(grid, reranker_run):
     scores = out / ".cache" / "scores_rr2.json"
     before = scores.stat().st_mtime_ns
     again = run_grid(GridConfig(embedders=str(embedder_run), rerankers=str(output),
-                                out=str(out), budgets=BUDGETS, device="cpu", progress=False),
+                                out=str(out), budgets=BUDGETS, rerank_weights=WEIGHTS,
+                                device="cpu", progress=False),
                      log=lambda line: None)
     assert scores.stat().st_mtime_ns == before
     assert again == rows
@@ -67,9 +75,11 @@ def test_selection_is_the_argmax_of_each_rule(grid):
     assert rows[f"emb{selection['embedder']['stage']}"]["recall@8"] == best_recall
     first = f"emb{selection['embedder']['stage']}" + \
         ("+bm25" if selection["first_stage"] == "hybrid" else "")
-    best_ndcg = max(rows[f"{first}_rr{r}_k8"]["ndcg@10"] for r in rows["setup"]["rerankers"])
+    keys = {(r, w): f"{first}_rr{r}_k8" + ("" if w == 1.0 else f"_w{w:g}")
+            for r in rows["setup"]["rerankers"] for w in WEIGHTS}
+    best_ndcg = max(rows[key]["ndcg@10"] for key in keys.values())
     chosen = selection["reranker"] or selection["reranker_rejected"]
-    assert rows[f"{first}_rr{chosen['stage']}_k8"]["ndcg@10"] == best_ndcg
+    assert rows[keys[chosen["stage"], chosen["rerank_weight"]]]["ndcg@10"] == best_ndcg
     # kept exactly when it beats the first stage alone
     assert (selection["reranker"] is not None) == (best_ndcg > rows[first]["ndcg@10"])
     assert json.loads((out / "selection.json").read_text()) == selection
@@ -97,9 +107,19 @@ def test_selection_follows_the_numbers_of_a_hand_made_grid(tmp_path):
     selection = select_stages(tmp_path)
     assert selection["embedder"] == {"stage": "3", "path": "/e/stage3"}
     assert selection["first_stage"] == "hybrid"
-    assert selection["reranker"] == {"stage": "2", "path": "/r/stage2"}
+    assert selection["reranker"] == {"stage": "2", "path": "/r/stage2", "rerank_weight": 1.0}
     by_mrr = select_stages(tmp_path, SelectionRules(reranker_metric="mrr@10"))
     assert by_mrr["reranker"]["stage"] == "3"
+    # a measured weight below 1 that wins is chosen with its stage
+    grid["setup"]["rerank_weights"] = [1.0, 0.3]
+    for first in ("emb1", "emb1+bm25", "emb3", "emb3+bm25"):
+        grid[f"{first}_rr2_k100_w0.3"] = row(0, 0.5, 0.61)
+        grid[f"{first}_rr3_k100_w0.3"] = row(0, 0.56, 0.64)
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    assert select_stages(tmp_path)["reranker"] == {"stage": "3", "path": "/r/stage3",
+                                                   "rerank_weight": 0.3}
+    assert select_stages(tmp_path)["end_to_end"]["row"] == "emb3+bm25_rr3_k100_w0.3"
+    del grid["setup"]["rerank_weights"]
     with pytest.raises(LexedgeError, match="budget 20 was not measured"):
         select_stages(tmp_path, SelectionRules(budget=20))
     # a reranker below its own first stage is not worth its latency: none is chosen
@@ -120,7 +140,8 @@ def test_export_takes_its_stages_from_the_selection(grid, tmp_path):
 
     out, rows = grid
     selection = select_stages(out, SelectionRules(budget=8))
-    selection["reranker"] = {"stage": "2", "path": rows["setup"]["rerankers"]["2"]}
+    selection["reranker"] = {"stage": "2", "path": rows["setup"]["rerankers"]["2"],
+                             "rerank_weight": 0.3}
     (tmp_path / "with.json").write_text(json.dumps(selection))
     selection["reranker"] = None
     (tmp_path / "without.json").write_text(json.dumps(selection))
@@ -134,5 +155,6 @@ def test_export_takes_its_stages_from_the_selection(grid, tmp_path):
         assert manifest["embedder"]["source"]["path"] == selection["embedder"]["path"]
         if name == "with":
             assert manifest["reranker"]["source"]["path"] == rows["setup"]["rerankers"]["2"]
+            assert manifest["reranker"]["rerank_weight"] == 0.3  # the runtime's default
         else:
             assert manifest["reranker"] is None
