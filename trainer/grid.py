@@ -52,6 +52,10 @@ class GridConfig:
         include_base: also measure the embedder run's base model.
         rerank_weights: the reranker's weights against the first stage's scores (1: the
             reranker alone; see :func:`lexedge.runtime.fusion.interpolate`).
+        query_ids: measure only these queries of the split (to check a selection on queries
+            it was not made on); rankings and scores still cover the whole split.
+        cache_dir: first-stage rankings and pair scores (default ``out/.cache``); grids of
+            the same runs and split can share one.
     """
 
     embedders: str
@@ -63,6 +67,8 @@ class GridConfig:
     alpha: float = 0.5
     include_base: bool = True
     rerank_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.3, 0.2, 0.1])
+    query_ids: list[str] | None = None
+    cache_dir: str = ""
     device: str = "auto"
     batch_size: int = 32
     progress: bool = True
@@ -101,7 +107,7 @@ def run_grid(config: GridConfig, log=print) -> dict:
     emb_config, rr_config = _run_config(embedder_run), _run_config(reranker_run)
     data_dir = config.data_dir or rr_config["data_dir"]
     out = Path(config.out)
-    cache = out / ".cache"
+    cache = Path(config.cache_dir) if config.cache_dir else out / ".cache"
     cache.mkdir(parents=True, exist_ok=True)
     dataset = BeirDataset(Path(data_dir))
     queries = dataset.queries()
@@ -109,6 +115,11 @@ def run_grid(config: GridConfig, log=print) -> dict:
     qrels = dataset.qrels(config.split, query_ids=queries, doc_ids=texts)
     query_ids = list(qrels)
     query_texts = [queries[q] for q in query_ids]
+    measured = qrels if config.query_ids is None else \
+        {q: qrels[q] for q in config.query_ids if q in qrels}
+    if not measured:
+        raise LexedgeError(f"grid: none of the {len(config.query_ids)} query ids given is "
+                           f"judged in split {config.split}")
     depth = max(config.budgets)
     base_eval = EvalConfig(data_dir=data_dir, split=config.split, depth=depth)
 
@@ -124,7 +135,7 @@ def run_grid(config: GridConfig, log=print) -> dict:
     weights = sorted({float(w) for w in config.rerank_weights} | {1.0}, reverse=True)
     if not all(0.0 <= w <= 1.0 for w in weights):
         raise LexedgeError(f"grid: rerank weights must be within [0, 1], got {weights}")
-    setup = {"data_dir": str(data_dir), "split": config.split, "queries": len(query_ids),
+    setup = {"data_dir": str(data_dir), "split": config.split, "queries": len(measured),
              "corpus_size": len(texts), "budgets": list(config.budgets),
              "alpha": config.alpha, "rerank_weights": weights, "embedder_run": str(embedder_run),
              "reranker_run": str(reranker_run),
@@ -134,7 +145,7 @@ def run_grid(config: GridConfig, log=print) -> dict:
     cutoffs = sorted(set(RECALL_CUTOFFS) | set(config.budgets))  # Recall@K at every budget
 
     def metrics_of(run: dict, **extra) -> dict:
-        metrics = evaluate(run, qrels, recall_cutoffs=cutoffs)
+        metrics = evaluate(run, measured, recall_cutoffs=cutoffs)
         metrics.update({"split": config.split, "dataset": str(data_dir), **extra})
         return metrics
 

@@ -67,6 +67,42 @@ def test_a_second_grid_run_reuses_the_cache(grid, reranker_run):
     assert again == rows
 
 
+def test_grids_of_two_query_halves_average_to_the_whole(grid, reranker_run, tmp_path):
+    """Measuring a subset of the queries (to check a selection on queries it was not made on)
+    reuses the whole split's cache and splits every metric exactly."""
+    out, rows = grid
+    output, _, embedder_run = reranker_run
+    ids = sorted(_judged_dev_queries(rows))
+    halves = [ids[0::2], ids[1::2]]
+    cache = out / ".cache"
+    stamps = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    parts = [run_grid(GridConfig(embedders=str(embedder_run), rerankers=str(output),
+                                 out=str(tmp_path / f"half{i}"), budgets=BUDGETS,
+                                 rerank_weights=WEIGHTS, query_ids=half, cache_dir=str(cache),
+                                 device="cpu", progress=False), log=lambda line: None)
+             for i, half in enumerate(halves)]
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == stamps
+    assert [p["setup"]["queries"] for p in parts] == [len(h) for h in halves]
+    assert sum(p["bm25"]["queries"] for p in parts) == rows["bm25"]["queries"]
+    for key in ("bm25", "emb3+bm25", "emb2_rr1_k8", "emb3+bm25_rr2_k4_w0.5"):
+        for metric in ("mrr@10", "ndcg@10", "recall@4"):
+            whole = rows[key][metric] * rows[key]["queries"]
+            assert sum(part[key][metric] * part[key]["queries"] for part in parts) == \
+                pytest.approx(whole)
+    with pytest.raises(LexedgeError, match="none of the 1 query ids"):
+        run_grid(GridConfig(embedders=str(embedder_run), rerankers=str(output),
+                            out=str(tmp_path / "none"), budgets=BUDGETS, query_ids=["nope"],
+                            cache_dir=str(cache), device="cpu", progress=False),
+                 log=lambda line: None)
+
+
+def _judged_dev_queries(rows):
+    from lexedge.runtime.datasets import BeirDataset
+
+    dataset = BeirDataset(rows["setup"]["data_dir"])
+    return list(dataset.qrels("dev", query_ids=dataset.queries()))
+
+
 def test_selection_is_the_argmax_of_each_rule(grid):
     out, rows = grid
     selection = select_stages(out, SelectionRules(budget=8))
