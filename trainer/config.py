@@ -145,6 +145,8 @@ class StageSettings:
             -1: every titled article).
         max_query_length: query tokens.
         max_passage_length: passage tokens.
+        distill_weight: a reranker's share of distillation from
+            ``TrainRerankerConfig.teacher`` in its loss (0: the listwise loss alone).
     """
 
     mode: str = "lora"
@@ -167,6 +169,7 @@ class StageSettings:
     weak_pairs: int = 0
     max_query_length: int = 64
     max_passage_length: int = 128
+    distill_weight: float = 0.0
 
 
 def _stage1() -> StageSettings:
@@ -236,6 +239,11 @@ class TrainEmbedderConfig:
             stage = getattr(self, name)
             if stage.mode not in ("lora", "full"):
                 raise LexedgeError(f"config: {name}.mode must be lora or full")
+            if not 0.0 <= stage.distill_weight <= 1.0:
+                raise LexedgeError(f"config: {name}.distill_weight must be within [0, 1]")
+            if stage.distill_weight > 0 and not hasattr(self, "teacher"):
+                raise LexedgeError(f"config: {name}.distill_weight: distillation trains a "
+                                   "reranker (lexedge train reranker)")
             if stage.negative_source not in ("bm25", "model", "model-refresh"):
                 raise LexedgeError(f"config: {name}.negative_source must be bm25, model or "
                                    "model-refresh")
@@ -290,6 +298,10 @@ class TrainRerankerConfig(TrainEmbedderConfig):
             sees when serving. Empty: BM25 candidates.
         base_layers: keep only the first N transformer layers of the base model (0: all); a
             shallower cross-encoder is what a laptop can afford per query.
+        teacher: an embedder stage folder (or built-in base name) whose scores a stage with
+            ``distill_weight`` > 0 distils: its cosine similarities over each training
+            group, divided by ``teacher_temperature``, are the soft targets.
+        teacher_temperature: divides the teacher's cosines (E5 was trained at 0.01).
         head: what the one logit reads: ``pooler`` (the sequence-classification model's
             own: the CLS vector through BERT's pooler) or ``mean`` (the mean of the last
             layer's tokens, the pooling E5 was trained with; multilingual-e5 ships no pooler
@@ -299,6 +311,8 @@ class TrainRerankerConfig(TrainEmbedderConfig):
 
     embedder: str = ""
     base_layers: int = 0
+    teacher: str = ""
+    teacher_temperature: float = 0.01
     head: str = "pooler"
     evaluation: RerankerEvaluationSettings = field(default_factory=RerankerEvaluationSettings)
     stage1: StageSettings = field(default_factory=_reranker_stage1)
@@ -314,6 +328,13 @@ class TrainRerankerConfig(TrainEmbedderConfig):
             raise LexedgeError("config: base_layers must be >= 0")
         if self.evaluation.candidates < 1:
             raise LexedgeError("config: evaluation.candidates must be >= 1")
+        for name in STAGES:
+            weight = getattr(self, name).distill_weight
+            if weight > 0 and not self.teacher:
+                raise LexedgeError(f"config: {name}.distill_weight = {weight:g} needs a "
+                                   "teacher (an embedder stage folder)")
+        if self.teacher_temperature <= 0:
+            raise LexedgeError("config: teacher_temperature must be positive")
         if self.head not in RERANKER_HEADS:
             raise LexedgeError(f"config: head = {self.head!r}; expected one of "
                                f"{', '.join(RERANKER_HEADS)}")

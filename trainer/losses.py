@@ -66,3 +66,36 @@ class ListwiseSoftmaxLoss(torch.nn.Module):
         """``logits``: ``[groups, 1 + negatives]``, positive first."""
         targets = torch.zeros(len(logits), dtype=torch.long, device=logits.device)
         return torch.nn.functional.cross_entropy(logits, targets)
+
+
+class ListwiseDistillationLoss(torch.nn.Module):
+    """The listwise loss mixed with distillation from a teacher's scores over the same
+    group: ``(1 - weight) * softmax cross-entropy + weight * KL(teacher || student)``, both
+    distributions a softmax over the group (listwise distillation of a cross-encoder, as in
+    RocketQAv2: Ren et al., 2021, arXiv:2110.07367). The teacher's soft targets grade every
+    negative, which a one-hot target does not.
+
+    Args:
+        weight: the distillation share, in [0, 1].
+
+    Example:
+        >>> loss = ListwiseDistillationLoss(1.0)
+        >>> teacher = torch.tensor([[2.0, 1.0, 0.0]])
+        >>> float(loss(teacher, teacher)) < 1e-6 < float(loss(teacher.flip(1), teacher))
+        True
+    """
+
+    def __init__(self, weight: float):
+        super().__init__()
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"distillation weight must be within [0, 1], got {weight}")
+        self.weight = weight
+        self.listwise = ListwiseSoftmaxLoss()
+
+    def forward(self, logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        """``logits`` and ``teacher_logits``: ``[groups, 1 + negatives]``, positive first."""
+        student = torch.nn.functional.log_softmax(logits, dim=-1)
+        teacher = torch.nn.functional.log_softmax(teacher_logits.to(logits.dtype), dim=-1)
+        distill = torch.nn.functional.kl_div(student, teacher, log_target=True,
+                                             reduction="batchmean")
+        return (1.0 - self.weight) * self.listwise(logits) + self.weight * distill

@@ -33,7 +33,7 @@ import torch
 from lexedge.runtime.errors import LexedgeError
 from lexedge.trainer.data import Example, TrainingData
 from lexedge.trainer.family import Family, embedder_rankings
-from lexedge.trainer.losses import ListwiseSoftmaxLoss
+from lexedge.trainer.losses import ListwiseDistillationLoss, ListwiseSoftmaxLoss
 from lexedge.trainer.modeling import (MODEL_SETTINGS, EncoderSettings, autocast,
                                       four_bit_options, load_tokenizer, place_model)
 
@@ -222,6 +222,7 @@ class RerankerFamily(Family):
         self.settings: EncoderSettings | None = None
         self.tokenizer = None
         self._candidates: dict[int, tuple[list, list]] = {}
+        self._teacher = None
 
     def prepare_base(self, base: Path, output: Path) -> Path:
         if not self.config.base_layers:
@@ -278,19 +279,16 @@ class RerankerFamily(Family):
         if not self.config.embedder:
             found = (self.bm25_rankings(examples, depth), [None] * len(examples))
         else:
-            from lexedge.trainer.lora import load_stage_backbone, resolve_model
-            from lexedge.trainer.modeling import Embedder
-            from lexedge.trainer.retrieval import stage_eval_lengths
+            from lexedge.trainer.lora import resolve_model
+            from lexedge.trainer.retrieval import load_stage_embedder
 
             folder = resolve_model(self.config.embedder)
-            backbone, chain = load_stage_backbone(folder, device=self.device)
-            embedder = Embedder(backbone, EncoderSettings.read(chain)).eval()
-            # The lengths the embedder was evaluated (and will be served) at.
-            query_length, passage_length = stage_eval_lengths(chain, embedder.settings)
-            found = embedder_rankings(self.data, self.runtime, embedder, load_tokenizer(chain),
-                                      examples, depth=depth, query_length=query_length,
-                                      passage_length=passage_length, model_key=folder)
-            del embedder, backbone
+            stage = load_stage_embedder(folder, self.device)
+            # At the lengths the embedder was evaluated (and will be served) at.
+            found = embedder_rankings(self.data, self.runtime, stage.embedder, stage.tokenizer,
+                                      examples, depth=depth, query_length=stage.query_length,
+                                      passage_length=stage.passage_length, model_key=folder)
+            del stage
         self._candidates = {key: found}
         return found
 
@@ -310,7 +308,24 @@ class RerankerFamily(Family):
         inputs = tokenize_pairs(self.tokenizer, self.settings, batch["queries"],
                                 batch["passages"], pair_length(stage), self.device)
         logits = model(**inputs).view(batch["groups"], -1)
-        return ListwiseSoftmaxLoss()(logits)
+        if stage.distill_weight <= 0:
+            return ListwiseSoftmaxLoss()(logits)
+        size = logits.shape[1]
+        teacher = self.teacher().logits(
+            batch["queries"][::size],
+            [batch["passages"][start:start + size]
+             for start in range(0, len(batch["passages"]), size)])
+        return ListwiseDistillationLoss(stage.distill_weight)(logits, teacher.to(logits.device))
+
+    def teacher(self):
+        """The distillation teacher, loaded on first use."""
+        if self._teacher is None:
+            from lexedge.trainer.teacher import EmbedderTeacher
+
+            self._teacher = EmbedderTeacher(self.config.teacher, self.device,
+                                            temperature=self.config.teacher_temperature,
+                                            batch_size=self.runtime.encode_batch_size)
+        return self._teacher
 
     # -- saving and evaluation ------------------------------------------------------------
     def save_full(self, module: CrossEncoder, out_dir: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,31 @@ def stage_eval_lengths(chain: list[Path], settings) -> tuple[int, int]:
     return min(settings.max_length, 512), min(settings.max_length, 512)
 
 
+@dataclass
+class StageEmbedder:
+    """An embedder stage ready to encode: the model, its tokenizer and settings, and the
+    lengths it was evaluated (and will be served) at."""
+
+    embedder: object
+    tokenizer: object
+    settings: object
+    chain: list
+    query_length: int
+    passage_length: int
+
+
+def load_stage_embedder(folder, device) -> StageEmbedder:
+    """A stage folder (its adapter stack merged) or a base model folder, in eval mode."""
+    from lexedge.trainer.lora import load_stage_backbone
+    from lexedge.trainer.modeling import Embedder, EncoderSettings, load_tokenizer
+
+    backbone, chain = load_stage_backbone(folder, device=device)
+    settings = EncoderSettings.read(chain)
+    query_length, passage_length = stage_eval_lengths(chain, settings)
+    return StageEmbedder(Embedder(backbone, settings).eval(), load_tokenizer(chain), settings,
+                         chain, query_length, passage_length)
+
+
 def dense_model_retriever(config, dataset):
     """``lexedge.runtime.evaluation`` factory: ``Retriever`` over a stage folder.
 
@@ -56,20 +82,15 @@ def dense_model_retriever(config, dataset):
     ``max_passage_length`` and ``progress``.
     """
     from lexedge.runtime.evaluation import Retriever
-    from lexedge.trainer.lora import load_stage_backbone
-    from lexedge.trainer.modeling import (Embedder, EncoderSettings, encode, load_tokenizer,
-                                          resolve_device)
+    from lexedge.trainer.modeling import encode, resolve_device
 
     extra = config.extra or {}
     started = time.perf_counter()
-    device = resolve_device(extra.get("device", "auto"))
-    backbone, chain = load_stage_backbone(config.model, device=device)
-    settings = EncoderSettings.read(chain)
-    tokenizer = load_tokenizer(chain)
-    embedder = Embedder(backbone, settings).eval()
-    query_length, passage_length = stage_eval_lengths(chain, settings)
-    query_length = int(extra.get("max_query_length", query_length))
-    passage_length = int(extra.get("max_passage_length", passage_length))
+    stage = load_stage_embedder(config.model, resolve_device(extra.get("device", "auto")))
+    embedder, tokenizer, settings, chain = (stage.embedder, stage.tokenizer, stage.settings,
+                                            stage.chain)
+    query_length = int(extra.get("max_query_length", stage.query_length))
+    passage_length = int(extra.get("max_passage_length", stage.passage_length))
     batch_size = int(extra.get("batch_size", 32))
     progress = bool(extra.get("progress", True))
     documents = list(dataset.corpus())
