@@ -46,6 +46,9 @@ def add_commands(commands) -> None:
     grid.add_argument("--budgets", default="20,60,100", help="budgets K (default 20,60,100)")
     grid.add_argument("--alpha", type=float, default=0.5,
                       help="dense weight of the BM25-fused first stage (default 0.5)")
+    grid.add_argument("--rerank-weights", default="1,0.5,0.3,0.2,0.1", metavar="W,W,...",
+                      help="reranker weights W against the first stage's scores, each a row "
+                           "..._w<W> (1: the reranker alone; default 1,0.5,0.3,0.2,0.1)")
     grid.add_argument("--no-base", dest="include_base", action="store_false",
                       help="leave the embedder run's base model out")
     grid.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -56,8 +59,8 @@ def add_commands(commands) -> None:
         "select", help="choose each component's stage from a grid (writes selection.json)",
         description="Read RUNS/grid.json and write RUNS/selection.json: the embedder stage by "
                     "its own Recall@K at the serving budget, dense or BM25-fused first stage "
-                    "by the same metric, the reranker stage by end-to-end nDCG@10. lexedge "
-                    "export --selection consumes it.")
+                    "by the same metric, the reranker stage and its weight against the first "
+                    "stage by end-to-end nDCG@10. lexedge export --selection consumes it.")
     select.add_argument("--runs", required=True, metavar="GRID_DIR",
                         help="the folder lexedge grid wrote")
     select.add_argument("--budget", type=int, default=100, help="serving budget K (default 100)")
@@ -131,9 +134,14 @@ def run_grid_command(args: argparse.Namespace) -> int:
             from None
     if not budgets or budgets[0] < 1:
         raise LexedgeError(f"--budgets {args.budgets!r}: budgets must be positive")
+    try:
+        weights = [float(w) for w in args.rerank_weights.split(",") if w.strip()]
+    except ValueError:
+        raise LexedgeError(f"--rerank-weights {args.rerank_weights!r}: expected numbers like "
+                           "1,0.3") from None
     grid = run_grid(GridConfig(embedders=args.embedders, rerankers=args.rerankers,
                                out=args.out, data_dir=args.data_dir, split=args.split,
-                               budgets=budgets, alpha=args.alpha,
+                               budgets=budgets, alpha=args.alpha, rerank_weights=weights,
                                include_base=args.include_base, device=args.device,
                                batch_size=args.batch_size))
     for name, row in grid.items():
@@ -152,7 +160,8 @@ def run_select(args: argparse.Namespace) -> int:
         reranker_metric=args.reranker_metric))
     end = selection["end_to_end"]
     reranker = selection["reranker"]
-    chosen = f"reranker stage {reranker['stage']}" if reranker else \
+    chosen = f"reranker stage {reranker['stage']} (weight {reranker['rerank_weight']:g})" \
+        if reranker else \
         f"no reranker ({selection['reranker_rejected']['reason']})"
     print(f"embedder stage {selection['embedder']['stage']} ({selection['first_stage']}), "
           f"{chosen} at K = {selection['budget']}: mrr@10 {end['mrr@10']:.4f}, "

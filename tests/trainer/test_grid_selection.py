@@ -194,3 +194,21 @@ def test_export_takes_its_stages_from_the_selection(grid, tmp_path):
             assert manifest["reranker"]["rerank_weight"] == 0.3  # the runtime's default
         else:
             assert manifest["reranker"] is None
+
+
+def test_grid_and_select_commands(reranker_run, tmp_path, capsys):
+    from lexedge.cli import main
+
+    output, _, embedder_run = reranker_run
+    out = tmp_path / "grid"
+    assert main(["grid", "--embedders", str(embedder_run), "--rerankers", str(output),
+                 "--out", str(out), "--budgets", "4", "--rerank-weights", "1,0.5",
+                 "--no-base", "--device", "cpu"]) == 0
+    rows = json.loads((out / "grid.json").read_text())
+    assert rows["setup"]["rerank_weights"] == [1.0, 0.5]
+    assert "emb3_rr2_k4_w0.5" in rows and "emb3_rr2_k4_w0.3" not in rows
+    assert main(["select", "--runs", str(out), "--budget", "4"]) == 0
+    assert (out / "selection.json").is_file()
+    assert main(["grid", "--embedders", str(embedder_run), "--rerankers", str(output),
+                 "--out", str(out), "--rerank-weights", "1,x"]) == 2
+    assert "--rerank-weights '1,x'" in capsys.readouterr().err
