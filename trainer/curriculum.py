@@ -171,6 +171,8 @@ class Curriculum:
         plan = TrainingPlan(steps=steps, steps_per_epoch=per_epoch,
                             learning_rate=stage.learning_rate, warmup_ratio=stage.warmup_ratio,
                             head_learning_rate=stage.head_learning_rate,
+                            head_modules=tuple(self.family.lora_options.get(
+                                "modules_to_save", ())),
                             weight_decay=stage.weight_decay,
                             checkpoint_every=config.runtime.checkpoint_every,
                             description=name, bf16=config.runtime.bf16,

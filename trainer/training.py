@@ -37,8 +37,10 @@ class TrainingPlan:
         weight_decay: AdamW's decoupled weight decay.
         checkpoint_every: steps between checkpoints (the last step always checkpoints).
         max_grad_norm: gradient clipping threshold.
-        head_learning_rate: peak learning rate of the modules a LoRA stage trains in full
-            (peft ``modules_to_save``: a reranker's fresh head); 0 means ``learning_rate``.
+        head_learning_rate: peak learning rate of a fresh head: the modules a LoRA stage
+            trains in full (peft ``modules_to_save``), and in a full fine-tune the modules
+            named in ``head_modules``; 0 means ``learning_rate``.
+        head_modules: module names of a fresh head (a reranker's ``classifier``).
     """
 
     steps: int
@@ -52,6 +54,7 @@ class TrainingPlan:
     bf16: bool = False
     progress: bool = True
     head_learning_rate: float = 0.0
+    head_modules: tuple[str, ...] = ()
 
 
 @dataclass
@@ -105,8 +108,12 @@ def run_training(module: torch.nn.Module, *, plan: TrainingPlan, work_dir: Path,
     device = next(p for p in module.parameters()).device
     named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     parameters = [p for _, p in named]
-    head = [p for n, p in named if "modules_to_save" in n]
-    groups = [{"params": [p for n, p in named if "modules_to_save" not in n]}]
+    def is_head(name: str) -> bool:
+        return "modules_to_save" in name or any(f".{m}." in f".{name}"
+                                                for m in plan.head_modules)
+
+    head = [p for n, p in named if is_head(n)]
+    groups = [{"params": [p for n, p in named if not is_head(n)]}]
     if head:  # a fresh head starts from noise: it may need a larger step than the adapters
         groups.append({"params": head, "lr": plan.head_learning_rate or plan.learning_rate})
     optimizer = torch.optim.AdamW(groups, lr=plan.learning_rate,
