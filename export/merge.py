@@ -119,7 +119,7 @@ def _check_reranker_head(base: Path, adapters: list[Path]) -> None:
 def _settings(stack: list[Path], config) -> dict:
     settings = {"pooling": "mean", "normalize": True, "query_prefix": "", "passage_prefix": "",
                 "max_length": min(512, int(getattr(config, "max_position_embeddings", 512))),
-                "head": "pooler"}
+                "head": "pooler", "head_temperature": 0.05, "sep_token_id": -1}
     for folder in reversed(stack):  # the top of the stack overrides what lies below
         pooling_config = folder / "1_Pooling" / "config.json"
         if pooling_config.is_file():
@@ -133,9 +133,12 @@ def _settings(stack: list[Path], config) -> dict:
         if (folder / MODEL_SETTINGS).is_file():
             recorded = json.loads((folder / MODEL_SETTINGS).read_text(encoding="utf-8"))
             settings.update({k: recorded[k] for k in settings if k in recorded})
-    if settings["head"] not in ("pooler", "mean"):
+    if settings["head"] not in ("pooler", "mean", "segments"):
         raise LexedgeError(f"{stack[0]}: reranker head {settings['head']!r} is not supported "
-                           "(pooler or mean)")
+                           "(pooler, mean or segments)")
+    if settings["head"] == "segments" and int(settings["sep_token_id"]) < 0:
+        raise LexedgeError(f"{stack[0]}: head 'segments' needs sep_token_id in "
+                           f"{MODEL_SETTINGS}")
     if settings["pooling"] not in ("mean", "cls"):
         raise LexedgeError(f"{stack[0]}: pooling {settings['pooling']!r} is not supported "
                            "(mean or cls)")

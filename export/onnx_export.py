@@ -40,7 +40,8 @@ def graph_module(stage: MergedStage):
     """The torch module that is exported: the model plus pooling or the logit squeeze."""
     import torch
 
-    from lexedge.trainer.reranker import mean_head_logits, mean_head_parts
+    from lexedge.trainer.reranker import (encoder_of, mean_head_logits, mean_head_parts,
+                                          segment_cosine_logits)
 
     class EmbedderGraph(torch.nn.Module):
         def __init__(self, model, pooling: str, normalize: bool):
@@ -60,11 +61,17 @@ def graph_module(stage: MergedStage):
             return pooled
 
     class RerankerGraph(torch.nn.Module):
-        def __init__(self, model, head: str):
+        def __init__(self, model, settings: dict):
             super().__init__()
-            self.model, self.head = model, head
+            self.model, self.settings, self.head = model, settings, settings["head"]
 
         def forward(self, input_ids, attention_mask, token_type_ids=None):
+            if self.head == "segments":  # the trainer's CrossEncoder, head = "segments"
+                return segment_cosine_logits(
+                    encoder_of(self.model), input_ids=input_ids, attention_mask=attention_mask,
+                    token_type_ids=token_type_ids,
+                    sep_token_id=int(self.settings["sep_token_id"]),
+                    temperature=float(self.settings["head_temperature"]))
             if self.head == "mean":  # the trainer's CrossEncoder, head = "mean"
                 return mean_head_logits(*mean_head_parts(self.model), input_ids=input_ids,
                                         attention_mask=attention_mask,
@@ -76,7 +83,7 @@ def graph_module(stage: MergedStage):
         module = EmbedderGraph(stage.model, stage.settings["pooling"],
                                bool(stage.settings["normalize"]))
     else:
-        module = RerankerGraph(stage.model, stage.settings["head"])
+        module = RerankerGraph(stage.model, stage.settings)
     # A new wrapper starts in training mode, and the exporter restores that mode on exit,
     # which would switch dropout back on in the model it wraps.
     return module.eval()

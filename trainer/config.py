@@ -274,7 +274,7 @@ def _reranker_stage3() -> StageSettings:
                          learning_rate=5e-5, max_passage_length=128, head_learning_rate=5e-4)
 
 
-RERANKER_HEADS = ("pooler", "mean")
+RERANKER_HEADS = ("pooler", "mean", "segments")
 
 
 @dataclass
@@ -305,8 +305,13 @@ class TrainRerankerConfig(TrainEmbedderConfig):
         head: what the one logit reads: ``pooler`` (the sequence-classification model's
             own: the CLS vector through BERT's pooler) or ``mean`` (the mean of the last
             layer's tokens, the pooling E5 was trained with; multilingual-e5 ships no pooler
-            weights, so ``pooler`` starts from a random one). Recorded in every stage's
+            weights, so ``pooler`` starts from a random one), or ``segments``: the cosine of
+            the mean of the query's tokens and the mean of the passage's tokens of the one
+            joint encoding, over ``head_temperature`` — no fresh weights at all, so a
+            contrastively trained encoder (E5) starts as a useful reranker and training
+            adds what attention across the pair sees. Recorded in every stage's
             ``lexedge_model.json``; a stack keeps one head.
+        head_temperature: divides the ``segments`` cosine.
     """
 
     embedder: str = ""
@@ -314,6 +319,7 @@ class TrainRerankerConfig(TrainEmbedderConfig):
     teacher: str = ""
     teacher_temperature: float = 0.01
     head: str = "pooler"
+    head_temperature: float = 0.05
     evaluation: RerankerEvaluationSettings = field(default_factory=RerankerEvaluationSettings)
     stage1: StageSettings = field(default_factory=_reranker_stage1)
     stage2: StageSettings = field(default_factory=_reranker_stage2)
@@ -333,8 +339,9 @@ class TrainRerankerConfig(TrainEmbedderConfig):
             if weight > 0 and not self.teacher:
                 raise LexedgeError(f"config: {name}.distill_weight = {weight:g} needs a "
                                    "teacher (an embedder stage folder)")
-        if self.teacher_temperature <= 0:
-            raise LexedgeError("config: teacher_temperature must be positive")
+        if self.teacher_temperature <= 0 or self.head_temperature <= 0:
+            raise LexedgeError("config: teacher_temperature and head_temperature must be "
+                               "positive")
         if self.head not in RERANKER_HEADS:
             raise LexedgeError(f"config: head = {self.head!r}; expected one of "
                                f"{', '.join(RERANKER_HEADS)}")

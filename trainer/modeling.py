@@ -30,7 +30,9 @@ class EncoderSettings:
     query_prefix: str = ""
     passage_prefix: str = ""
     max_length: int = 512
-    head: str = "pooler"  # a reranker's: "pooler" (CLS -> pooler -> logit) or "mean"
+    head: str = "pooler"  # a reranker's: "pooler", "mean" or "segments" (see reranker.py)
+    head_temperature: float = 0.05  # "segments": the logit is the cosine over this
+    sep_token_id: int = -1  # "segments": the separator between query and passage
 
     @classmethod
     def read(cls, folders: list[Path]) -> "EncoderSettings":

@@ -44,9 +44,12 @@ class CrossEncoder(torch.nn.Module):
     """A sequence-classification model with one label: pairs in, one logit per pair out.
 
     ``settings.head`` says what the logit reads: ``pooler``, the model's own head (CLS
-    through BERT's pooler), or ``mean``, the model's classifier over the mean of the last
+    through BERT's pooler); ``mean``, the model's classifier over the mean of the last
     layer's tokens (E5's pooling, Wang et al., 2024, arXiv:2402.05672: its pretrained
-    representation is the mean, and it ships no pooler weights).
+    representation is the mean, and it ships no pooler weights); or ``segments``, the
+    cosine of the query's and the passage's token means within the joint encoding over
+    ``settings.head_temperature`` (no fresh weights: the encoder's contrastive training
+    makes it a reranker from the first step).
     """
 
     def __init__(self, model, settings: EncoderSettings):
@@ -57,10 +60,37 @@ class CrossEncoder(torch.nn.Module):
             mean_head_parts(model)  # refuse a model without one, before any training
 
     def forward(self, **inputs) -> torch.Tensor:
+        if self.settings.head == "segments":
+            return segment_cosine_logits(encoder_of(self.model), **inputs,
+                                         sep_token_id=self.settings.sep_token_id,
+                                         temperature=self.settings.head_temperature).float()
         if self.settings.head != "mean":
             return self.model(**inputs).logits[:, 0].float()
         encoder, dropout, classifier = mean_head_parts(self.model)
         return mean_head_logits(encoder, dropout, classifier, **inputs).float()
+
+
+def encoder_of(model):
+    """The encoder inside a sequence classifier (unwrapped from peft)."""
+    hf_model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(hf_model, hf_model.base_model_prefix)
+
+
+def segment_cosine_logits(encoder, input_ids, attention_mask, token_type_ids=None, *,
+                          sep_token_id: int, temperature: float) -> torch.Tensor:
+    """Cosine of the mean of the query's tokens (before the first separator, ``[CLS]`` or
+    ``<s>`` included) and the mean of the passage's (after it, separators excluded) in one
+    joint encoding, over ``temperature`` (shared with the exported graph)."""
+    hidden = encoder(input_ids=input_ids, attention_mask=attention_mask,
+                     token_type_ids=token_type_ids).last_hidden_state
+    is_sep = input_ids == sep_token_id
+    seen = torch.cumsum(is_sep.to(torch.int64), dim=1)
+    valid = attention_mask.bool()
+    query = ((seen == 0) & valid).unsqueeze(-1).to(hidden.dtype)
+    passage = ((seen >= 1) & ~is_sep & valid).unsqueeze(-1).to(hidden.dtype)
+    query_mean = (hidden * query).sum(dim=1) / query.sum(dim=1).clamp(min=1e-9)
+    passage_mean = (hidden * passage).sum(dim=1) / passage.sum(dim=1).clamp(min=1e-9)
+    return torch.nn.functional.cosine_similarity(query_mean, passage_mean, dim=-1) / temperature
 
 
 def mean_head_parts(model):
@@ -243,10 +273,20 @@ class RerankerFamily(Family):
                                f"trained with head = {recorded!r}; a stack keeps one head")
         self.settings.head = self.config.head
         self.tokenizer = load_tokenizer(chain)
+        if self.config.head == "segments":
+            if self.tokenizer.sep_token_id is None:
+                raise LexedgeError(f"head = 'segments': {chain[0]}'s tokenizer has no "
+                                   "separator token")
+            self.settings.sep_token_id = int(self.tokenizer.sep_token_id)
+            self.settings.head_temperature = self.config.head_temperature
         return CrossEncoder(backbone, self.settings).to(self.device)
 
     def model_settings(self) -> dict:
-        return {"head": self.config.head}
+        entries = {"head": self.config.head}
+        if self.config.head == "segments":
+            entries.update(head_temperature=self.settings.head_temperature,
+                           sep_token_id=self.settings.sep_token_id)
+        return entries
 
     # -- negatives ------------------------------------------------------------------------
     def model_rankings(self, examples, stage, model, model_key):

@@ -236,6 +236,51 @@ def test_mean_head_reranker_exports_the_mean_pooled_logit(reranker_dir, base_mod
     assert np.abs(found - np.array(cls)).max() > 1e-3
 
 
+def test_segments_head_reranker_exports_the_trainers_logit(reranker_dir, base_model_dir,
+                                                           calibration_corpus, tmp_path):
+    """``head = "segments"`` (cosine of the query's and the passage's token means over a
+    temperature) exports to a graph that scores exactly as the trainer's CrossEncoder."""
+    import shutil
+
+    import transformers
+    from tokenizers import Tokenizer, processors
+
+    from lexedge.trainer.modeling import EncoderSettings
+    from lexedge.trainer.reranker import CrossEncoder
+
+    segments_dir = tmp_path / "segments-reranker"
+    shutil.copytree(reranker_dir, segments_dir)
+    tokenizer = Tokenizer.from_file(str(segments_dir / "tokenizer.json"))
+    sep, cls = tokenizer.token_to_id("[SEP]"), tokenizer.token_to_id("[CLS]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    tokenizer.save(str(segments_dir / "tokenizer.json"))
+    settings = dict(json.loads((segments_dir / "lexedge_model.json").read_text()),
+                    head="segments", head_temperature=0.1, sep_token_id=sep)
+    (segments_dir / "lexedge_model.json").write_text(json.dumps(settings))
+    bundle = export_bundle(ExportConfig(out=tmp_path / "rr", embedder=str(base_model_dir),
+                                        reranker=str(segments_dir), precision="fp32",
+                                        calibration=calibration_corpus), log=quiet)
+    passages = ["employer worker hours article", "copyright", "lease tenant court notice law"]
+    found = bundle.reranker(threads=1).score("worker hours", passages, batch_size=2)
+
+    model = transformers.BertForSequenceClassification.from_pretrained(segments_dir).eval()
+    reference = CrossEncoder(model, EncoderSettings(head="segments", head_temperature=0.1,
+                                                    sep_token_id=sep))
+    expected = []
+    for encoding in torch_ids(segments_dir / "tokenizer.json",
+                              [("worker hours", p) for p in passages], max_length=64):
+        assert encoding.ids.count(sep) == 2  # [CLS] query [SEP] passage [SEP]
+        with torch.no_grad():
+            expected.append(float(reference(
+                input_ids=torch.tensor([encoding.ids]),
+                token_type_ids=torch.tensor([encoding.type_ids]),
+                attention_mask=torch.ones(1, len(encoding.ids), dtype=torch.long))[0]))
+    np.testing.assert_allclose(found, np.array(expected), atol=1e-4)
+    assert np.all(np.abs(found) <= 1 / 0.1 + 1e-4)  # a cosine over the temperature
+
+
 def test_export_command_is_registered_without_importing_torch():
     import subprocess
     import sys

@@ -109,3 +109,50 @@ def test_unknown_head_is_refused():
     with pytest.raises(LexedgeError, match="head = 'max'"):
         load_config(TrainRerankerConfig, None, ['data_dir="d"', 'output_dir="o"',
                                                 'head="max"'])
+
+
+@pytest.fixture(scope="module")
+def segments_run(tmp_path_factory, tiny_data, tiny_model):
+    """Stage 1 of a one-layer reranker with the parameter-free ``segments`` head."""
+    from support.tiny_encoder import tiny_config_overrides
+
+    from lexedge.trainer.config import TrainRerankerConfig, load_config
+    from lexedge.trainer.curriculum import Curriculum
+    from lexedge.trainer.reranker import RerankerFamily
+
+    output = tmp_path_factory.mktemp("segments_head") / "run"
+    overrides = [o for o in tiny_config_overrides(tiny_data, tiny_model, output)
+                 if not o.startswith(("mlm.", "stage3."))]
+    config = load_config(TrainRerankerConfig, None, overrides + [
+        "phases=1", "base_layers=1", 'head="segments"', "head_temperature=0.1",
+        "evaluation.candidates=8", "stage1.hard_negatives=2", "stage1.random_negatives=1"])
+    Curriculum(config, RerankerFamily, log=lambda line: None).run()
+    return output
+
+
+def test_segments_head_is_the_cosine_of_query_and_passage_token_means(segments_run):
+    """The logit, recomputed by hand: [CLS] query [SEP] passage [SEP]; the query's tokens are
+    those before the first separator, the passage's those after it (separators excluded)."""
+    from lexedge.trainer.modeling import EncoderSettings, load_tokenizer
+    from lexedge.trainer.reranker import CrossEncoder, load_cross_encoder
+
+    model, chain = load_stage_backbone(segments_run / "stage1", loader=load_cross_encoder)
+    settings = EncoderSettings.read(chain)
+    recorded = json.loads((segments_run / "stage1" / "lexedge_model.json").read_text())
+    assert recorded["head"] == "segments" and recorded["head_temperature"] == 0.1
+    assert recorded["sep_token_id"] == load_tokenizer(chain).sep_token_id >= 0
+    inputs = _pairs(chain)
+    with torch.no_grad():
+        found = CrossEncoder(model.eval(), settings)(**inputs)
+        hidden = model.bert(**inputs).last_hidden_state
+    expected = []
+    for row in range(len(hidden)):
+        ids = inputs["input_ids"][row].tolist()
+        length = int(inputs["attention_mask"][row].sum())
+        first_sep = ids.index(settings.sep_token_id)
+        passage = [i for i in range(first_sep + 1, length) if ids[i] != settings.sep_token_id]
+        query_mean = hidden[row, :first_sep].mean(0)
+        passage_mean = hidden[row, passage].mean(0)
+        expected.append(torch.nn.functional.cosine_similarity(query_mean, passage_mean, dim=0)
+                        / 0.1)
+    torch.testing.assert_close(found, torch.stack(expected), atol=1e-4, rtol=1e-4)
