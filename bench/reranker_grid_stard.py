@@ -3,7 +3,7 @@
 Runs on the subset and the embedder run of ``bench/embedder_curriculum_stard.py`` (run that
 first; its ``--work`` folder is this script's ``--embedder-work``):
 
-1. ``lexedge train reranker`` with ``bench/configs/reranker_stard_cpu_mean.toml`` (stage 2 and 3
+1. ``lexedge train reranker`` with ``bench/configs/reranker_stard_cpu_segments.toml`` (stage 2 and 3
    candidates come from ``--embedder-stage`` of that run, and every stage is evaluated by
    re-ranking that embedder's dev top 20);
 2. ``lexedge grid``: every embedder stage (base, 1, 2, 3) x reranker stage (1, 2, 3) x budget
@@ -35,9 +35,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-DEFAULTS = {"config": HERE / "configs" / "reranker_stard_cpu_mean.toml",
+DEFAULTS = {"config": HERE / "configs" / "reranker_stard_cpu_segments.toml",
             "embedder_work": REPO / "work-out" / "embedder_curriculum_stard_full",
-            "work": REPO / "work-out" / "reranker_mean"}
+            "work": REPO / "work-out" / "reranker_segments"}
 SHOWN = ("recall@10", "recall@20", "recall@60", "recall@100", "mrr@10", "ndcg@10")
 KEPT = ("recall@1", "recall@3", "recall@5", "recall@10", "recall@20", "recall@50", "recall@60",
         "recall@100", "recall@200", "mrr@10", "ndcg@10", "queries", "method", "first_stage",
