@@ -301,6 +301,8 @@ def run_search(args: argparse.Namespace) -> int:
         stages = " ".join(f"{k} {v:.3f}" for k, v in hit.scores.items())
         print(f"{hit.rank:>3}. {hit.title or hit.id}  [{hit.id}]  {stages}")
         print(f"     {hit.snippet}")
+    weight = result.settings["rerank_weight"]
+    mixed = f" at weight {weight:g}" if weight is not None and weight != 1.0 else ""
     print(f"({result.timings_ms['total']:.0f} ms, budget {result.settings['budget']}, "
-          f"reranked {result.settings['rerank']})")
+          f"reranked {result.settings['rerank']}{mixed})")
     return 0
