@@ -23,7 +23,6 @@ Writes ``bench/results/compute_bound.{json,md}``. Needs the ``[export]`` extra (
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics

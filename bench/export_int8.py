@@ -191,7 +191,7 @@ def torch_forward(spec: str, kind: str):
         backbone, chain = load_stage_backbone(spec)
         module = Embedder(backbone, EncoderSettings.read(chain)).eval()
         return lambda ids, mask, types: module(ids, mask)
-    from lexedge.trainer.reranker import CrossEncoder, load_cross_encoder
+    from lexedge.trainer.cross_encoder import CrossEncoder, load_cross_encoder
 
     model, chain = load_stage_backbone(spec, loader=load_cross_encoder)
     module = CrossEncoder(model, EncoderSettings.read(chain)).eval()

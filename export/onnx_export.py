@@ -40,7 +40,7 @@ def graph_module(stage: MergedStage):
     """The torch module that is exported: the model plus pooling or the logit squeeze."""
     import torch
 
-    from lexedge.trainer.reranker import (encoder_of, mean_head_logits, mean_head_parts,
+    from lexedge.trainer.cross_encoder import (encoder_of, mean_head_logits, mean_head_parts,
                                           segment_cosine_logits)
 
     class EmbedderGraph(torch.nn.Module):

@@ -100,7 +100,7 @@ def run_grid(config: GridConfig, log=print) -> dict:
     from lexedge.trainer.curriculum import stage_folders
     from lexedge.trainer.lora import load_stage_backbone, resolve_model
     from lexedge.trainer.modeling import EncoderSettings, load_tokenizer, resolve_device
-    from lexedge.trainer.reranker import CrossEncoder, load_cross_encoder, score_pairs
+    from lexedge.trainer.cross_encoder import CrossEncoder, load_cross_encoder, score_pairs
     from lexedge.trainer.retrieval import dense_model_retriever
 
     embedder_run, reranker_run = Path(config.embedders), Path(config.rerankers)

@@ -15,183 +15,29 @@ Negatives per stage:
   ``-false_negative_margin`` logits, is skipped as a likely unjudged positive).
 
 The run folder, LoRA stacking, checkpoints, resume, progress and devices are the
-curriculum's (:mod:`lexedge.trainer.curriculum`); only loading, batches, loss and evaluation
-are here. The classification head and BERT's pooler are fresh, so each stage's adapter saves
+curriculum's (:mod:`lexedge.trainer.curriculum`), the model and its heads are
+:mod:`lexedge.trainer.cross_encoder`'s; only loading, batches, loss and evaluation are here. The classification head and BERT's pooler are fresh, so each stage's adapter saves
 them in full (peft ``modules_to_save``) and the stack merges like the embedder's.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from lexedge.runtime.errors import LexedgeError
+from lexedge.trainer.cross_encoder import (CrossEncoder, quiet_transformers,
+                                           load_cross_encoder, recorded_head, score_pairs,
+                                           tokenize_pairs)
 from lexedge.trainer.data import Example, TrainingData
 from lexedge.trainer.family import Family, embedder_rankings
 from lexedge.trainer.losses import ListwiseDistillationLoss, ListwiseSoftmaxLoss
-from lexedge.trainer.modeling import (MODEL_SETTINGS, EncoderSettings, autocast,
-                                      four_bit_options, load_tokenizer, place_model)
+from lexedge.trainer.modeling import MODEL_SETTINGS, EncoderSettings, load_tokenizer
 
 HEAD_MODULES = ["classifier", "pooler"]
-
-
-class CrossEncoder(torch.nn.Module):
-    """A sequence-classification model with one label: pairs in, one logit per pair out.
-
-    ``settings.head`` says what the logit reads: ``pooler``, the model's own head (CLS
-    through BERT's pooler); ``mean``, the model's classifier over the mean of the last
-    layer's tokens (E5's pooling, Wang et al., 2024, arXiv:2402.05672: its pretrained
-    representation is the mean, and it ships no pooler weights); or ``segments``, the
-    cosine of the query's and the passage's token means within the joint encoding over
-    ``settings.head_temperature`` (no fresh weights: the encoder's contrastive training
-    makes it a reranker from the first step).
-    """
-
-    def __init__(self, model, settings: EncoderSettings):
-        super().__init__()
-        self.model = model
-        self.settings = settings
-        if settings.head == "mean":
-            mean_head_parts(model)  # refuse a model without one, before any training
-
-    def forward(self, **inputs) -> torch.Tensor:
-        if self.settings.head == "segments":
-            return segment_cosine_logits(encoder_of(self.model), **inputs,
-                                         sep_token_id=self.settings.sep_token_id,
-                                         temperature=self.settings.head_temperature).float()
-        if self.settings.head != "mean":
-            return self.model(**inputs).logits[:, 0].float()
-        encoder, dropout, classifier = mean_head_parts(self.model)
-        return mean_head_logits(encoder, dropout, classifier, **inputs).float()
-
-
-def encoder_of(model):
-    """The encoder inside a sequence classifier (unwrapped from peft)."""
-    hf_model = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return getattr(hf_model, hf_model.base_model_prefix)
-
-
-def segment_cosine_logits(encoder, input_ids, attention_mask, token_type_ids=None, *,
-                          sep_token_id: int, temperature: float) -> torch.Tensor:
-    """Cosine of the mean of the query's tokens (before the first separator, ``[CLS]`` or
-    ``<s>`` included) and the mean of the passage's (after it, separators excluded) in one
-    joint encoding, over ``temperature`` (shared with the exported graph)."""
-    hidden = encoder(input_ids=input_ids, attention_mask=attention_mask,
-                     token_type_ids=token_type_ids).last_hidden_state
-    is_sep = input_ids == sep_token_id
-    seen = torch.cumsum(is_sep.to(torch.int64), dim=1)
-    valid = attention_mask.bool()
-    query = ((seen == 0) & valid).unsqueeze(-1).to(hidden.dtype)
-    passage = ((seen >= 1) & ~is_sep & valid).unsqueeze(-1).to(hidden.dtype)
-    query_mean = (hidden * query).sum(dim=1) / query.sum(dim=1).clamp(min=1e-9)
-    passage_mean = (hidden * passage).sum(dim=1) / passage.sum(dim=1).clamp(min=1e-9)
-    return torch.nn.functional.cosine_similarity(query_mean, passage_mean, dim=-1) / temperature
-
-
-def mean_head_parts(model):
-    """The encoder, dropout and linear classifier of a BERT-style sequence classifier
-    (unwrapped from peft when it is an adapter stack)."""
-    hf_model = model.get_base_model() if hasattr(model, "get_base_model") else model
-    classifier = getattr(hf_model, "classifier", None)
-    linear = getattr(classifier, "original_module", classifier)  # peft's modules_to_save
-    if not isinstance(linear, torch.nn.Linear):
-        raise LexedgeError(f"head = 'mean' needs a model whose classifier is one linear layer "
-                           f"(BERT-style); {type(hf_model).__name__} has "
-                           f"{type(linear).__name__}")
-    encoder = getattr(hf_model, hf_model.base_model_prefix)
-    return encoder, getattr(hf_model, "dropout", torch.nn.Identity()), classifier
-
-
-def mean_head_logits(encoder, dropout, classifier, input_ids, attention_mask,
-                     token_type_ids=None) -> torch.Tensor:
-    """One logit per pair from the mean of the last layer's unmasked tokens (shared with the
-    exported graph, so the served reranker computes exactly this)."""
-    hidden = encoder(input_ids=input_ids, attention_mask=attention_mask,
-                     token_type_ids=token_type_ids).last_hidden_state
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-    return classifier(dropout(pooled))[:, 0]
-
-
-def load_cross_encoder(folder: str | Path, *, load_in_4bit: bool = False, device=None):
-    """A one-logit ``AutoModelForSequenceClassification`` in float32 (head fresh when the
-    folder has none)."""
-    from transformers import AutoModelForSequenceClassification
-
-    options = {"dtype": torch.float32, "num_labels": 1}
-    if load_in_4bit:
-        options.update(four_bit_options(device))
-    try:
-        with _quiet_transformers():  # the fresh head is expected, not worth a warning
-            model = AutoModelForSequenceClassification.from_pretrained(str(folder), **options)
-    except (OSError, ValueError) as exc:
-        raise LexedgeError(f"{folder}: cannot load as a cross-encoder ({exc})") from None
-    return place_model(model, load_in_4bit=load_in_4bit, device=device)
-
-
-@contextlib.contextmanager
-def _quiet_transformers():
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-
-
-def recorded_head(chain: list[Path]) -> str | None:
-    """The head the nearest trained stage of ``chain`` recorded (``None`` below the first
-    stage: a base model has no head yet)."""
-    for folder in chain:
-        path = Path(folder) / MODEL_SETTINGS
-        if path.is_file():
-            recorded = json.loads(path.read_text(encoding="utf-8"))
-            if "head" in recorded:
-                return recorded["head"]
-    return None
-
-
-def tokenize_pairs(tokenizer, settings: EncoderSettings, queries: list[str],
-                   passages: list[str], max_length: int, device) -> dict:
-    """``query [SEP] passage`` with the model's prefixes, truncated longest first (as
-    :class:`lexedge.runtime.onnx_models.OnnxReranker` does when serving)."""
-    batch = tokenizer([settings.query_prefix + q for q in queries],
-                      [settings.passage_prefix + p for p in passages], max_length=max_length,
-                      truncation="longest_first", padding=True, return_tensors="pt")
-    keep = ("input_ids", "attention_mask", "token_type_ids")
-    return {k: v.to(device) for k, v in batch.items() if k in keep}
-
-
-@torch.no_grad()
-def score_pairs(model: CrossEncoder, tokenizer, pairs: list[tuple[str, str]], *,
-                max_length: int, batch_size: int = 32, bf16: bool = False,
-                progress: bool = False, description: str = "scoring pairs") -> np.ndarray:
-    """Logits of ``(query, passage)`` pairs in input order, batched longest first."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i][0]) - len(pairs[i][1]))
-    out = np.zeros(len(pairs), dtype=np.float32)
-    batches = range(0, len(order), batch_size)
-    if progress:
-        from tqdm import tqdm
-
-        batches = tqdm(batches, desc=description, unit="batch", mininterval=5, leave=False)
-    for start in batches:
-        rows = order[start:start + batch_size]
-        inputs = tokenize_pairs(tokenizer, model.settings, [pairs[i][0] for i in rows],
-                                [pairs[i][1] for i in rows], max_length, device)
-        with autocast(device, bf16):
-            out[rows] = model(**inputs).float().cpu().numpy()
-    model.train(was_training)
-    return out
 
 
 def pair_length(config) -> int:
@@ -216,7 +62,7 @@ def truncate_encoder(source: Path, out: Path, layers: int) -> Path:
         raise LexedgeError(f"base_layers = {layers}: {source} has {total} layers")
     config.num_hidden_layers = layers
     options = {"add_pooling_layer": False} if config.model_type == "bert" else {}
-    with _quiet_transformers():  # the dropped layers are "unexpected" keys, on purpose
+    with quiet_transformers():  # the dropped layers are "unexpected" keys, on purpose
         model = AutoModel.from_pretrained(str(source), config=config, dtype=torch.float32,
                                           **options)
     with atomic_directory(out) as staging:

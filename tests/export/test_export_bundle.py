@@ -246,7 +246,7 @@ def test_segments_head_reranker_exports_the_trainers_logit(reranker_dir, base_mo
     from tokenizers import Tokenizer, processors
 
     from lexedge.trainer.modeling import EncoderSettings
-    from lexedge.trainer.reranker import CrossEncoder
+    from lexedge.trainer.cross_encoder import CrossEncoder
 
     segments_dir = tmp_path / "segments-reranker"
     shutil.copytree(reranker_dir, segments_dir)

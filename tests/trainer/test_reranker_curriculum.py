@@ -72,7 +72,7 @@ def test_merged_reranker_scores_like_the_adapter_stack(reranker_run):
     the merged model give the same logits."""
     from peft import PeftModel
 
-    from lexedge.trainer.reranker import load_cross_encoder
+    from lexedge.trainer.cross_encoder import load_cross_encoder
 
     output, _, _ = reranker_run
     merged, chain = load_stage_backbone(output / "stage3", loader=load_cross_encoder)

@@ -1,6 +1,7 @@
-"""``head = "mean"``: the reranker's logit reads the mean of the last layer's tokens (E5's
-pooling) instead of BERT's CLS pooler, which multilingual-e5 ships without weights. The head
-is recorded in every stage, kept through the stack, and survives merging."""
+"""The reranker heads: ``mean`` reads the mean of the last layer's tokens (E5's pooling)
+instead of BERT's CLS pooler, which multilingual-e5 ships without weights; ``segments`` is the
+cosine of the query's and the passage's token means, no fresh weights. The head is recorded in
+every stage, kept through the stack, and survives merging."""
 
 import json
 
@@ -32,7 +33,7 @@ def mean_head_run(tmp_path_factory, tiny_data, tiny_model):
 
 def _pairs(chain):
     from lexedge.trainer.modeling import EncoderSettings, load_tokenizer
-    from lexedge.trainer.reranker import tokenize_pairs
+    from lexedge.trainer.cross_encoder import tokenize_pairs
 
     return tokenize_pairs(load_tokenizer(chain), EncoderSettings.read(chain),
                           ["worker hours", "lease notice"],
@@ -54,7 +55,7 @@ def test_mean_head_logit_is_the_classifier_over_mean_pooled_tokens(mean_head_run
     """Recompute the logit by hand from the merged model: mean of the unmasked last-layer
     tokens, then the trained classifier; the CLS pooler path gives something else."""
     from lexedge.trainer.modeling import EncoderSettings
-    from lexedge.trainer.reranker import CrossEncoder, load_cross_encoder
+    from lexedge.trainer.cross_encoder import CrossEncoder, load_cross_encoder
 
     output, _, _ = mean_head_run
     model, chain = load_stage_backbone(output / "stage2", loader=load_cross_encoder)
@@ -76,7 +77,7 @@ def test_merged_mean_head_stack_scores_like_the_unmerged_adapters(mean_head_run)
     from peft import PeftModel
 
     from lexedge.trainer.modeling import EncoderSettings
-    from lexedge.trainer.reranker import CrossEncoder, load_cross_encoder
+    from lexedge.trainer.cross_encoder import CrossEncoder, load_cross_encoder
 
     output, _, _ = mean_head_run
     merged, chain = load_stage_backbone(output / "stage2", loader=load_cross_encoder)
@@ -93,7 +94,8 @@ def test_merged_mean_head_stack_scores_like_the_unmerged_adapters(mean_head_run)
 def test_a_stack_keeps_its_head(mean_head_run):
     import dataclasses
 
-    from lexedge.trainer.reranker import RerankerFamily, load_cross_encoder
+    from lexedge.trainer.cross_encoder import load_cross_encoder
+    from lexedge.trainer.reranker import RerankerFamily
 
     output, _, config = mean_head_run
     backbone, chain = load_stage_backbone(output / "stage2", loader=load_cross_encoder)
@@ -134,7 +136,7 @@ def test_segments_head_is_the_cosine_of_query_and_passage_token_means(segments_r
     """The logit, recomputed by hand: [CLS] query [SEP] passage [SEP]; the query's tokens are
     those before the first separator, the passage's those after it (separators excluded)."""
     from lexedge.trainer.modeling import EncoderSettings, load_tokenizer
-    from lexedge.trainer.reranker import CrossEncoder, load_cross_encoder
+    from lexedge.trainer.cross_encoder import CrossEncoder, load_cross_encoder
 
     model, chain = load_stage_backbone(segments_run / "stage1", loader=load_cross_encoder)
     settings = EncoderSettings.read(chain)
