@@ -38,6 +38,10 @@ REPO = HERE.parent
 DEFAULTS = {"config": HERE / "configs" / "reranker_stard_cpu_segments.toml",
             "embedder_work": REPO / "work-out" / "embedder_curriculum_stard_full",
             "work": REPO / "work-out" / "reranker_segments"}
+HEADS = {"pooler": "a fresh one-logit head over the CLS vector and BERT's pooler",
+         "mean": "a fresh one-logit head over the mean of the last layer's tokens",
+         "segments": "the `segments` head (the cosine of the query's and the passage's token "
+                     "means in the joint encoding over a temperature: no fresh weights)"}
 SHOWN = ("recall@10", "recall@20", "recall@60", "recall@100", "mrr@10", "ndcg@10")
 KEPT = ("recall@1", "recall@3", "recall@5", "recall@10", "recall@20", "recall@50", "recall@60",
         "recall@100", "recall@200", "mrr@10", "ndcg@10", "queries", "method", "first_stage",
@@ -104,9 +108,10 @@ def render_markdown(results: dict, selection: dict) -> str:
         f"Dev split: {grid['queries']} queries over the {grid['corpus_size']:,}-article subset "
         f"of `bench/results/{setup['embedder_report']}` (not comparable with full-corpus "
         f"numbers); embedder stages from that run. Reranker: multilingual-e5-small's first "
-        f"{setup['reranker']['base_layers']} layers with a fresh one-logit head "
-        f"(head = {setup['reranker']['head']!r}), pairs of at most {grid['pair_max_length']} "
-        "tokens, trained through stages 1-3 on CPU. A pipeline row re-orders the first stage's "
+        f"{setup['reranker']['base_layers']} layers with {HEADS[setup['reranker']['head']]}, "
+        f"pairs of at most {grid['pair_max_length']} tokens, trained through stages "
+        f"{', '.join(s.removeprefix('stage') for s in setup['reranker']['stages'])} on CPU "
+        f"(`{setup['reranker']['config_file']}`). A pipeline row re-orders the first stage's "
         "K candidates: by the reranker alone (W = 1), or by W x reranker + (1 - W) x first "
         "stage, both min-max normalised over the K candidates (`lexedge search "
         "--rerank-weight W`). Recall@K is the first stage's, MRR@10 and nDCG@10 the re-ordered "
