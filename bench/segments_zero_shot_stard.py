@@ -1,0 +1,76 @@
+"""Zero-shot check behind the reranker's ``segments`` head: multilingual-e5-small's first N
+layers, untrained, score a pair by the cosine of the mean of the query's tokens and the mean of
+the passage's tokens in one joint encoding (``lexedge.trainer.cross_encoder``'s own
+``segment_cosine_logits``), re-ranking BM25's top 20 for the first Q dev queries of the STARD
+subset of ``bench/embedder_curriculum_stard.py``.
+
+    python bench/segments_zero_shot_stard.py --layers 4 --queries 30
+
+Prints MRR@10 / nDCG@10 of that order and of BM25's own order, measured on the same queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SUBSET = REPO / "work-out" / "embedder_curriculum_stard_full" / "stard_subset"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--queries", type=int, default=30)
+    parser.add_argument("--data", type=Path, default=SUBSET)
+    parser.add_argument("--candidates", type=int, default=20)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from lexedge.runtime.analysis import get_analyzer
+    from lexedge.runtime.bm25 import BM25Index
+    from lexedge.runtime.datasets import BeirDataset
+    from lexedge.runtime.metrics import evaluate
+    from lexedge.trainer.cross_encoder import segment_cosine_logits
+    from lexedge.trainer.lora import resolve_model
+
+    torch.set_num_threads(2)
+    base = resolve_model("default")
+    config = AutoConfig.from_pretrained(str(base))
+    config.num_hidden_layers = args.layers
+    encoder = AutoModel.from_pretrained(str(base), config=config, add_pooling_layer=False).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    dataset = BeirDataset(args.data)
+    documents = {doc.id: doc for doc in dataset.corpus()}
+    queries = dataset.queries()
+    qrels = dataset.qrels("dev", query_ids=queries, doc_ids=documents)
+    query_ids = sorted(qrels)[:args.queries]
+    bm25 = BM25Index.build(iter(documents.values()), get_analyzer("zh"))
+    reranked, lexical = {}, {}
+    with torch.no_grad():
+        for query_id in query_ids:
+            candidates = [doc for doc, _ in bm25.search(queries[query_id], args.candidates)]
+            batch = tokenizer(["query: " + queries[query_id]] * len(candidates),
+                              ["passage: " + documents[d].indexed_text for d in candidates],
+                              max_length=128, truncation="longest_first", padding=True,
+                              return_tensors="pt")
+            scores = segment_cosine_logits(encoder, batch["input_ids"], batch["attention_mask"],
+                                           sep_token_id=tokenizer.sep_token_id, temperature=1.0)
+            reranked[query_id] = sorted(zip(candidates, scores.tolist()), key=lambda x: -x[1])
+            lexical[query_id] = [(d, float(-rank)) for rank, d in enumerate(candidates)]
+    judged = {q: qrels[q] for q in query_ids}
+    shown = ("mrr@10", "ndcg@10")
+    print(json.dumps({"layers": args.layers, "queries": len(query_ids),
+                      "segments_zero_shot": {m: round(evaluate(reranked, judged)[m], 4)
+                                             for m in shown},
+                      "bm25_order": {m: round(evaluate(lexical, judged)[m], 4) for m in shown}}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
