@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     for name, row in rows.items():
         ratio = baseline / row["queries_per_second"] if row["queries_per_second"] else None
         lines.append(f"| {name} | " + " | ".join(f"{row[m]:.4f}" for m in SHOWN)
-                     + f" | {ratio:.1f}× |")
+                     + f" | {ratio:.2g}× |")
     lines += ["", f"Reproduce: `{setup['command']}`.", ""]
     (args.out / f"{args.name}.md").write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
