@@ -38,6 +38,7 @@ def main(argv=None) -> int:
     from lexedge.runtime.metrics import evaluate
     from lexedge.trainer.cross_encoder import segment_cosine_logits
     from lexedge.trainer.lora import resolve_model
+    from lexedge.trainer.modeling import EncoderSettings
 
     torch.set_num_threads(2)
     base = resolve_model("default")
@@ -45,6 +46,7 @@ def main(argv=None) -> int:
     config.num_hidden_layers = args.layers
     encoder = AutoModel.from_pretrained(str(base), config=config, add_pooling_layer=False).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(base))
+    settings = EncoderSettings.read([base])  # E5's "query: " / "passage: " prefixes
     dataset = BeirDataset(args.data)
     documents = {doc.id: doc for doc in dataset.corpus()}
     queries = dataset.queries()
@@ -55,8 +57,9 @@ def main(argv=None) -> int:
     with torch.no_grad():
         for query_id in query_ids:
             candidates = [doc for doc, _ in bm25.search(queries[query_id], args.candidates)]
-            batch = tokenizer(["query: " + queries[query_id]] * len(candidates),
-                              ["passage: " + documents[d].indexed_text for d in candidates],
+            batch = tokenizer([settings.query_prefix + queries[query_id]] * len(candidates),
+                              [settings.passage_prefix + documents[d].indexed_text
+                               for d in candidates],
                               max_length=128, truncation="longest_first", padding=True,
                               return_tensors="pt")
             scores = segment_cosine_logits(encoder, batch["input_ids"], batch["attention_mask"],

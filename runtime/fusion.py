@@ -23,12 +23,15 @@ Ranking = Sequence[tuple[str, float]]
 
 def min_max(ranking: Ranking) -> dict[str, float]:
     """Scores rescaled to [0, 1] within the list; a list of equal scores maps to 1."""
-    if not ranking:
-        return {}
-    scores = [s for _, s in ranking]
+    return dict(zip((doc for doc, _ in ranking), _unit_scale([s for _, s in ranking])))
+
+
+def _unit_scale(scores: Sequence[float]) -> list[float]:
+    if not scores:
+        return []
     low, high = min(scores), max(scores)
     span = high - low
-    return {doc: ((s - low) / span if span > 0 else 1.0) for doc, s in ranking}
+    return [(s - low) / span if span > 0 else 1.0 for s in scores]
 
 
 def weighted_fusion(rankings: Mapping[str, Ranking], weights: Mapping[str, float],
@@ -64,10 +67,8 @@ def interpolate(head: Ranking, rerank_scores: Sequence[float], weight: float,
     if weight == 1.0:
         final = rerank
     else:
-        first_norm = min_max([(str(i), s) for i, (_, s) in enumerate(head)])
-        rerank_norm = min_max([(str(i), s) for i, s in enumerate(rerank)])
-        final = [weight * rerank_norm[str(i)] + (1.0 - weight) * first_norm[str(i)]
-                 for i in range(len(head))]
+        final = [weight * r + (1.0 - weight) * f for r, f in
+                 zip(_unit_scale(rerank), _unit_scale([s for _, s in head]))]
     order = sorted(range(len(head)), key=lambda i: -final[i])  # stable: first-stage order
     return [(head[i][0], final[i], rerank[i]) for i in order]
 

@@ -179,26 +179,44 @@ def test_forced_export_records_the_failed_gate(base_model_dir, calibration_corpu
     assert bundle.manifest["embedder"]["parity"]["status"] == "failed+forced"
 
 
+PASSAGES = ["employer worker hours article", "copyright", "lease tenant court notice law"]
+
+
+def _served_and_torch_inputs(stage_dir, base_model_dir, calibration_corpus, out):
+    """The FP32 bundle of the reranker in ``stage_dir``, its scores of ``worker hours``
+    against ``PASSAGES``, and the torch inputs of the same pairs (one per pair, unpadded)."""
+    bundle = export_bundle(ExportConfig(out=out, embedder=str(base_model_dir),
+                                        reranker=str(stage_dir), precision="fp32",
+                                        calibration=calibration_corpus), log=quiet)
+    found = bundle.reranker(threads=1).score("worker hours", PASSAGES, batch_size=2)
+    inputs = [{"input_ids": torch.tensor([encoding.ids]),
+               "token_type_ids": torch.tensor([encoding.type_ids]),
+               "attention_mask": torch.ones(1, len(encoding.ids), dtype=torch.long)}
+              for encoding in torch_ids(stage_dir / "tokenizer.json",
+                                        [("worker hours", p) for p in PASSAGES], max_length=64)]
+    return bundle, found, inputs
+
+
+def _stage_with_settings(reranker_dir, folder, **changes):
+    """A copy of the reranker stage whose ``lexedge_model.json`` carries ``changes``."""
+    import shutil
+
+    shutil.copytree(reranker_dir, folder)
+    settings = json.loads((folder / "lexedge_model.json").read_text())
+    (folder / "lexedge_model.json").write_text(json.dumps(dict(settings, **changes)))
+    return folder
+
+
 def test_reranker_logits_match_torch(reranker_dir, base_model_dir, calibration_corpus, tmp_path):
     import transformers
 
-    bundle = export_bundle(ExportConfig(out=tmp_path / "rr", embedder=str(base_model_dir),
-                                        reranker=str(reranker_dir), precision="fp32",
-                                        calibration=calibration_corpus), log=quiet)
-    entry = bundle.manifest["reranker"]
-    assert entry["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
-    passages = ["employer worker hours article", "copyright", "lease tenant court notice law"]
-    found = bundle.reranker(threads=1).score("worker hours", passages, batch_size=2)
-
+    bundle, found, inputs = _served_and_torch_inputs(reranker_dir, base_model_dir,
+                                                     calibration_corpus, tmp_path / "rr")
+    assert bundle.manifest["reranker"]["inputs"] == ["input_ids", "attention_mask",
+                                                     "token_type_ids"]
     model = transformers.BertForSequenceClassification.from_pretrained(reranker_dir).eval()
-    expected = []
-    for encoding in torch_ids(reranker_dir / "tokenizer.json",
-                              [("worker hours", p) for p in passages], max_length=64):
-        with torch.no_grad():
-            expected.append(model(input_ids=torch.tensor([encoding.ids]),
-                                  token_type_ids=torch.tensor([encoding.type_ids]),
-                                  attention_mask=torch.ones(1, len(encoding.ids),
-                                                            dtype=torch.long)).logits[0, 0])
+    with torch.no_grad():
+        expected = [model(**pair).logits[0, 0] for pair in inputs]
     assert found.shape == (3,)
     np.testing.assert_allclose(found, np.array(expected), atol=1e-4)
 
@@ -207,31 +225,16 @@ def test_mean_head_reranker_exports_the_mean_pooled_logit(reranker_dir, base_mod
                                                           calibration_corpus, tmp_path):
     """A stage recorded with ``head = "mean"`` exports the classifier over the mean of the
     last layer's tokens, not the CLS pooler path of the same weights."""
-    import shutil
-
     import transformers
 
-    mean_dir = tmp_path / "mean-reranker"
-    shutil.copytree(reranker_dir, mean_dir)
-    settings = json.loads((mean_dir / "lexedge_model.json").read_text())
-    (mean_dir / "lexedge_model.json").write_text(json.dumps(dict(settings, head="mean")))
-    bundle = export_bundle(ExportConfig(out=tmp_path / "rr", embedder=str(base_model_dir),
-                                        reranker=str(mean_dir), precision="fp32",
-                                        calibration=calibration_corpus), log=quiet)
-    passages = ["employer worker hours article", "copyright", "lease tenant court notice law"]
-    found = bundle.reranker(threads=1).score("worker hours", passages, batch_size=2)
-
+    mean_dir = _stage_with_settings(reranker_dir, tmp_path / "mean-reranker", head="mean")
+    _, found, inputs = _served_and_torch_inputs(mean_dir, base_model_dir, calibration_corpus,
+                                                tmp_path / "rr")
     model = transformers.BertForSequenceClassification.from_pretrained(mean_dir).eval()
-    mean, cls = [], []
-    for encoding in torch_ids(mean_dir / "tokenizer.json",
-                              [("worker hours", p) for p in passages], max_length=64):
-        inputs = {"input_ids": torch.tensor([encoding.ids]),
-                  "token_type_ids": torch.tensor([encoding.type_ids]),
-                  "attention_mask": torch.ones(1, len(encoding.ids), dtype=torch.long)}
-        with torch.no_grad():
-            hidden = model.bert(**inputs).last_hidden_state
-            mean.append(model.classifier(hidden.mean(dim=1))[0, 0])
-            cls.append(model(**inputs).logits[0, 0])
+    with torch.no_grad():
+        mean = [model.classifier(model.bert(**pair).last_hidden_state.mean(dim=1))[0, 0]
+                for pair in inputs]
+        cls = [model(**pair).logits[0, 0] for pair in inputs]
     np.testing.assert_allclose(found, np.array(mean), atol=1e-4)
     assert np.abs(found - np.array(cls)).max() > 1e-3
 
@@ -240,43 +243,30 @@ def test_segments_head_reranker_exports_the_trainers_logit(reranker_dir, base_mo
                                                            calibration_corpus, tmp_path):
     """``head = "segments"`` (cosine of the query's and the passage's token means over a
     temperature) exports to a graph that scores exactly as the trainer's CrossEncoder."""
-    import shutil
-
     import transformers
     from tokenizers import Tokenizer, processors
 
-    from lexedge.trainer.modeling import EncoderSettings
     from lexedge.trainer.cross_encoder import CrossEncoder
+    from lexedge.trainer.modeling import EncoderSettings
 
-    segments_dir = tmp_path / "segments-reranker"
-    shutil.copytree(reranker_dir, segments_dir)
-    tokenizer = Tokenizer.from_file(str(segments_dir / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(reranker_dir / "tokenizer.json"))
     sep, cls = tokenizer.token_to_id("[SEP]"), tokenizer.token_to_id("[CLS]")
+    segments_dir = _stage_with_settings(reranker_dir, tmp_path / "segments-reranker",
+                                        head="segments", head_temperature=0.1,
+                                        sep_token_id=sep)
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
     tokenizer.save(str(segments_dir / "tokenizer.json"))
-    settings = dict(json.loads((segments_dir / "lexedge_model.json").read_text()),
-                    head="segments", head_temperature=0.1, sep_token_id=sep)
-    (segments_dir / "lexedge_model.json").write_text(json.dumps(settings))
-    bundle = export_bundle(ExportConfig(out=tmp_path / "rr", embedder=str(base_model_dir),
-                                        reranker=str(segments_dir), precision="fp32",
-                                        calibration=calibration_corpus), log=quiet)
-    passages = ["employer worker hours article", "copyright", "lease tenant court notice law"]
-    found = bundle.reranker(threads=1).score("worker hours", passages, batch_size=2)
-
+    _, found, inputs = _served_and_torch_inputs(segments_dir, base_model_dir,
+                                                calibration_corpus, tmp_path / "rr")
     model = transformers.BertForSequenceClassification.from_pretrained(segments_dir).eval()
     reference = CrossEncoder(model, EncoderSettings(head="segments", head_temperature=0.1,
                                                     sep_token_id=sep))
-    expected = []
-    for encoding in torch_ids(segments_dir / "tokenizer.json",
-                              [("worker hours", p) for p in passages], max_length=64):
-        assert encoding.ids.count(sep) == 2  # [CLS] query [SEP] passage [SEP]
-        with torch.no_grad():
-            expected.append(float(reference(
-                input_ids=torch.tensor([encoding.ids]),
-                token_type_ids=torch.tensor([encoding.type_ids]),
-                attention_mask=torch.ones(1, len(encoding.ids), dtype=torch.long))[0]))
+    for pair in inputs:  # [CLS] query [SEP] passage [SEP]
+        assert pair["input_ids"][0].tolist().count(sep) == 2
+    with torch.no_grad():
+        expected = [float(reference(**pair)[0]) for pair in inputs]
     np.testing.assert_allclose(found, np.array(expected), atol=1e-4)
     assert np.all(np.abs(found) <= 1 / 0.1 + 1e-4)  # a cosine over the temperature
 

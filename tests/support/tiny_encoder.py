@@ -95,3 +95,16 @@ def tiny_config_overrides(data_dir: Path, model_dir: Path, output_dir: Path) -> 
     for stage in ("stage1", "stage2", "stage3"):
         overrides += [f"{stage}.{item}" for item in common]
     return overrides
+
+
+def train_tiny_reranker(data_dir: Path, model_dir: Path, output_dir: Path, *overrides: str):
+    """Run the tiny reranker curriculum (no mlm, no stage-3 overrides of the embedder's) with
+    ``overrides`` on top; return ``(summary, config)``."""
+    from lexedge.trainer.config import TrainRerankerConfig, load_config
+    from lexedge.trainer.curriculum import Curriculum
+    from lexedge.trainer.reranker import RerankerFamily
+
+    base = [o for o in tiny_config_overrides(data_dir, model_dir, output_dir)
+            if not o.startswith(("mlm.", "stage3."))]
+    config = load_config(TrainRerankerConfig, None, base + list(overrides))
+    return Curriculum(config, RerankerFamily, log=lambda line: None).run(), config

@@ -55,19 +55,11 @@ def test_embedder_teacher_scores_are_its_cosines_over_the_temperature(finished_r
 
 def test_reranker_stage_trains_with_distillation(tmp_path, tiny_data, tiny_model,
                                                  finished_run, monkeypatch):
-    from support.tiny_encoder import tiny_config_overrides
+    from support.tiny_encoder import train_tiny_reranker
 
-    from lexedge.trainer.config import TrainRerankerConfig, load_config
-    from lexedge.trainer.curriculum import Curriculum
     from lexedge.trainer.reranker import RerankerFamily
 
     embedder_run, _ = finished_run
-    overrides = [o for o in tiny_config_overrides(tiny_data, tiny_model, tmp_path / "run")
-                 if not o.startswith(("mlm.", "stage3."))]
-    config = load_config(TrainRerankerConfig, None, overrides + [
-        "phases=1", "base_layers=1", 'head="mean"', "evaluation.candidates=8",
-        f'teacher="{embedder_run / "stage2"}"', "stage1.distill_weight=0.5",
-        "stage1.hard_negatives=2", "stage1.random_negatives=1"])
     calls = []
     original = RerankerFamily.teacher
 
@@ -76,7 +68,10 @@ def test_reranker_stage_trains_with_distillation(tmp_path, tiny_data, tiny_model
         return original(self)
 
     monkeypatch.setattr(RerankerFamily, "teacher", counted)
-    summary = Curriculum(config, RerankerFamily, log=lambda line: None).run()
+    summary, config = train_tiny_reranker(
+        tiny_data, tiny_model, tmp_path / "run", "phases=1", "base_layers=1", 'head="mean"',
+        "evaluation.candidates=8", f'teacher="{embedder_run / "stage2"}"',
+        "stage1.distill_weight=0.5", "stage1.hard_negatives=2", "stage1.random_negatives=1")
     assert list(summary["metrics"]) == ["stage1"]
     assert len(calls) == config.stage1.steps  # the teacher scored every step's groups
 

@@ -15,19 +15,13 @@ from lexedge.trainer.lora import load_stage_backbone
 @pytest.fixture(scope="module")
 def mean_head_run(tmp_path_factory, tiny_data, tiny_model):
     """Stages 1 and 2 of a one-layer reranker with the mean head (BM25 candidates)."""
-    from support.tiny_encoder import tiny_config_overrides
-
-    from lexedge.trainer.config import TrainRerankerConfig, load_config
-    from lexedge.trainer.curriculum import Curriculum
-    from lexedge.trainer.reranker import RerankerFamily
+    from support.tiny_encoder import train_tiny_reranker
 
     output = tmp_path_factory.mktemp("mean_head") / "run"
-    overrides = [o for o in tiny_config_overrides(tiny_data, tiny_model, output)
-                 if not o.startswith(("mlm.", "stage3."))]
-    config = load_config(TrainRerankerConfig, None, overrides + [
-        "phases=1,2", "base_layers=1", 'head="mean"', "evaluation.candidates=8",
-        "stage1.hard_negatives=2", "stage1.random_negatives=1", "stage2.hard_negatives=3"])
-    summary = Curriculum(config, RerankerFamily, log=lambda line: None).run()
+    summary, config = train_tiny_reranker(
+        tiny_data, tiny_model, output, "phases=1,2", "base_layers=1", 'head="mean"',
+        "evaluation.candidates=8", "stage1.hard_negatives=2", "stage1.random_negatives=1",
+        "stage2.hard_negatives=3")
     return output, summary, config
 
 
@@ -116,19 +110,12 @@ def test_unknown_head_is_refused():
 @pytest.fixture(scope="module")
 def segments_run(tmp_path_factory, tiny_data, tiny_model):
     """Stage 1 of a one-layer reranker with the parameter-free ``segments`` head."""
-    from support.tiny_encoder import tiny_config_overrides
-
-    from lexedge.trainer.config import TrainRerankerConfig, load_config
-    from lexedge.trainer.curriculum import Curriculum
-    from lexedge.trainer.reranker import RerankerFamily
+    from support.tiny_encoder import train_tiny_reranker
 
     output = tmp_path_factory.mktemp("segments_head") / "run"
-    overrides = [o for o in tiny_config_overrides(tiny_data, tiny_model, output)
-                 if not o.startswith(("mlm.", "stage3."))]
-    config = load_config(TrainRerankerConfig, None, overrides + [
-        "phases=1", "base_layers=1", 'head="segments"', "head_temperature=0.1",
-        "evaluation.candidates=8", "stage1.hard_negatives=2", "stage1.random_negatives=1"])
-    Curriculum(config, RerankerFamily, log=lambda line: None).run()
+    train_tiny_reranker(tiny_data, tiny_model, output, "phases=1", "base_layers=1",
+                        'head="segments"', "head_temperature=0.1", "evaluation.candidates=8",
+                        "stage1.hard_negatives=2", "stage1.random_negatives=1")
     return output
 
 
