@@ -26,6 +26,9 @@ def main(argv=None) -> int:
     parser.add_argument("--queries", type=int, default=30)
     parser.add_argument("--data", type=Path, default=SUBSET)
     parser.add_argument("--candidates", type=int, default=20)
+    parser.add_argument("--encoder", type=Path, default=None,
+                        help="a trained embedder stage folder, merged and used instead of the "
+                             "untrained base (its first --layers layers)")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -42,9 +45,16 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(2)
     base = resolve_model("default")
-    config = AutoConfig.from_pretrained(str(base))
-    config.num_hidden_layers = args.layers
-    encoder = AutoModel.from_pretrained(str(base), config=config, add_pooling_layer=False).eval()
+    if args.encoder is None:
+        config = AutoConfig.from_pretrained(str(base))
+        config.num_hidden_layers = args.layers
+        encoder = AutoModel.from_pretrained(str(base), config=config,
+                                            add_pooling_layer=False).eval()
+    else:
+        from lexedge.export.merge import load_merged
+
+        encoder = load_merged(args.encoder, "embedder").model
+        encoder.encoder.layer = encoder.encoder.layer[:args.layers]
     tokenizer = AutoTokenizer.from_pretrained(str(base))
     settings = EncoderSettings.read([base])  # E5's "query: " / "passage: " prefixes
     dataset = BeirDataset(args.data)

@@ -293,6 +293,10 @@ class TrainRerankerConfig(TrainEmbedderConfig):
     first to ``max_query_length + max_passage_length`` tokens); the head is one fresh logit.
 
     Args (besides the embedder's):
+        base_model: as the embedder's, or a trained embedder stage folder: its LoRA stack
+            is merged into ``output_dir/base-merged`` once and the cross-encoder starts from
+            that domain-trained encoder (with ``head = "segments"`` it is a reranker before
+            any reranker training).
         embedder: the embedder stage folder (or built-in base name) whose candidates stage 2
             trains on and stage 3 re-ranks, and that evaluation re-ranks: what the reranker
             sees when serving. Empty: BM25 candidates.

@@ -34,6 +34,7 @@ from lexedge.trainer.cross_encoder import (CrossEncoder, quiet_transformers,
                                            tokenize_pairs)
 from lexedge.trainer.data import Example, TrainingData
 from lexedge.trainer.family import Family, embedder_rankings
+from lexedge.trainer.lora import ADAPTER_CONFIG, stage_chain
 from lexedge.trainer.losses import ListwiseDistillationLoss, ListwiseSoftmaxLoss
 from lexedge.trainer.modeling import MODEL_SETTINGS, EncoderSettings, load_tokenizer
 
@@ -51,10 +52,7 @@ def truncate_encoder(source: Path, out: Path, layers: int) -> Path:
     settings; an existing complete ``out`` is reused."""
     from transformers import AutoConfig, AutoModel
 
-    from lexedge.runtime.storage import atomic_directory
-    from lexedge.trainer.curriculum import COPIED_FILES
-
-    if (out / "config.json").is_file() and (out / "model.safetensors").is_file():
+    if _complete_model(out):
         return out
     config = AutoConfig.from_pretrained(str(source))
     total = int(getattr(config, "num_hidden_layers", 0))
@@ -65,16 +63,46 @@ def truncate_encoder(source: Path, out: Path, layers: int) -> Path:
     with quiet_transformers():  # the dropped layers are "unexpected" keys, on purpose
         model = AutoModel.from_pretrained(str(source), config=config, dtype=torch.float32,
                                           **options)
+    return _save_encoder(model, [source], out, {"path": str(source), "layers_kept": layers,
+                                                "layers_total": total})
+
+
+def merge_embedder_stage(stage: Path, out: Path, cache_dir=None) -> Path:
+    """Write a trained embedder stage, its LoRA stack merged, as a plain model folder ``out``
+    (temporary name, then renamed; an existing complete ``out`` is reused): the starting
+    encoder of a reranker that begins from the domain-trained embedder instead of the base.
+
+    An embedder's adapters name ``BertModel``'s modules, a cross-encoder's the modules of
+    ``BertForSequenceClassification`` (``bert.`` in front): merged here with the embedder's
+    own loader, they cannot silently fail to apply."""
+    from lexedge.trainer.lora import load_stage_backbone
+
+    if _complete_model(out):
+        return out
+    model, chain = load_stage_backbone(stage, cache_dir=cache_dir)
+    return _save_encoder(model, chain, out, {"path": str(stage), "merged": [str(c)
+                                                                          for c in chain]})
+
+
+def _complete_model(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+
+
+def _save_encoder(model, chain: list[Path], out: Path, derived_from: dict) -> Path:
+    """``model`` with the nearest tokenizer files and settings of ``chain``, atomically."""
+    from lexedge.runtime.storage import atomic_directory
+    from lexedge.trainer.curriculum import COPIED_FILES
+
     with atomic_directory(out) as staging:
         model.save_pretrained(str(staging), safe_serialization=True)
         for name in COPIED_FILES:
-            if (source / name).is_file():
-                shutil.copyfile(source / name, staging / name)
+            nearest = next((Path(c) / name for c in chain if (Path(c) / name).is_file()), None)
+            if nearest is not None:
+                shutil.copyfile(nearest, staging / name)
         settings_path = staging / MODEL_SETTINGS
         settings = json.loads(settings_path.read_text(encoding="utf-8")) \
             if settings_path.is_file() else {}
-        settings["derived_from"] = {"path": str(source), "layers_kept": layers,
-                                    "layers_total": total}
+        settings["derived_from"] = derived_from
         settings_path.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n",
                                  encoding="utf-8")
     return out
@@ -101,6 +129,10 @@ class RerankerFamily(Family):
         self._teacher = None
 
     def prepare_base(self, base: Path, output: Path) -> Path:
+        cache = self.config.model_cache or None
+        if (base / ADAPTER_CONFIG).is_file() and recorded_head(stage_chain(base, cache)) is None:
+            # A trained embedder stage: its domain training is where the reranker starts.
+            base = merge_embedder_stage(base, output / "base-merged", cache)
         if not self.config.base_layers:
             return base
         return truncate_encoder(base, output / f"base-{self.config.base_layers}layers",

@@ -145,3 +145,34 @@ def test_segments_head_is_the_cosine_of_query_and_passage_token_means(segments_r
         expected.append(torch.nn.functional.cosine_similarity(query_mean, passage_mean, dim=0)
                         / 0.1)
     torch.testing.assert_close(found, torch.stack(expected), atol=1e-4, rtol=1e-4)
+
+
+def test_reranker_starts_from_a_merged_embedder_stage(tmp_path, tiny_data, tiny_model,
+                                                      finished_run):
+    """``base_model`` = a trained embedder stage: its stack is merged once into
+    ``base-merged`` (the embedder's modules, not the cross-encoder's ``bert.`` ones, so no
+    adapter is silently dropped) and the reranker's stages stack on that folder."""
+    from safetensors.torch import load_file
+
+    from support.tiny_encoder import train_tiny_reranker
+    from lexedge.trainer.lora import stage_chain
+    from lexedge.trainer.modeling import load_backbone
+
+    embedder_stage = finished_run[0] / "stage2"
+    output = tmp_path / "run"
+    summary, _ = train_tiny_reranker(
+        tiny_data, tiny_model, output, "phases=1", f'base_model="{embedder_stage}"',
+        'head="segments"', "evaluation.candidates=8", "stage1.hard_negatives=2",
+        "stage1.random_negatives=1")
+    assert list(summary["metrics"]) == ["stage1"]
+    assert stage_chain(output / "stage1")[1:] == [output / "base-merged"]
+    merged_embedder, _ = load_stage_backbone(embedder_stage, loader=load_backbone)
+    saved = load_file(output / "base-merged" / "model.safetensors")
+    base = load_backbone(tiny_model).state_dict()
+    for name, tensor in merged_embedder.state_dict().items():
+        torch.testing.assert_close(saved[name], tensor, atol=0, rtol=0)
+    changed = [n for n, t in merged_embedder.state_dict().items()
+               if not torch.equal(t, base[n])]
+    assert any(".attention.self.query." in n for n in changed)  # the LoRA targets moved
+    derived = json.loads((output / "base-merged" / "lexedge_model.json").read_text())
+    assert derived["derived_from"]["path"] == str(embedder_stage)
