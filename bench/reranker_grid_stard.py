@@ -221,6 +221,12 @@ def main(argv=None) -> int:
                         help="serving budget for select (default 20: every candidate is "
                              "re-scored, and 20 pairs is what a laptop re-ranks in about a "
                              "second; 100 would take four)")
+    parser.add_argument("--start-from-embedder", action="store_true",
+                        help="the reranker's base_model is --embedder-stage itself (merged), "
+                             "not the config's base model")
+    parser.add_argument("--budgets", default="20,60,100", help="the grid's budgets K")
+    parser.add_argument("--grid-embedders", default="",
+                        help="embedder stages the grid measures (default: all, base included)")
     parser.add_argument("--seed", type=int, default=13, help="seed of the held-out halves")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--remark", default="", help="a sentence about this run for the report")
@@ -241,12 +247,16 @@ def main(argv=None) -> int:
     run_dir = args.work / "run"
     config = load_config(TrainRerankerConfig, args.config, [
         f'data_dir="{subset_dir}"', f'output_dir="{run_dir}"',
-        f'embedder="{embedder_run / args.embedder_stage}"', *args.overrides])
+        f'embedder="{embedder_run / args.embedder_stage}"',
+        *([f'base_model="{embedder_run / args.embedder_stage}"']
+          if args.start_from_embedder else []), *args.overrides])
     summary = Curriculum(config, RerankerFamily, resume=args.resume,
                          log=lambda line: print(line, flush=True)).run()
     started = time.perf_counter()
     grid_config = GridConfig(embedders=str(embedder_run), rerankers=str(run_dir),
-                             out=str(args.work / "grid"), device=config.runtime.device)
+                             out=str(args.work / "grid"), device=config.runtime.device,
+                             budgets=[int(k) for k in args.budgets.split(",")],
+                             embedder_stages=[s for s in args.grid_embedders.split(",") if s])
     grid = run_grid(grid_config, log=lambda line: print(line, flush=True))
     rules = SelectionRules(budget=args.budget)
     selection = select_stages(args.work / "grid", rules)
@@ -269,6 +279,12 @@ def main(argv=None) -> int:
         if getattr(args, key).resolve() != DEFAULTS[key].resolve():
             command.append(f"{flag} {shown_path(getattr(args, key))}")
     command += [f"--set {item}" for item in args.overrides]
+    if args.start_from_embedder:
+        command.append("--start-from-embedder")
+    if args.budgets != "20,60,100":
+        command.append(f"--budgets {args.budgets}")
+    if args.grid_embedders:
+        command.append(f"--grid-embedders {args.grid_embedders}")
     if args.budget != 20:
         command.append(f"--budget {args.budget}")
     embedder_results = json.loads((HERE / "results" / args.embedder_report.replace(".md", ".json"))

@@ -51,6 +51,9 @@ def add_commands(commands) -> None:
                            "..._w<W> (1: the reranker alone; default 1,0.5,0.3,0.2,0.1)")
     grid.add_argument("--no-base", dest="include_base", action="store_false",
                       help="leave the embedder run's base model out")
+    grid.add_argument("--embedder-stages", default="", metavar="S,S,...",
+                      help="measure only these embedder stages (0 the base, mlm, 1, 2, 3; "
+                           "default: all); fewer first stages, fewer pairs to re-score")
     grid.add_argument("--device", default="auto", help="auto, cpu or cuda")
     grid.add_argument("--batch-size", type=int, default=32)
     grid.set_defaults(handler=run_grid_command)
@@ -143,6 +146,8 @@ def run_grid_command(args: argparse.Namespace) -> int:
                                out=args.out, data_dir=args.data_dir, split=args.split,
                                budgets=budgets, alpha=args.alpha, rerank_weights=weights,
                                include_base=args.include_base, device=args.device,
+                               embedder_stages=[x.strip() for x in
+                                                args.embedder_stages.split(",") if x.strip()],
                                batch_size=args.batch_size))
     for name, row in grid.items():
         if name != "setup":

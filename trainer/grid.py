@@ -50,6 +50,9 @@ class GridConfig:
         budgets: first-stage budgets K.
         alpha: dense weight of the fused first stage.
         include_base: also measure the embedder run's base model.
+        embedder_stages: measure only these embedder stage labels (``0`` the base, ``1``...);
+            empty: every finished stage. Each first stage adds its candidates to what every
+            reranker stage scores.
         rerank_weights: the reranker's weights against the first stage's scores (1: the
             reranker alone; see :func:`lexedge.runtime.fusion.interpolate`).
         query_ids: measure only these queries of the split (to check a selection on queries
@@ -66,6 +69,7 @@ class GridConfig:
     budgets: list[int] = field(default_factory=lambda: [20, 60, 100])
     alpha: float = 0.5
     include_base: bool = True
+    embedder_stages: list[str] = field(default_factory=list)
     rerank_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.3, 0.2, 0.1])
     query_ids: list[str] | None = None
     cache_dir: str = ""
@@ -126,6 +130,12 @@ def run_grid(config: GridConfig, log=print) -> dict:
     embedders = {stage_label(p.name): p for p in stage_folders(embedder_run)}
     if config.include_base:
         embedders = {"0": resolve_model(emb_config["base_model"]), **embedders}
+    if config.embedder_stages:
+        unknown = sorted(set(config.embedder_stages) - set(embedders))
+        if unknown:
+            raise LexedgeError(f"grid: embedder stages {unknown} not in {embedder_run} "
+                               f"(it has {sorted(embedders)})")
+        embedders = {k: v for k, v in embedders.items() if k in config.embedder_stages}
     rerankers = {stage_label(p.name): p for p in stage_folders(reranker_run)}
     if not embedders or not rerankers:
         missing = embedder_run if not embedders else reranker_run

@@ -96,6 +96,30 @@ def test_grids_of_two_query_halves_average_to_the_whole(grid, reranker_run, tmp_
                  log=lambda line: None)
 
 
+def test_grid_of_chosen_embedder_stages_scores_only_their_candidates(grid, reranker_run,
+                                                                      tmp_path):
+    """``embedder_stages`` leaves the other first stages out, and with them their pairs: the
+    rows it keeps are the full grid's, measured from a fresh cache."""
+    _, rows = grid
+    output, _, embedder_run = reranker_run
+    part = run_grid(GridConfig(embedders=str(embedder_run), rerankers=str(output),
+                               out=str(tmp_path / "part"), budgets=[max(BUDGETS)],
+                               rerank_weights=[1.0, 0.5], embedder_stages=["3"],
+                               device="cpu", progress=False), log=lambda line: None)
+    assert set(part["setup"]["embedders"]) == {"3"}
+    assert not any(key.startswith(("emb0", "emb1", "emb2", "embmlm")) for key in part)
+    k = max(BUDGETS)
+    for key in ("emb3", "emb3+bm25", f"emb3_rr2_k{k}", f"emb3+bm25_rr3_k{k}_w0.5"):
+        for metric in ("mrr@10", "ndcg@10", f"recall@{k}"):
+            assert part[key][metric] == pytest.approx(rows[key][metric], abs=1e-6)
+    scored = json.loads((tmp_path / "part" / ".cache" / "scores_rr1.json").read_text())
+    assert len(scored["scores"]) <= 2 * k * part["bm25"]["queries"]  # emb3 and emb3+bm25 only
+    with pytest.raises(LexedgeError, match=r"embedder stages \['7'\] not in"):
+        run_grid(GridConfig(embedders=str(embedder_run), rerankers=str(output),
+                            out=str(tmp_path / "bad"), embedder_stages=["7"], device="cpu",
+                            progress=False), log=lambda line: None)
+
+
 def _judged_dev_queries(rows):
     from lexedge.runtime.datasets import BeirDataset
 
@@ -203,8 +227,9 @@ def test_grid_and_select_commands(reranker_run, tmp_path, capsys):
     out = tmp_path / "grid"
     assert main(["grid", "--embedders", str(embedder_run), "--rerankers", str(output),
                  "--out", str(out), "--budgets", "4", "--rerank-weights", "1,0.5",
-                 "--no-base", "--device", "cpu"]) == 0
+                 "--no-base", "--embedder-stages", "2,3", "--device", "cpu"]) == 0
     rows = json.loads((out / "grid.json").read_text())
+    assert set(rows["setup"]["embedders"]) == {"2", "3"}
     assert rows["setup"]["rerank_weights"] == [1.0, 0.5]
     assert "emb3_rr2_k4_w0.5" in rows and "emb3_rr2_k4_w0.3" not in rows
     assert main(["select", "--runs", str(out), "--budget", "4"]) == 0
