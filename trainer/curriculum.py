@@ -151,8 +151,10 @@ class Curriculum:
         module = self.family.wrap(trainable, chain)
 
         mining: list[dict] = _read_json(work / "mining.json", [])
-        if stage.negative_source == "model-refresh":
-            examples = self._epoch_examples(work, 0, stage, module, below, mining)
+        refresh = stage.negative_source == "model-refresh"
+        if refresh:  # mined per epoch, in epoch_batches
+            examples = base_examples(self.data, train_qrels=stage.train_qrels,
+                                     weak_pairs=stage.weak_pairs, seed=config.seed)
         else:
             examples = self._stage_examples(work, stage, module, below, mining)
         steps, per_epoch = steps_for(len(examples), stage.batch_size, stage.steps,
@@ -160,13 +162,14 @@ class Curriculum:
         current = {"epoch": 0, "examples": examples}
 
         def epoch_batches(epoch: int) -> list:
-            if stage.negative_source == "model-refresh":
+            rng = epoch_rng(config.seed, index, epoch)
+            # The epoch's examples are drawn first, so stage 3 re-mines only those.
+            order = rng.permutation(len(examples))[:stage.examples_per_epoch or None]
+            if refresh:
                 current["examples"] = self._epoch_examples(work, epoch, stage, module, below,
-                                                           mining)
+                                                           mining, order)
             current["epoch"] = epoch
-            return self.family.make_batches(current["examples"], stage,
-                                            epoch_rng(config.seed, index, epoch),
-                                            stage.examples_per_epoch)
+            return self.family.make_batches(current["examples"], stage, rng, order)
 
         plan = TrainingPlan(steps=steps, steps_per_epoch=per_epoch,
                             learning_rate=stage.learning_rate, warmup_ratio=stage.warmup_ratio,
@@ -216,16 +219,17 @@ class Curriculum:
         write_examples(path, examples)
         return examples
 
-    def _epoch_examples(self, work, epoch, stage, module, below, mining) -> list:
+    def _epoch_examples(self, work, epoch, stage, module, below, mining, order) -> list:
         """Stage 3: negatives re-mined with the current model before every epoch (at epoch 0
-        the model still equals the stage below: a fresh adapter adds exactly zero)."""
+        the model still equals the stage below: a fresh adapter adds exactly zero), for the
+        examples the epoch trains on (``order``) only; the others keep none."""
         path = work / f"examples-epoch{epoch}.jsonl"
         if path.is_file():
             return read_examples(path)
         started = time.perf_counter()
         examples = base_examples(self.data, train_qrels=stage.train_qrels,
                                  weak_pairs=stage.weak_pairs, seed=self.config.seed)
-        stats = self.family.attach_negatives(examples, stage, model=module,
+        stats = self.family.attach_negatives([examples[i] for i in order], stage, model=module,
                                              model_key=below if epoch == 0 else None)
         stats.update(epoch=epoch, seconds=_since(started))
         _record_mining(work, mining, stats)

@@ -89,12 +89,10 @@ class Family:
 
     # -- batches --------------------------------------------------------------------------
     def make_batches(self, examples: list[Example], stage, rng: np.random.Generator,
-                     examples_per_epoch: int = 0) -> list[dict]:
-        """Shuffle, group by kind (a title pair's passages carry no title; mixing the two in
-        a batch would let the model tell positives by format), sample hard negatives."""
-        order = rng.permutation(len(examples))
-        if examples_per_epoch:
-            order = order[:examples_per_epoch]
+                     order) -> list[dict]:
+        """The examples at ``order`` (the epoch's shuffled draw), grouped by kind (a title
+        pair's passages carry no title; mixing the two in a batch would let the model tell
+        positives by format), in batches with sampled hard negatives."""
         by_kind: dict[str, list[int]] = {}
         for i in order:
             by_kind.setdefault(examples[i].kind, []).append(int(i))

@@ -191,7 +191,7 @@ class RerankerFamily(Family):
     def embedder_candidates(self, examples: list[Example], depth: int):
         """The first stage's top ``depth`` for every example and its positive's score: the
         configured embedder's (dense, exact), or BM25's when none is configured."""
-        key = (depth, len(examples))
+        key = (depth, tuple((e.query, e.positive) for e in examples))
         if key in self._candidates:
             return self._candidates[key]
         if not self.config.embedder:

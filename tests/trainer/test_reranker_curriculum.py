@@ -30,9 +30,11 @@ def test_every_stage_is_saved_evaluated_and_stacked(reranker_run):
     assert base["num_hidden_layers"] == 1
 
 
-def test_stage2_negatives_are_the_embedders_candidates(reranker_run, tiny_data):
+@pytest.mark.parametrize("stage, depth", [("stage2", 30 + 2), ("stage3", 12 + 2)])
+def test_negatives_are_the_embedders_candidates(reranker_run, tiny_data, stage, depth):
     """Recompute the embedder's top ranks independently and check every negative is in its
-    window, and none is judged."""
+    window (stage 3: the last epoch's, drawn from a different sample of examples than the
+    first epoch's), and none is judged."""
     from lexedge.trainer.modeling import Embedder, EncoderSettings, encode, load_tokenizer
     from lexedge.trainer.data import TrainingData
 
@@ -44,11 +46,11 @@ def test_stage2_negatives_are_the_embedders_candidates(reranker_run, tiny_data):
     data = TrainingData.load(tiny_data, "train")
     corpus = encode(embedder, tokenizer, [settings.passage_prefix + data.passage(d)
                                           for d in data.documents], max_length=32)
-    lines = [json.loads(x) for x in (output / "stage2" / "hard_negatives.jsonl")
+    lines = [json.loads(x) for x in (output / stage / "hard_negatives.jsonl")
              .read_text().splitlines()]
     queries = encode(embedder, tokenizer, [settings.query_prefix + e["query"] for e in lines],
                      max_length=16)
-    _, indices = streaming_top_k(queries, corpus, 30 + 2)
+    _, indices = streaming_top_k(queries, corpus, depth)
     doc_ids = data.doc_ids
     checked = 0
     for example, row in zip(lines, indices):
