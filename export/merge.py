@@ -101,7 +101,12 @@ def _load_base(folder: Path, kind: str):
 
 
 def _check_reranker_head(base: Path, adapters: list[Path]) -> None:
-    """A cross-encoder's one-logit head is trained: refuse a model that would get a fresh one."""
+    """A cross-encoder's one-logit head is trained: refuse a model that would get a fresh one
+    (the ``segments`` head has no weights: a base that records it is a reranker)."""
+    settings_path = base / MODEL_SETTINGS
+    if settings_path.is_file() and json.loads(
+            settings_path.read_text(encoding="utf-8")).get("head") == "segments":
+        return
     config = json.loads((base / "config.json").read_text(encoding="utf-8"))
     if any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or []):
         if config.get("num_labels", len(config.get("id2label") or {0: 0})) != 1:

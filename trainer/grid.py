@@ -11,7 +11,8 @@ re-ranked candidates are ordered by ``W x reranker + (1 - W) x first stage``, th
 ``rerank_weight``, for each W < 1 in ``rerank_weights``), ``emb<e>`` /
 ``emb<e>+bm25`` for the first stage alone, ``bm25``, and ``embedder_only`` (the best
 embedder alone by MRR@10, naming its row). Stage labels: ``0`` the base model, ``mlm``,
-``1``–``3``.
+``1``–``3``; a reranker's base is stage ``0`` when it is a reranker before any training (a
+``segments`` base the reranker run prepared: it records its head).
 
 Each reranker stage scores every distinct (query, candidate) pair of all first stages at the
 largest budget once; the time per query at budget K is K × the measured time per pair.
@@ -102,9 +103,10 @@ def run_grid(config: GridConfig, log=print) -> dict:
     from lexedge.runtime.fusion import interpolate
     from lexedge.runtime.metrics import RECALL_CUTOFFS, evaluate
     from lexedge.trainer.curriculum import stage_folders
-    from lexedge.trainer.lora import load_stage_backbone, resolve_model
+    from lexedge.trainer.lora import load_stage_backbone, resolve_model, stage_chain
     from lexedge.trainer.modeling import EncoderSettings, load_tokenizer, resolve_device
-    from lexedge.trainer.cross_encoder import CrossEncoder, load_cross_encoder, score_pairs
+    from lexedge.trainer.cross_encoder import (CrossEncoder, load_cross_encoder, recorded_head,
+                                               score_pairs)
     from lexedge.trainer.retrieval import dense_model_retriever
 
     embedder_run, reranker_run = Path(config.embedders), Path(config.rerankers)
@@ -137,6 +139,10 @@ def run_grid(config: GridConfig, log=print) -> dict:
                                f"(it has {sorted(embedders)})")
         embedders = {k: v for k, v in embedders.items() if k in config.embedder_stages}
     rerankers = {stage_label(p.name): p for p in stage_folders(reranker_run)}
+    if rerankers:
+        bottom = stage_chain(next(iter(rerankers.values())))[-1]
+        if recorded_head([bottom]) is not None:  # a segments base: a reranker untrained
+            rerankers = {"0": bottom, **rerankers}
     if not embedders or not rerankers:
         missing = embedder_run if not embedders else reranker_run
         raise LexedgeError(f"grid: no finished stages in {missing}")

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from lexedge.runtime.errors import LexedgeError
+from lexedge.runtime.storage import write_json_atomic
 from lexedge.trainer.cross_encoder import (CrossEncoder, quiet_transformers,
                                            load_cross_encoder, recorded_head, score_pairs,
                                            tokenize_pairs)
@@ -129,14 +130,33 @@ class RerankerFamily(Family):
         self._teacher = None
 
     def prepare_base(self, base: Path, output: Path) -> Path:
+        """Merge an embedder stage given as the base, keep ``base_layers``; a ``segments``
+        base written here records its head and is evaluated (and gridded) as stage 0."""
         cache = self.config.model_cache or None
+        prepared = base
         if (base / ADAPTER_CONFIG).is_file() and recorded_head(stage_chain(base, cache)) is None:
             # A trained embedder stage: its domain training is where the reranker starts.
-            base = merge_embedder_stage(base, output / "base-merged", cache)
-        if not self.config.base_layers:
-            return base
-        return truncate_encoder(base, output / f"base-{self.config.base_layers}layers",
-                                self.config.base_layers)
+            prepared = merge_embedder_stage(base, output / "base-merged", cache)
+        if self.config.base_layers:
+            prepared = truncate_encoder(prepared,
+                                        output / f"base-{self.config.base_layers}layers",
+                                        self.config.base_layers)
+        if prepared != base and self.config.head == "segments":
+            # No fresh weights: the prepared encoder is already a reranker. (A built-in or
+            # user-given base folder is never written to.)
+            self.evaluate_base = True
+            self._record_head(prepared)
+        return prepared
+
+    def _record_head(self, folder: Path) -> None:
+        tokenizer = load_tokenizer([folder])
+        if tokenizer.sep_token_id is None:
+            raise LexedgeError(f"head = 'segments': {folder}'s tokenizer has no separator token")
+        path = folder / MODEL_SETTINGS
+        settings = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        settings.update(head="segments", head_temperature=self.config.head_temperature,
+                        sep_token_id=int(tokenizer.sep_token_id))
+        write_json_atomic(path, settings)
 
     # -- models ---------------------------------------------------------------------------
     def load_backbone(self, folder: Path, *, load_in_4bit: bool = False, device=None):

@@ -164,7 +164,9 @@ def test_reranker_starts_from_a_merged_embedder_stage(tmp_path, tiny_data, tiny_
         tiny_data, tiny_model, output, "phases=1", f'base_model="{embedder_stage}"',
         'head="segments"', "evaluation.candidates=8", "stage1.hard_negatives=2",
         "stage1.random_negatives=1")
-    assert list(summary["metrics"]) == ["stage1"]
+    # segments adds no weights: the merged encoder is a reranker already, measured as "base"
+    assert list(summary["metrics"]) == ["base", "stage1"]
+    assert summary["metrics"]["base"]["method"] == "rerank"
     assert stage_chain(output / "stage1")[1:] == [output / "base-merged"]
     merged_embedder, _ = load_stage_backbone(embedder_stage, loader=load_backbone)
     saved = load_file(output / "base-merged" / "model.safetensors")
@@ -176,3 +178,16 @@ def test_reranker_starts_from_a_merged_embedder_stage(tmp_path, tiny_data, tiny_
     assert any(".attention.self.query." in n for n in changed)  # the LoRA targets moved
     derived = json.loads((output / "base-merged" / "lexedge_model.json").read_text())
     assert derived["derived_from"]["path"] == str(embedder_stage)
+    assert derived["head"] == "segments" and derived["sep_token_id"] >= 0
+
+    from lexedge.export.merge import load_merged
+    from lexedge.trainer.grid import GridConfig, run_grid
+
+    grid = run_grid(GridConfig(embedders=str(finished_run[0]), rerankers=str(output),
+                               out=str(tmp_path / "grid"), budgets=[4], rerank_weights=[1.0],
+                               embedder_stages=["2"], device="cpu", progress=False),
+                    log=lambda line: None)
+    assert grid["setup"]["rerankers"] == {"0": str(output / "base-merged"),
+                                          "1": str(output / "stage1")}
+    assert "emb2_rr0_k4" in grid and "emb2+bm25_rr1_k4" in grid
+    assert load_merged(output / "base-merged", "reranker").settings["head"] == "segments"
