@@ -91,6 +91,17 @@ def held_out_check(grid_config, rules, work: Path, seed: int) -> dict:
     return {"seed": seed, "folds": folds, "mean": mean}
 
 
+def start_of(reranker: dict) -> str:
+    """What the cross-encoder started from, in words."""
+    base = reranker.get("base_model", "default")
+    layers = reranker["base_layers"]
+    if base in ("default", "e5-small"):
+        return (f"multilingual-e5-small's first {layers} layers" if layers
+                else "multilingual-e5-small (all 12 layers)")
+    kept = f"its first {layers} layers" if layers else "all its layers"
+    return f"the trained embedder `{shown_path(Path(base))}` merged, {kept}"
+
+
 def render_markdown(results: dict, selection: dict) -> str:
     from lexedge.trainer.grid import row_key
 
@@ -107,8 +118,8 @@ def render_markdown(results: dict, selection: dict) -> str:
         "# Reranker curriculum and component-wise selection on STARD (CPU, subset)", "",
         f"Dev split: {grid['queries']} queries over the {grid['corpus_size']:,}-article subset "
         f"of `bench/results/{setup['embedder_report']}` (not comparable with full-corpus "
-        f"numbers); embedder stages from that run. Reranker: multilingual-e5-small's first "
-        f"{setup['reranker']['base_layers']} layers with {HEADS[setup['reranker']['head']]}, "
+        f"numbers); embedder stages from that run. Reranker: {start_of(setup['reranker'])} "
+        f"with {HEADS[setup['reranker']['head']]}, "
         f"pairs of at most {grid['pair_max_length']} tokens, trained through stages "
         f"{', '.join(s.removeprefix('stage') for s in setup['reranker']['stages'])} on CPU "
         f"(`{setup['reranker']['config_file']}`). A pipeline row re-orders the first stage's "
@@ -190,9 +201,11 @@ def render_markdown(results: dict, selection: dict) -> str:
               "| stage | MRR@10 | nDCG@10 | R@10 | train s | steps | loss first → last |",
               "|---|---|---|---|---|---|---|"]
     for name, row in setup["reranker"]["stages"].items():
+        loss = "—" if row["loss_first"] is None else \
+            f"{row['loss_first']:.3f} → {row['loss_last']:.3f}"
         lines.append(f"| {name} | {row['mrr@10']:.4f} | {row['ndcg@10']:.4f} | "
                      f"{row['recall@10']:.4f} | {row['train_seconds']} | {row['steps']} | "
-                     f"{row['loss_first']:.3f} → {row['loss_last']:.3f} |")
+                     f"{loss} |")
     lines += ["", "Rerank time per query (ms, torch FP32, 2 threads): " + ", ".join(
         f"K={k}: {results[row_key(f'emb{emb[-1]}', rr[-1], k, 1.0)]['rerank_ms_per_query']}"
         for k in budgets) + ".", "",
@@ -265,6 +278,11 @@ def main(argv=None) -> int:
 
     stages = {}
     for name, metrics in summary["metrics"].items():
+        if name == "base":  # a segments base: measured, not trained
+            stages[name] = {**{k: metrics[k] for k in ("recall@10", "mrr@10", "ndcg@10")},
+                            "train_seconds": 0, "steps": 0, "loss_first": None,
+                            "loss_last": None, "mining": []}
+            continue
         manifest = json.loads((run_dir / name / "lexedge_stage.json").read_text())
         training = manifest["training"]
         mining = sum(m.get("seconds", 0) for m in manifest.get("mining", []))
@@ -293,7 +311,8 @@ def main(argv=None) -> int:
         "grid": grid["setup"], "hardware": hardware(),
         "embedder_report": args.embedder_report,
         "embedder_command": embedder_results["setup"]["command"],
-        "reranker": {"base_layers": config.base_layers, "head": config.head,
+        "reranker": {"base_model": config.base_model, "base_layers": config.base_layers,
+                     "head": config.head,
                      "candidates": config.evaluation.candidates, "stages": stages,
                      "config_file": shown_path(args.config), "config": summary["config"]},
         "held_out_check": check,
