@@ -42,7 +42,6 @@ HEADS = {"pooler": "a fresh one-logit head over the CLS vector and BERT's pooler
          "mean": "a fresh one-logit head over the mean of the last layer's tokens",
          "segments": "the `segments` head (the cosine of the query's and the passage's token "
                      "means in the joint encoding over a temperature: no fresh weights)"}
-SHOWN = ("recall@10", "recall@20", "recall@60", "recall@100", "mrr@10", "ndcg@10")
 KEPT = ("recall@1", "recall@3", "recall@5", "recall@10", "recall@20", "recall@50", "recall@60",
         "recall@100", "recall@200", "mrr@10", "ndcg@10", "queries", "method", "first_stage",
         "budget", "rerank_weight", "rerank_ms_per_query", "row")
@@ -163,12 +162,14 @@ def render_markdown(results: dict, selection: dict) -> str:
                   f"**{mean['pipeline']['ndcg@10']:.4f}** | {mean['first_stage']['mrr@10']:.4f}"
                   f" / {mean['first_stage']['ndcg@10']:.4f} | {mean['bm25']['mrr@10']:.4f} / "
                   f"{mean['bm25']['ndcg@10']:.4f} |", ""]
+    shown = [*dict.fromkeys(["recall@10", *(f"recall@{k}" for k in budgets), "recall@100"]),
+             "mrr@10", "ndcg@10"]  # Recall@K exists for every budget K and the usual cutoffs
     lines += ["## First stage alone", "",
-              "| row | " + " | ".join(m.replace("recall", "R") for m in SHOWN) + " |",
-              "|---|" + "---|" * len(SHOWN)]
+              "| row | " + " | ".join(m.replace("recall", "R") for m in shown) + " |",
+              "|---|" + "---|" * len(shown)]
     for name in ["bm25"] + [f"emb{e}{f}" for e in emb for f in ("", "+bm25")]:
         row = results[name]
-        lines.append(f"| {name} | " + " | ".join(f"{row[m]:.4f}" for m in SHOWN) + " |")
+        lines.append(f"| {name} | " + " | ".join(f"{row[m]:.4f}" for m in shown) + " |")
     lines += ["", "Embedder stage labels: 0 = base model, 1-3 = curriculum stages; +bm25 = "
               f"fused with BM25 (normalised weighted scores, alpha {grid['alpha']}).", ""]
     shown_weights = [1.0] + ([chosen_weight] if chosen_weight != 1.0 else [])
