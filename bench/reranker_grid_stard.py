@@ -120,7 +120,8 @@ def render_markdown(results: dict, selection: dict) -> str:
         f"numbers); embedder stages from that run. Reranker: {start_of(setup['reranker'])} "
         f"with {HEADS[setup['reranker']['head']]}, "
         f"pairs of at most {grid['pair_max_length']} tokens, trained through stages "
-        f"{', '.join(s.removeprefix('stage') for s in setup['reranker']['stages'])} on CPU "
+        f"{', '.join(s.removeprefix('stage') for s in setup['reranker']['stages'] if s != 'base')}"
+        f"{' (stage 0 / base: the untrained start, measured)' if 'base' in setup['reranker']['stages'] else ''} on CPU "
         f"(`{setup['reranker']['config_file']}`). A pipeline row re-orders the first stage's "
         "K candidates: by the reranker alone (W = 1), or by W x reranker + (1 - W) x first "
         "stage, both min-max normalised over the K candidates (`lexedge search "
@@ -304,6 +305,8 @@ def main(argv=None) -> int:
         command.append(f"--budgets {args.budgets}")
     if args.grid_embedders:
         command.append(f"--grid-embedders {args.grid_embedders}")
+    if args.name != "reranker_grid_stard":
+        command.append(f"--name {args.name}")
     if args.budget != 20:
         command.append(f"--budget {args.budget}")
     embedder_results = json.loads((HERE / "results" / args.embedder_report.replace(".md", ".json"))

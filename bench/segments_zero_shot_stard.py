@@ -26,6 +26,10 @@ def main(argv=None) -> int:
     parser.add_argument("--queries", type=int, default=30)
     parser.add_argument("--data", type=Path, default=SUBSET)
     parser.add_argument("--candidates", type=int, default=20)
+    parser.add_argument("--split-layer", type=int, default=0,
+                        help="encode the query and the passage apart through the first N "
+                             "layers and jointly through the rest (PreTTR-style; N = --layers "
+                             "is the bi-encoder itself); 0: joint throughout")
     parser.add_argument("--encoder", type=Path, default=None,
                         help="a trained embedder stage folder, merged and used instead of the "
                              "untrained base (its first --layers layers)")
@@ -72,17 +76,62 @@ def main(argv=None) -> int:
                                for d in candidates],
                               max_length=128, truncation="longest_first", padding=True,
                               return_tensors="pt")
-            scores = segment_cosine_logits(encoder, batch["input_ids"], batch["attention_mask"],
-                                           sep_token_id=tokenizer.sep_token_id, temperature=1.0)
+            if args.split_layer:
+                scores = split_scores(encoder, tokenizer, settings, queries[query_id],
+                                      [documents[d].indexed_text for d in candidates],
+                                      args.split_layer)
+            else:
+                scores = segment_cosine_logits(encoder, batch["input_ids"],
+                                               batch["attention_mask"],
+                                               sep_token_id=tokenizer.sep_token_id,
+                                               temperature=1.0)
             reranked[query_id] = sorted(zip(candidates, scores.tolist()), key=lambda x: -x[1])
             lexical[query_id] = [(d, float(-rank)) for rank, d in enumerate(candidates)]
     judged = {q: qrels[q] for q in query_ids}
     shown = ("mrr@10", "ndcg@10")
-    print(json.dumps({"layers": args.layers, "queries": len(query_ids),
+    print(json.dumps({"layers": args.layers, "split_layer": args.split_layer,
+                      "encoder": str(args.encoder or "multilingual-e5-small"),
+                      "queries": len(query_ids),
                       "segments_zero_shot": {m: round(evaluate(reranked, judged)[m], 4)
                                              for m in shown},
                       "bm25_order": {m: round(evaluate(lexical, judged)[m], 4) for m in shown}}))
     return 0
+
+
+def split_scores(encoder, tokenizer, settings, query: str, passages: list[str], split: int):
+    """Cosine of the query's and the passage's token means (special tokens included, as the
+    embedder pools) after ``split`` layers apart (query 32, passage 96 tokens) and the
+    remaining layers over the two joined."""
+    import torch
+
+    def encode(texts, length):
+        return tokenizer(texts, max_length=length, truncation=True, padding=True,
+                         return_tensors="pt")
+
+    def run(layers, hidden, mask):
+        additive = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * \
+            torch.finfo(hidden.dtype).min
+        for layer in layers:
+            out = layer(hidden, attention_mask=additive)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden
+
+    q = encode([settings.query_prefix + query] * len(passages), 32)
+    p = encode([settings.passage_prefix + text for text in passages], 96)
+    lower, upper = encoder.encoder.layer[:split], encoder.encoder.layer[split:]
+    hq = run(lower, encoder.embeddings(input_ids=q["input_ids"]), q["attention_mask"])
+    hp = run(lower, encoder.embeddings(input_ids=p["input_ids"]), p["attention_mask"])
+    mask = torch.cat([q["attention_mask"], p["attention_mask"]], dim=1)
+    joint = run(upper, torch.cat([hq, hp], dim=1), mask)
+    width = q["input_ids"].shape[1]
+
+    def mean(hidden, m):
+        m = m.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1)
+
+    return torch.nn.functional.cosine_similarity(
+        mean(joint[:, :width], q["attention_mask"]),
+        mean(joint[:, width:], p["attention_mask"]), dim=-1)
 
 
 if __name__ == "__main__":
