@@ -33,7 +33,7 @@ from lexedge.runtime.storage import write_json_atomic
 from lexedge.trainer.cross_encoder import (CrossEncoder, quiet_transformers,
                                            load_cross_encoder, recorded_head, score_pairs,
                                            tokenize_pairs)
-from lexedge.trainer.data import Example, TrainingData
+from lexedge.trainer.data import Example, TrainingData, base_examples
 from lexedge.trainer.family import Family, embedder_rankings
 from lexedge.trainer.lora import ADAPTER_CONFIG, stage_chain
 from lexedge.trainer.losses import ListwiseDistillationLoss, ListwiseSoftmaxLoss
@@ -126,7 +126,7 @@ class RerankerFamily(Family):
         super().__init__(config, data, device)
         self.settings: EncoderSettings | None = None
         self.tokenizer = None
-        self._candidates: dict[int, tuple[list, list]] = {}
+        self._candidates: dict[int, dict] = {}  # depth -> (query, positive) -> candidates
         self._teacher = None
 
     def prepare_base(self, base: Path, output: Path) -> Path:
@@ -188,7 +188,10 @@ class RerankerFamily(Family):
 
     # -- negatives ------------------------------------------------------------------------
     def model_rankings(self, examples, stage, model, model_key):
-        rankings, positive_scores = self.embedder_candidates(examples, stage.rank_window[1])
+        pool = base_examples(self.data, train_qrels=stage.train_qrels,
+                             weak_pairs=stage.weak_pairs, seed=self.config.seed)
+        rankings, positive_scores = self.embedder_candidates(examples, stage.rank_window[1],
+                                                             pool)
         if stage.negative_source == "model":
             return rankings, positive_scores
         # model-refresh: the current reranker orders the embedder's candidates.
@@ -208,12 +211,21 @@ class RerankerFamily(Family):
             positives.append(float(scores[pairs[(example.query, example.positive)]]))
         return reranked, positives
 
-    def embedder_candidates(self, examples: list[Example], depth: int):
+    def embedder_candidates(self, examples: list[Example], depth: int,
+                            pool: list[Example] | None = None):
         """The first stage's top ``depth`` for every example and its positive's score: the
-        configured embedder's (dense, exact), or BM25's when none is configured."""
-        key = (depth, tuple((e.query, e.positive) for e in examples))
-        if key in self._candidates:
-            return self._candidates[key]
+        configured embedder's (dense, exact), or BM25's when none is configured. Computed
+        once for ``pool`` (every example the stage may draw; default ``examples``) and looked
+        up after that, so stage 3's epochs, each mining its own draw, share one pass."""
+        wanted = [(e.query, e.positive) for e in examples]
+        cache = self._candidates.get(depth, {})
+        if not all(key in cache for key in wanted):
+            cache = self._first_stage(pool or examples, depth)
+            self._candidates = {depth: cache}
+        found = [cache[key] for key in wanted]
+        return [f[0] for f in found], [f[1] for f in found]
+
+    def _first_stage(self, examples: list[Example], depth: int) -> dict:
         if not self.config.embedder:
             found = (self.bm25_rankings(examples, depth), [None] * len(examples))
         else:
@@ -227,8 +239,8 @@ class RerankerFamily(Family):
                                       examples, depth=depth, query_length=stage.query_length,
                                       passage_length=stage.passage_length, model_key=folder)
             del stage
-        self._candidates = {key: found}
-        return found
+        return {(e.query, e.positive): (ranking, score)
+                for e, ranking, score in zip(examples, *found)}
 
     # -- batches and loss -----------------------------------------------------------------
     def _batch(self, group: list[Example], stage, rng) -> dict:

@@ -116,3 +116,30 @@ def test_eval_cli_reranks_the_first_stage_candidates(reranker_run, tiny_data, tm
     assert reranked["recall@5"] == pytest.approx(first["recall@5"])
     assert reranked["recall@20"] == pytest.approx(first["recall@20"])
     assert main(["eval", str(tiny_data), "--method", "rerank"]) == 2  # no --model
+
+
+def test_stage3_epochs_share_one_pass_of_the_embedder(tmp_path, tiny_data, tiny_model,
+                                                      finished_run, monkeypatch):
+    """Each stage-3 epoch mines its own draw, but the embedder's candidates are computed once,
+    for every example the stage can draw, and looked up after that."""
+    from support.tiny_encoder import train_tiny_reranker
+    from lexedge.trainer.reranker import RerankerFamily
+
+    passes = []
+    original = RerankerFamily._first_stage
+
+    def counting(self, examples, depth):
+        passes.append(len(examples))
+        return original(self, examples, depth)
+
+    monkeypatch.setattr(RerankerFamily, "_first_stage", counting)
+    summary, _ = train_tiny_reranker(
+        tiny_data, tiny_model, tmp_path / "run", "phases=1,3", "base_layers=1",
+        "evaluation.enabled=false", f'embedder="{finished_run[0] / "stage2"}"',
+        "stage1.hard_negatives=2", "stage1.random_negatives=1", "stage3.epochs=3",
+        "stage3.examples_per_epoch=8", "stage3.rank_window=[0, 12]",
+        "stage3.hard_negatives=3", "stage3.batch_size=4", "stage3.max_query_length=16",
+        "stage3.max_passage_length=32")
+    mining = json.loads((tmp_path / "run" / "stage3" / STAGE_MANIFEST).read_text())["mining"]
+    assert [m["examples"] for m in mining] == [8, 8, 8]  # three epochs, each its own draw
+    assert len(passes) == 1 and passes[0] > 8
