@@ -47,9 +47,14 @@ class CrossEncoder(torch.nn.Module):
         return mean_head_logits(encoder, dropout, classifier, **inputs).float()
 
 
+def unwrapped(model):
+    """The Hugging Face model inside a peft wrapper (itself when there is none)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def encoder_of(model):
     """The encoder inside a sequence classifier (unwrapped from peft)."""
-    hf_model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hf_model = unwrapped(model)
     return getattr(hf_model, hf_model.base_model_prefix)
 
 
@@ -73,7 +78,7 @@ def segment_cosine_logits(encoder, input_ids, attention_mask, token_type_ids=Non
 def mean_head_parts(model):
     """The encoder, dropout and linear classifier of a BERT-style sequence classifier
     (unwrapped from peft when it is an adapter stack)."""
-    hf_model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hf_model = unwrapped(model)
     classifier = getattr(hf_model, "classifier", None)
     linear = getattr(classifier, "original_module", classifier)  # peft's modules_to_save
     if not isinstance(linear, torch.nn.Linear):

@@ -127,6 +127,8 @@ class Curriculum:
         """Train stage ``name`` on top of ``below``; return its folder."""
         import torch
 
+        from lexedge.trainer.modeling import record_model_settings
+
         config, stage = self.config, getattr(self.config, name)
         work = self.output / ".work" / name
         if work.exists() and not self.resume:
@@ -193,8 +195,8 @@ class Curriculum:
                 save_adapter(self.family.peft_model(module), staging, below)
             else:
                 self.family.save_full(module, staging)
-            _copy_model_files(chain, staging)
-            _record_settings(staging, self.family.model_settings())
+            copy_model_files(chain, staging)
+            record_model_settings(staging, self.family.model_settings())
             save_config(config, staging / CONFIG_FILE)
             write_examples(staging / "hard_negatives.jsonl", current["examples"])
             write_json_atomic(staging / STAGE_MANIFEST, self._manifest(
@@ -246,8 +248,6 @@ class Curriculum:
             return None
         path = self.output / "metrics" / f"{name}.json"
         if path.is_file():
-            import json
-
             return json.loads(path.read_text(encoding="utf-8"))
         from lexedge.runtime.evaluation import run_evaluation
 
@@ -265,8 +265,6 @@ class Curriculum:
         return metrics
 
     def summarise(self) -> dict:
-        import json
-
         rows = {}
         for name in ("base", "mlm", *STAGES):
             path = self.output / "metrics" / f"{name}.json"
@@ -321,8 +319,6 @@ def _record_mining(work: Path, mining: list, stats: dict) -> None:
 
 
 def _read_json(path: Path, default):
-    import json
-
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else default
 
 
@@ -338,7 +334,7 @@ def _display(path: Path) -> str:
     return Path(path).name
 
 
-def _copy_model_files(chain: list[Path], out_dir: Path) -> None:
+def copy_model_files(chain: list[Path], out_dir: Path) -> None:
     """Tokenizer and model settings from the nearest folder that has them."""
     for file in COPIED_FILES:
         for folder in chain:
@@ -347,21 +343,10 @@ def _copy_model_files(chain: list[Path], out_dir: Path) -> None:
                 break
 
 
-def _record_settings(out_dir: Path, entries: dict) -> None:
-    from lexedge.trainer.modeling import MODEL_SETTINGS  # torch only when training
-
-    if not entries:
-        return
-    path = out_dir / MODEL_SETTINGS
-    settings = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    settings.update(entries)
-    path.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
 def stage_folders(output_dir: str | Path) -> list[Path]:
     """The finished stage folders of a run, bottom up."""
     output_dir = Path(output_dir)
     return [output_dir / n for n in ("mlm", *STAGES) if _complete(output_dir / n)]
 
 
-__all__ = ["Curriculum", "stage_folders", "stage_chain"]
+__all__ = ["Curriculum", "copy_model_files", "stage_folders", "stage_chain"]

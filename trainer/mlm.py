@@ -135,9 +135,9 @@ def run_mlm(curriculum, below: Path, out_dir: Path) -> Path:
         return out_dir
     with atomic_directory(out_dir) as staging:
         model.base_model.save_pretrained(str(staging), safe_serialization=True)
-        from lexedge.trainer.curriculum import _copy_model_files
+        from lexedge.trainer.curriculum import copy_model_files
 
-        _copy_model_files(chain, staging)
+        copy_model_files(chain, staging)
         save_config(config, staging / CONFIG_FILE)
         write_json_atomic(staging / STAGE_MANIFEST, {
             "format": STAGE_FORMAT, "family": "encoder", "stage": "mlm", "mode": "full",

@@ -21,6 +21,18 @@ MODEL_SETTINGS = "lexedge_model.json"
 POOLER_MODEL_TYPES = {"bert", "roberta", "xlm-roberta", "camembert"}
 
 
+def record_model_settings(folder: Path, entries: dict) -> None:
+    """Merge ``entries`` into ``folder``'s ``lexedge_model.json`` (written atomically)."""
+    from lexedge.runtime.storage import write_json_atomic
+
+    if not entries:
+        return
+    path = Path(folder) / MODEL_SETTINGS
+    settings = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    settings.update(entries)
+    write_json_atomic(path, settings)
+
+
 @dataclass
 class EncoderSettings:
     """How text becomes a vector: read from ``lexedge_model.json``."""

@@ -22,14 +22,11 @@ them in full (peft ``modules_to_save``) and the stack merges like the embedder's
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import torch
 
 from lexedge.runtime.errors import LexedgeError
-from lexedge.runtime.storage import write_json_atomic
 from lexedge.trainer.cross_encoder import (CrossEncoder, quiet_transformers,
                                            load_cross_encoder, recorded_head, score_pairs,
                                            tokenize_pairs)
@@ -37,7 +34,8 @@ from lexedge.trainer.data import Example, TrainingData, base_examples
 from lexedge.trainer.family import Family, embedder_rankings
 from lexedge.trainer.lora import ADAPTER_CONFIG, stage_chain
 from lexedge.trainer.losses import ListwiseDistillationLoss, ListwiseSoftmaxLoss
-from lexedge.trainer.modeling import MODEL_SETTINGS, EncoderSettings, load_tokenizer
+from lexedge.trainer.modeling import (EncoderSettings, load_tokenizer,
+                                      record_model_settings)
 
 HEAD_MODULES = ["classifier", "pooler"]
 
@@ -92,20 +90,12 @@ def _complete_model(folder: Path) -> bool:
 def _save_encoder(model, chain: list[Path], out: Path, derived_from: dict) -> Path:
     """``model`` with the nearest tokenizer files and settings of ``chain``, atomically."""
     from lexedge.runtime.storage import atomic_directory
-    from lexedge.trainer.curriculum import COPIED_FILES
+    from lexedge.trainer.curriculum import copy_model_files
 
     with atomic_directory(out) as staging:
         model.save_pretrained(str(staging), safe_serialization=True)
-        for name in COPIED_FILES:
-            nearest = next((Path(c) / name for c in chain if (Path(c) / name).is_file()), None)
-            if nearest is not None:
-                shutil.copyfile(nearest, staging / name)
-        settings_path = staging / MODEL_SETTINGS
-        settings = json.loads(settings_path.read_text(encoding="utf-8")) \
-            if settings_path.is_file() else {}
-        settings["derived_from"] = derived_from
-        settings_path.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n",
-                                 encoding="utf-8")
+        copy_model_files([Path(c) for c in chain], staging)
+        record_model_settings(staging, {"derived_from": derived_from})
     return out
 
 
@@ -128,6 +118,7 @@ class RerankerFamily(Family):
         self.tokenizer = None
         self._candidates: dict[int, dict] = {}  # depth -> (query, positive) -> candidates
         self._teacher = None
+        self._head: dict = {}  # set by wrap: the entries every stage records
 
     def prepare_base(self, base: Path, output: Path) -> Path:
         """Merge an embedder stage given as the base, keep ``base_layers``; a ``segments``
@@ -145,18 +136,20 @@ class RerankerFamily(Family):
             # No fresh weights: the prepared encoder is already a reranker. (A built-in or
             # user-given base folder is never written to.)
             self.evaluate_base = True
-            self._record_head(prepared)
+            record_model_settings(prepared, self._head_entries(load_tokenizer([prepared]),
+                                                               prepared))
         return prepared
 
-    def _record_head(self, folder: Path) -> None:
-        tokenizer = load_tokenizer([folder])
-        if tokenizer.sep_token_id is None:
-            raise LexedgeError(f"head = 'segments': {folder}'s tokenizer has no separator token")
-        path = folder / MODEL_SETTINGS
-        settings = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        settings.update(head="segments", head_temperature=self.config.head_temperature,
-                        sep_token_id=int(tokenizer.sep_token_id))
-        write_json_atomic(path, settings)
+    def _head_entries(self, tokenizer, folder: Path) -> dict:
+        """What a stage of this head records in ``lexedge_model.json`` (and serves with)."""
+        entries = {"head": self.config.head}
+        if self.config.head == "segments":
+            if tokenizer.sep_token_id is None:
+                raise LexedgeError(f"head = 'segments': {folder}'s tokenizer has no "
+                                   "separator token")
+            entries.update(head_temperature=self.config.head_temperature,
+                           sep_token_id=int(tokenizer.sep_token_id))
+        return entries
 
     # -- models ---------------------------------------------------------------------------
     def load_backbone(self, folder: Path, *, load_in_4bit: bool = False, device=None):
@@ -169,22 +162,14 @@ class RerankerFamily(Family):
         if recorded is not None and recorded != self.config.head:
             raise LexedgeError(f"config: head = {self.config.head!r}, but {chain[0]} was "
                                f"trained with head = {recorded!r}; a stack keeps one head")
-        self.settings.head = self.config.head
         self.tokenizer = load_tokenizer(chain)
-        if self.config.head == "segments":
-            if self.tokenizer.sep_token_id is None:
-                raise LexedgeError(f"head = 'segments': {chain[0]}'s tokenizer has no "
-                                   "separator token")
-            self.settings.sep_token_id = int(self.tokenizer.sep_token_id)
-            self.settings.head_temperature = self.config.head_temperature
+        self._head = self._head_entries(self.tokenizer, chain[0])
+        for name, value in self._head.items():
+            setattr(self.settings, name, value)
         return CrossEncoder(backbone, self.settings).to(self.device)
 
     def model_settings(self) -> dict:
-        entries = {"head": self.config.head}
-        if self.config.head == "segments":
-            entries.update(head_temperature=self.settings.head_temperature,
-                           sep_token_id=self.settings.sep_token_id)
-        return entries
+        return dict(self._head)
 
     # -- negatives ------------------------------------------------------------------------
     def model_rankings(self, examples, stage, model, model_key):
