@@ -134,6 +134,10 @@ class StageSettings:
             of ``TrainRerankerConfig.embedder`` and ``model-refresh`` those candidates
             re-ranked by the current reranker (its own mistakes).
         rank_window: ``[first, last)`` 0-based ranks negatives are drawn from.
+        candidates: a reranker's ``model-refresh``: how many of the embedder's candidates
+            the current reranker re-orders, ``rank_window`` then applying to its order (0:
+            ``rank_window``'s end). ``candidates = 20`` with ``rank_window = [0, 5]`` takes
+            the reranker's own top 5 among what it re-ranks when serving at K = 20.
         negatives_pool: candidates kept per query after filtering; each step samples
             ``hard_negatives`` of them.
         false_negative_margin: skip a mined candidate whose score is at least the
@@ -163,6 +167,7 @@ class StageSettings:
     random_negatives: int = 0
     negative_source: str = "bm25"
     rank_window: list[int] = field(default_factory=lambda: [0, 30])
+    candidates: int = 0
     negatives_pool: int = 8
     false_negative_margin: float = 0.0
     train_qrels: bool = True
@@ -251,6 +256,13 @@ class TrainEmbedderConfig:
             if not 0 <= first < last:
                 raise LexedgeError(f"config: {name}.rank_window must be [first, last) with "
                                    f"0 <= first < last, got {stage.rank_window}")
+            if stage.candidates and (stage.negative_source != "model-refresh"
+                                     or not hasattr(self, "teacher")):
+                raise LexedgeError(f"config: {name}.candidates applies to a reranker's "
+                                   "model-refresh stage only")
+            if stage.candidates and stage.candidates < last:
+                raise LexedgeError(f"config: {name}.candidates ({stage.candidates}) must be at "
+                                   f"least rank_window's end ({last})")
         if self.runtime.load_in_4bit and any(getattr(self, s).mode == "full" for s in STAGES):
             raise LexedgeError("config: runtime.load_in_4bit (QLoRA) trains adapters only; "
                                "set every stage's mode to lora")

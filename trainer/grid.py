@@ -24,13 +24,14 @@ resumes where it stopped.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lexedge.runtime.errors import LexedgeError
-from lexedge.runtime.storage import write_json_atomic
+from lexedge.runtime.storage import sha256_file, write_json_atomic
 
 GRID_FILE = "grid.json"
 SELECTION_FILE = "selection.json"
@@ -184,7 +185,7 @@ def run_grid(config: GridConfig, log=print) -> dict:
                 dataset)
             return retriever.search_many(query_texts, depth)
 
-        dense = _cached(cache / f"first_emb{label}.json", dense_run)
+        dense = _cached(cache / f"first_emb{label}-{model_identity(folder)}.json", dense_run)
         # As served: each budget K fuses the dense and BM25 top K (the deepest is the row).
         first[f"emb{label}"] = {k: [r[:k] for r in dense] for k in config.budgets}
         first[f"emb{label}+bm25"] = {k: _fused(dense, bm25, k, config.alpha)
@@ -205,7 +206,7 @@ def run_grid(config: GridConfig, log=print) -> dict:
                     for ranking_set in by_budget.values()
                     for q, ranking in zip(query_ids, ranking_set) for d, _ in ranking})
     for label, folder in rerankers.items():
-        path = cache / f"scores_rr{label}.json"
+        path = cache / f"scores_rr{label}-{model_identity(folder)}.json"
         if path.is_file():
             cached = json.loads(path.read_text(encoding="utf-8"))
         else:
@@ -248,6 +249,19 @@ def _fused(dense: list, bm25: list, k: int, alpha: float) -> list:
 
     return [fuse([tuple(x) for x in d[:k]], [tuple(x) for x in b[:k]], k, alpha=alpha)
             for d, b in zip(dense, bm25)]
+
+
+def model_identity(folder: Path) -> str:
+    """A short hash of the weights a stage folder stands for (its own and those of every
+    folder below it): the grid's cache names carry it, so a retrained stage is measured
+    afresh instead of being served the scores of the one it replaced."""
+    from lexedge.trainer.lora import stage_chain
+
+    digest = hashlib.sha256()
+    for member in stage_chain(Path(folder)):
+        for weights in sorted(Path(member).glob("*.safetensors")):
+            digest.update(f"{weights.name}:{sha256_file(weights)}\n".encode())
+    return digest.hexdigest()[:12]
 
 
 def _cached(path: Path, compute) -> list:

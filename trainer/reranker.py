@@ -175,8 +175,9 @@ class RerankerFamily(Family):
     def model_rankings(self, examples, stage, model, model_key):
         pool = base_examples(self.data, train_qrels=stage.train_qrels,
                              weak_pairs=stage.weak_pairs, seed=self.config.seed)
-        rankings, positive_scores = self.embedder_candidates(examples, stage.rank_window[1],
-                                                             pool)
+        depth = (stage.candidates or stage.rank_window[1]
+                 if stage.negative_source == "model-refresh" else stage.rank_window[1])
+        rankings, positive_scores = self.embedder_candidates(examples, depth, pool)
         if stage.negative_source == "model":
             return rankings, positive_scores
         # model-refresh: the current reranker orders the embedder's candidates.
@@ -201,14 +202,15 @@ class RerankerFamily(Family):
         """The first stage's top ``depth`` for every example and its positive's score: the
         configured embedder's (dense, exact), or BM25's when none is configured. Computed
         once for ``pool`` (every example the stage may draw; default ``examples``) and looked
-        up after that, so stage 3's epochs, each mining its own draw, share one pass."""
+        up after that, so stage 3's epochs, each mining its own draw, share one pass (a
+        deeper pass, stage 2's, serves a shallower depth by its head)."""
         wanted = [(e.query, e.positive) for e in examples]
-        cache = self._candidates.get(depth, {})
-        if not all(key in cache for key in wanted):
-            cache = self._first_stage(pool or examples, depth)
+        cached, cache = next(iter(self._candidates.items()), (0, {}))
+        if cached < depth or not all(key in cache for key in wanted):
+            cached, cache = depth, self._first_stage(pool or examples, depth)
             self._candidates = {depth: cache}
         found = [cache[key] for key in wanted]
-        return [f[0] for f in found], [f[1] for f in found]
+        return [ranking[:depth] for ranking, _ in found], [score for _, score in found]
 
     def _first_stage(self, examples: list[Example], depth: int) -> dict:
         if not self.config.embedder:

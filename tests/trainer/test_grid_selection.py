@@ -57,7 +57,7 @@ def _recall_of_first_stage(rows, first, k):
 def test_a_second_grid_run_reuses_the_cache(grid, reranker_run):
     out, rows = grid
     output, _, embedder_run = reranker_run
-    scores = out / ".cache" / "scores_rr2.json"
+    [scores] = (out / ".cache").glob("scores_rr2-*.json")
     before = scores.stat().st_mtime_ns
     again = run_grid(GridConfig(embedders=str(embedder_run), rerankers=str(output),
                                 out=str(out), budgets=BUDGETS, rerank_weights=WEIGHTS,
@@ -65,6 +65,33 @@ def test_a_second_grid_run_reuses_the_cache(grid, reranker_run):
                      log=lambda line: None)
     assert scores.stat().st_mtime_ns == before
     assert again == rows
+
+
+def test_a_retrained_stage_is_scored_afresh(grid, reranker_run, tmp_path):
+    """The cache is named by the weights: a stage trained again (here: its adapter perturbed)
+    gets its own scores, the stages below keep theirs."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    out, rows = grid
+    output, _, embedder_run = reranker_run
+    copy = tmp_path / "run"
+    shutil.copytree(output, copy)
+    weights = copy / "stage3" / "adapter_model.safetensors"
+    tensors = {name: t + 0.5 for name, t in load_file(weights).items()}
+    save_file(tensors, weights)
+    cache = tmp_path / "cache"
+    shutil.copytree(out / ".cache", cache)
+    again = run_grid(GridConfig(embedders=str(embedder_run), rerankers=str(copy),
+                                out=str(tmp_path / "out"), budgets=BUDGETS,
+                                rerank_weights=WEIGHTS, cache_dir=str(cache), device="cpu",
+                                progress=False), log=lambda line: None)
+    assert len(list(cache.glob("scores_rr3-*.json"))) == 2
+    assert len(list(cache.glob("scores_rr2-*.json"))) == 1
+    assert again["emb3_rr2_k8"] == {**rows["emb3_rr2_k8"], "reranker": str(copy / "stage2")}
+    fresh = [json.loads(p.read_text())["scores"] for p in cache.glob("scores_rr3-*.json")]
+    assert fresh[0].keys() == fresh[1].keys() and fresh[0] != fresh[1]
 
 
 def test_grids_of_two_query_halves_average_to_the_whole(grid, reranker_run, tmp_path):
@@ -112,7 +139,8 @@ def test_grid_of_chosen_embedder_stages_scores_only_their_candidates(grid, reran
     for key in ("emb3", "emb3+bm25", f"emb3_rr2_k{k}", f"emb3+bm25_rr3_k{k}_w0.5"):
         for metric in ("mrr@10", "ndcg@10", f"recall@{k}"):
             assert part[key][metric] == pytest.approx(rows[key][metric], abs=1e-6)
-    scored = json.loads((tmp_path / "part" / ".cache" / "scores_rr1.json").read_text())
+    [scored] = (tmp_path / "part" / ".cache").glob("scores_rr1-*.json")
+    scored = json.loads(scored.read_text())
     assert len(scored["scores"]) <= 2 * k * part["bm25"]["queries"]  # emb3 and emb3+bm25 only
     with pytest.raises(LexedgeError, match=r"embedder stages \['7'\] not in"):
         run_grid(GridConfig(embedders=str(embedder_run), rerankers=str(output),

@@ -30,36 +30,88 @@ def test_every_stage_is_saved_evaluated_and_stacked(reranker_run):
     assert base["num_hidden_layers"] == 1
 
 
+def _embedder_windows(embedder_stage, data_dir, lines: list[dict], depth: int) -> list:
+    """The embedder's top ``depth`` for each mined example, recomputed independently."""
+    from lexedge.trainer.modeling import Embedder, EncoderSettings, encode, load_tokenizer
+    from lexedge.trainer.data import TrainingData
+
+    backbone, chain = load_stage_backbone(embedder_stage)
+    embedder = Embedder(backbone, EncoderSettings.read(chain)).eval()
+    tokenizer = load_tokenizer(chain)
+    settings = embedder.settings
+    data = TrainingData.load(data_dir, "train")
+    corpus = encode(embedder, tokenizer, [settings.passage_prefix + data.passage(d)
+                                          for d in data.documents], max_length=32)
+    queries = encode(embedder, tokenizer, [settings.query_prefix + e["query"] for e in lines],
+                     max_length=16)
+    _, indices = streaming_top_k(queries, corpus, depth)
+    return [[data.doc_ids[i] for i in row] for row in indices]
+
+
+def _mined(folder) -> list[dict]:
+    return [json.loads(x) for x in (folder / "hard_negatives.jsonl").read_text().splitlines()]
+
+
 @pytest.mark.parametrize("stage, depth", [("stage2", 30 + 2), ("stage3", 12 + 2)])
 def test_negatives_are_the_embedders_candidates(reranker_run, tiny_data, stage, depth):
     """Recompute the embedder's top ranks independently and check every negative is in its
     window (stage 3: the last epoch's, drawn from a different sample of examples than the
     first epoch's), and none is judged."""
-    from lexedge.trainer.modeling import Embedder, EncoderSettings, encode, load_tokenizer
-    from lexedge.trainer.data import TrainingData
-
     output, _, embedder_run = reranker_run
-    backbone, chain = load_stage_backbone(embedder_run / "stage2")
-    embedder = Embedder(backbone, EncoderSettings.read(chain)).eval()
-    tokenizer = load_tokenizer(chain)
-    settings = embedder.settings
-    data = TrainingData.load(tiny_data, "train")
-    corpus = encode(embedder, tokenizer, [settings.passage_prefix + data.passage(d)
-                                          for d in data.documents], max_length=32)
-    lines = [json.loads(x) for x in (output / stage / "hard_negatives.jsonl")
-             .read_text().splitlines()]
-    queries = encode(embedder, tokenizer, [settings.query_prefix + e["query"] for e in lines],
-                     max_length=16)
-    _, indices = streaming_top_k(queries, corpus, depth)
-    doc_ids = data.doc_ids
+    lines = _mined(output / stage)
     checked = 0
-    for example, row in zip(lines, indices):
-        window = [doc_ids[i] for i in row]
+    for example, window in zip(lines, _embedder_windows(embedder_run / "stage2", tiny_data,
+                                                        lines, depth)):
         for negative in example["negatives"]:
             assert negative in window
             assert negative not in example["judged"]
             checked += 1
     assert checked > 0
+
+
+def test_stage3_takes_the_rerankers_top_among_the_embedders_candidates(
+        tmp_path, tiny_data, tiny_model, finished_run, monkeypatch):
+    """``stage3.candidates = 12`` with ``rank_window = [0, 3]``: the reranker re-orders the
+    embedder's top 12 and its own top 3 are the negatives, so they lie in the embedder's top
+    12 but not all in its top 3 (the window alone would have cut the embedder's list at 3).
+    Stage 2's deeper pass serves stage 3: the embedder runs once."""
+    from support.tiny_encoder import train_tiny_reranker
+    from lexedge.trainer.reranker import RerankerFamily
+
+    depths = []
+    original = RerankerFamily._first_stage
+
+    def recording(self, examples, depth):
+        depths.append(depth)
+        return original(self, examples, depth)
+
+    monkeypatch.setattr(RerankerFamily, "_first_stage", recording)
+    embedder_stage = finished_run[0] / "stage2"
+    train_tiny_reranker(
+        tiny_data, tiny_model, tmp_path / "run", "phases=2,3", "base_layers=1",
+        "evaluation.enabled=false", f'embedder="{embedder_stage}"',
+        "stage2.hard_negatives=2", "stage2.rank_window=[0, 30]", "stage3.epochs=1",
+        "stage3.candidates=12", "stage3.rank_window=[0, 3]", "stage3.hard_negatives=3",
+        "stage3.false_negative_margin=-1000", "stage3.batch_size=4",
+        "stage3.max_query_length=16", "stage3.max_passage_length=32")
+    assert depths == [30]
+    lines = [e for e in _mined(tmp_path / "run" / "stage3") if e["negatives"]]
+    windows = _embedder_windows(embedder_stage, tiny_data, lines, 12 + 2)
+    negatives = [(n, window) for e, window in zip(lines, windows) for n in e["negatives"]]
+    assert negatives and all(n in window for n, window in negatives)
+    assert any(n not in window[:3 + 2] for n, window in negatives)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("stage2.candidates=12", "model-refresh stage only"),
+    ("stage3.candidates=2", "at least rank_window's end"),
+])
+def test_candidates_setting_is_checked(setting, message):
+    from lexedge.trainer.config import TrainRerankerConfig, load_config
+
+    with pytest.raises(LexedgeError, match=message):
+        load_config(TrainRerankerConfig, None, ['data_dir="d"', 'output_dir="o"', setting,
+                                                "stage3.rank_window=[0, 5]"])
 
 
 def test_stage3_remines_from_the_reranker_each_epoch(reranker_run):
