@@ -130,13 +130,19 @@ def quiet_transformers():
 def recorded_head(chain: list[Path]) -> str | None:
     """The head the nearest trained stage of ``chain`` recorded (``None`` below the first
     stage: a base model has no head yet)."""
+    return recorded_head_entries(chain).get("head")
+
+
+def recorded_head_entries(chain: list[Path]) -> dict:
+    """``lexedge_model.json`` of the nearest folder of ``chain`` that records a head ({} if
+    none does): the head and, for ``segments``, its temperature and separator."""
     for folder in chain:
         path = Path(folder) / MODEL_SETTINGS
         if path.is_file():
             recorded = json.loads(path.read_text(encoding="utf-8"))
             if "head" in recorded:
-                return recorded["head"]
-    return None
+                return recorded
+    return {}
 
 
 def tokenize_pairs(tokenizer, settings: EncoderSettings, queries: list[str],

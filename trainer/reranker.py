@@ -28,7 +28,8 @@ import torch
 
 from lexedge.runtime.errors import LexedgeError
 from lexedge.trainer.cross_encoder import (CrossEncoder, quiet_transformers,
-                                           load_cross_encoder, recorded_head, score_pairs,
+                                           load_cross_encoder, recorded_head,
+                                           recorded_head_entries, score_pairs,
                                            tokenize_pairs)
 from lexedge.trainer.data import Example, TrainingData, base_examples
 from lexedge.trainer.family import Family, embedder_rankings
@@ -158,10 +159,16 @@ class RerankerFamily(Family):
 
     def wrap(self, backbone, chain: list[Path]) -> CrossEncoder:
         self.settings = EncoderSettings.read(chain)
-        recorded = recorded_head(chain)
-        if recorded is not None and recorded != self.config.head:
+        recorded = recorded_head_entries(chain)
+        if recorded.get("head", self.config.head) != self.config.head:
             raise LexedgeError(f"config: head = {self.config.head!r}, but {chain[0]} was "
-                               f"trained with head = {recorded!r}; a stack keeps one head")
+                               f"trained with head = {recorded['head']!r}; a stack keeps one "
+                               "head")
+        temperature = recorded.get("head_temperature", self.config.head_temperature)
+        if self.config.head == "segments" and temperature != self.config.head_temperature:
+            raise LexedgeError(f"config: head_temperature = {self.config.head_temperature}, "
+                               f"but {chain[0]} was trained at {temperature}; a stack keeps "
+                               "one temperature")
         self.tokenizer = load_tokenizer(chain)
         self._head = self._head_entries(self.tokenizer, chain[0])
         for name, value in self._head.items():

@@ -194,4 +194,6 @@ def test_stage3_epochs_share_one_pass_of_the_embedder(tmp_path, tiny_data, tiny_
         "stage3.max_passage_length=32")
     mining = json.loads((tmp_path / "run" / "stage3" / STAGE_MANIFEST).read_text())["mining"]
     assert [m["examples"] for m in mining] == [8, 8, 8]  # three epochs, each its own draw
+    mined = _mined(tmp_path / "run" / "stage3")  # what the last epoch trained on
+    assert len(mined) == 8 and all(e["negatives"] for e in mined)
     assert len(passes) == 1 and passes[0] > 8

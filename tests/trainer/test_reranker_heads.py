@@ -119,6 +119,25 @@ def segments_run(tmp_path_factory, tiny_data, tiny_model):
     return output
 
 
+def test_a_segments_stack_keeps_its_temperature(segments_run):
+    """Logits over another temperature would silently rescale what the stages below learnt."""
+    from lexedge.trainer.config import TrainRerankerConfig, load_config
+    from lexedge.trainer.cross_encoder import load_cross_encoder
+    from lexedge.trainer.reranker import RerankerFamily
+
+    backbone, chain = load_stage_backbone(segments_run / "stage1", loader=load_cross_encoder)
+    for temperature, refused in ((0.1, False), (0.05, True)):
+        config = load_config(TrainRerankerConfig, None, [
+            'data_dir="d"', 'output_dir="o"', 'head="segments"',
+            f"head_temperature={temperature}"])
+        family = RerankerFamily(config, None, torch.device("cpu"))
+        if refused:
+            with pytest.raises(LexedgeError, match="trained at 0.1; a stack keeps one"):
+                family.wrap(backbone, chain)
+        else:
+            assert family.wrap(backbone, chain).settings.head_temperature == 0.1
+
+
 def test_segments_head_is_the_cosine_of_query_and_passage_token_means(segments_run):
     """The logit, recomputed by hand: [CLS] query [SEP] passage [SEP]; the query's tokens are
     those before the first separator, the passage's those after it (separators excluded)."""
