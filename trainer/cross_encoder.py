@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from lexedge.runtime.errors import LexedgeError
-from lexedge.trainer.modeling import (MODEL_SETTINGS, EncoderSettings, autocast,
-                                      four_bit_options, place_model)
+from lexedge.trainer.modeling import (MODEL_SETTINGS, EncoderSettings, four_bit_options,
+                                      place_model, run_batched)
 
 
 class CrossEncoder(torch.nn.Module):
@@ -156,26 +156,14 @@ def tokenize_pairs(tokenizer, settings: EncoderSettings, queries: list[str],
     return {k: v.to(device) for k, v in batch.items() if k in keep}
 
 
-@torch.no_grad()
 def score_pairs(model: CrossEncoder, tokenizer, pairs: list[tuple[str, str]], *,
                 max_length: int, batch_size: int = 32, bf16: bool = False,
                 progress: bool = False, description: str = "scoring pairs") -> np.ndarray:
     """Logits of ``(query, passage)`` pairs in input order, batched longest first."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i][0]) - len(pairs[i][1]))
-    out = np.zeros(len(pairs), dtype=np.float32)
-    batches = range(0, len(order), batch_size)
-    if progress:
-        from tqdm import tqdm
-
-        batches = tqdm(batches, desc=description, unit="batch", mininterval=5, leave=False)
-    for start in batches:
-        rows = order[start:start + batch_size]
-        inputs = tokenize_pairs(tokenizer, model.settings, [pairs[i][0] for i in rows],
-                                [pairs[i][1] for i in rows], max_length, device)
-        with autocast(device, bf16):
-            out[rows] = model(**inputs).float().cpu().numpy()
-    model.train(was_training)
-    return out
+    out = run_batched(
+        model, len(pairs), lambda i: len(pairs[i][0]) + len(pairs[i][1]),
+        lambda rows, device: model(**tokenize_pairs(
+            tokenizer, model.settings, [pairs[i][0] for i in rows],
+            [pairs[i][1] for i in rows], max_length, device)),
+        batch_size=batch_size, bf16=bf16, progress=progress, description=description)
+    return np.zeros(0, dtype=np.float32) if out is None else out

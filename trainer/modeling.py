@@ -177,33 +177,44 @@ def tokenize(tokenizer, texts: list[str], max_length: int, device) -> dict:
 
 
 @torch.no_grad()
-def encode(embedder: Embedder, tokenizer, texts: list[str], *, max_length: int,
-           batch_size: int = 32, bf16: bool = False, progress: bool = False,
-           description: str = "encoding") -> np.ndarray:
-    """Embed ``texts`` (prefixes already applied) as a float32 ``[len(texts), dim]`` array.
-
-    Texts are batched longest first so that padding is small and the first batch shows the
-    worst-case memory; rows come back in the input order.
-    """
-    device = next(embedder.parameters()).device
-    was_training = embedder.training
-    embedder.eval()
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    batches = range(0, len(order), batch_size)
+def run_batched(model: torch.nn.Module, count: int, length_of, forward, *, batch_size: int,
+                bf16: bool = False, progress: bool = False,
+                description: str = "") -> np.ndarray | None:
+    """``forward(rows, device)`` over ``count`` inputs in eval mode, batched longest first
+    (``length_of(i)``: little padding, and the first batch shows the worst-case memory);
+    float32 rows back in the input order (``None`` for no input)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    order = sorted(range(count), key=lambda i: -length_of(i))
+    batches = range(0, count, batch_size)
     if progress:
         from tqdm import tqdm
 
         batches = tqdm(batches, desc=description, unit="batch", mininterval=5, leave=False)
     out = None
-    for start in batches:
-        rows = order[start:start + batch_size]
-        with autocast(device, bf16):
-            vectors = embedder(**tokenize(tokenizer, [texts[i] for i in rows], max_length,
-                                          device)).float().cpu().numpy()
-        if out is None:
-            out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
-        out[rows] = vectors
-    embedder.train(was_training)
+    try:
+        for start in batches:
+            rows = order[start:start + batch_size]
+            with autocast(device, bf16):
+                values = forward(rows, device).float().cpu().numpy()
+            if out is None:
+                out = np.zeros((count, *values.shape[1:]), dtype=np.float32)
+            out[rows] = values
+    finally:
+        model.train(was_training)
+    return out
+
+
+def encode(embedder: Embedder, tokenizer, texts: list[str], *, max_length: int,
+           batch_size: int = 32, bf16: bool = False, progress: bool = False,
+           description: str = "encoding") -> np.ndarray:
+    """Embed ``texts`` (prefixes already applied) as a float32 ``[len(texts), dim]`` array."""
+    out = run_batched(
+        embedder, len(texts), lambda i: len(texts[i]),
+        lambda rows, device: embedder(**tokenize(tokenizer, [texts[i] for i in rows],
+                                                 max_length, device)),
+        batch_size=batch_size, bf16=bf16, progress=progress, description=description)
     if out is None:
         raise LexedgeError("nothing to encode")
     return out
