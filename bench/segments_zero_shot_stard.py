@@ -104,6 +104,8 @@ def split_scores(encoder, tokenizer, settings, query: str, passages: list[str], 
     remaining layers over the two joined."""
     import torch
 
+    from lexedge.trainer.modeling import masked_mean
+
     def encode(texts, length):
         return tokenizer(texts, max_length=length, truncation=True, padding=True,
                          return_tensors="pt")
@@ -124,14 +126,9 @@ def split_scores(encoder, tokenizer, settings, query: str, passages: list[str], 
     mask = torch.cat([q["attention_mask"], p["attention_mask"]], dim=1)
     joint = run(upper, torch.cat([hq, hp], dim=1), mask)
     width = q["input_ids"].shape[1]
-
-    def mean(hidden, m):
-        m = m.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * m).sum(1) / m.sum(1)
-
     return torch.nn.functional.cosine_similarity(
-        mean(joint[:, :width], q["attention_mask"]),
-        mean(joint[:, width:], p["attention_mask"]), dim=-1)
+        masked_mean(joint[:, :width], q["attention_mask"]),
+        masked_mean(joint[:, width:], p["attention_mask"]), dim=-1)
 
 
 if __name__ == "__main__":

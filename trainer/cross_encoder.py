@@ -14,7 +14,7 @@ import torch
 
 from lexedge.runtime.errors import LexedgeError
 from lexedge.trainer.modeling import (MODEL_SETTINGS, EncoderSettings, four_bit_options,
-                                      place_model, run_batched)
+                                      masked_mean, place_model, run_batched)
 
 
 class CrossEncoder(torch.nn.Module):
@@ -68,10 +68,8 @@ def segment_cosine_logits(encoder, input_ids, attention_mask, token_type_ids=Non
     is_sep = input_ids == sep_token_id
     seen = torch.cumsum(is_sep.to(torch.int64), dim=1)
     valid = attention_mask.bool()
-    query = ((seen == 0) & valid).unsqueeze(-1).to(hidden.dtype)
-    passage = ((seen >= 1) & ~is_sep & valid).unsqueeze(-1).to(hidden.dtype)
-    query_mean = (hidden * query).sum(dim=1) / query.sum(dim=1).clamp(min=1e-9)
-    passage_mean = (hidden * passage).sum(dim=1) / passage.sum(dim=1).clamp(min=1e-9)
+    query_mean = masked_mean(hidden, (seen == 0) & valid)
+    passage_mean = masked_mean(hidden, (seen >= 1) & ~is_sep & valid)
     return torch.nn.functional.cosine_similarity(query_mean, passage_mean, dim=-1) / temperature
 
 
@@ -94,9 +92,7 @@ def mean_head_logits(encoder, dropout, classifier, input_ids, attention_mask,
     exported graph, so the served reranker computes exactly this)."""
     hidden = encoder(input_ids=input_ids, attention_mask=attention_mask,
                      token_type_ids=token_type_ids).last_hidden_state
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-    return classifier(dropout(pooled))[:, 0]
+    return classifier(dropout(masked_mean(hidden, attention_mask)))[:, 0]
 
 
 def load_cross_encoder(folder: str | Path, *, load_in_4bit: bool = False, device=None):

@@ -161,7 +161,7 @@ class Curriculum:
             examples = self._stage_examples(work, stage, module, below, mining)
         steps, per_epoch = steps_for(len(examples), stage.batch_size, stage.steps,
                                      stage.epochs, stage.examples_per_epoch)
-        current = {"epoch": 0, "examples": examples, "drawn": None}
+        current = {"examples": examples, "trained": examples}
 
         def epoch_batches(epoch: int) -> list:
             rng = epoch_rng(config.seed, index, epoch)
@@ -170,8 +170,8 @@ class Curriculum:
             if refresh:
                 current["examples"] = self._epoch_examples(work, epoch, stage, module, below,
                                                            mining, order)
-                current["drawn"] = sorted(int(i) for i in order)
-            current["epoch"] = epoch
+                # hard_negatives.jsonl: what the last epoch trained on
+                current["trained"] = [current["examples"][i] for i in sorted(order)]
             return self.family.make_batches(current["examples"], stage, rng, order)
 
         plan = TrainingPlan(steps=steps, steps_per_epoch=per_epoch,
@@ -199,9 +199,7 @@ class Curriculum:
             copy_model_files(chain, staging)
             record_model_settings(staging, self.family.model_settings())
             save_config(config, staging / CONFIG_FILE)
-            trained = current["examples"] if current["drawn"] is None else \
-                [current["examples"][i] for i in current["drawn"]]  # stage 3: the last draw
-            write_examples(staging / "hard_negatives.jsonl", trained)
+            write_examples(staging / "hard_negatives.jsonl", current["trained"])
             write_json_atomic(staging / STAGE_MANIFEST, self._manifest(
                 name, stage, staging, stage_dir, chain, result, plan, len(examples), mining))
         shutil.rmtree(work, ignore_errors=True)

@@ -24,6 +24,7 @@ resumes where it stopped.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -260,8 +261,17 @@ def model_identity(folder: Path) -> str:
     digest = hashlib.sha256()
     for member in stage_chain(Path(folder)):
         for weights in sorted(Path(member).glob("*.safetensors")):
-            digest.update(f"{weights.name}:{sha256_file(weights)}\n".encode())
+            found = weights.stat()
+            file_digest = _file_digest(str(weights), found.st_size, found.st_mtime_ns)
+            digest.update(f"{weights.name}:{file_digest}\n".encode())
     return digest.hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=None)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """A weights file's SHA-256, hashed once per process and version of the file: stages
+    share their base (hundreds of MB), and a held-out check runs the grid four more times."""
+    return sha256_file(path)
 
 
 def _cached(path: Path, compute) -> list:

@@ -33,6 +33,12 @@ def record_model_settings(folder: Path, entries: dict) -> None:
     write_json_atomic(path, settings)
 
 
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``hidden``'s token vectors where ``mask`` ([batch, tokens]) is set."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+
 @dataclass
 class EncoderSettings:
     """How text becomes a vector: read from ``lexedge_model.json``."""
@@ -162,8 +168,7 @@ class Embedder(torch.nn.Module):
         if self.settings.pooling == "cls":
             pooled = hidden[:, 0]
         else:
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            pooled = masked_mean(hidden, attention_mask)
         pooled = pooled.float()
         if self.settings.normalize:
             pooled = torch.nn.functional.normalize(pooled, dim=-1)

@@ -117,7 +117,8 @@ class RerankerFamily(Family):
         super().__init__(config, data, device)
         self.settings: EncoderSettings | None = None
         self.tokenizer = None
-        self._candidates: dict[int, dict] = {}  # depth -> (query, positive) -> candidates
+        # The first stage's candidates: (depth, {(query, positive): (ranking, score)}).
+        self._candidates: tuple[int, dict] = (0, {})
         self._teacher = None
         self._head: dict = {}  # set by wrap: the entries every stage records
 
@@ -182,8 +183,8 @@ class RerankerFamily(Family):
     def model_rankings(self, examples, stage, model, model_key):
         pool = base_examples(self.data, train_qrels=stage.train_qrels,
                              weak_pairs=stage.weak_pairs, seed=self.config.seed)
-        depth = (stage.candidates or stage.rank_window[1]
-                 if stage.negative_source == "model-refresh" else stage.rank_window[1])
+        # ``candidates`` is set only on a model-refresh stage (the config refuses it elsewhere).
+        depth = stage.candidates or stage.rank_window[1]
         rankings, positive_scores = self.embedder_candidates(examples, depth, pool)
         if stage.negative_source == "model":
             return rankings, positive_scores
@@ -212,10 +213,10 @@ class RerankerFamily(Family):
         up after that, so stage 3's epochs, each mining its own draw, share one pass (a
         deeper pass, stage 2's, serves a shallower depth by its head)."""
         wanted = [(e.query, e.positive) for e in examples]
-        cached, cache = next(iter(self._candidates.items()), (0, {}))
+        cached, cache = self._candidates
         if cached < depth or not all(key in cache for key in wanted):
-            cached, cache = depth, self._first_stage(pool or examples, depth)
-            self._candidates = {depth: cache}
+            cache = self._first_stage(pool or examples, depth)
+            self._candidates = (depth, cache)
         found = [cache[key] for key in wanted]
         return [ranking[:depth] for ranking, _ in found], [score for _, score in found]
 
