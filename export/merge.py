@@ -124,7 +124,8 @@ def _check_reranker_head(base: Path, adapters: list[Path]) -> None:
 def _settings(stack: list[Path], config) -> dict:
     settings = {"pooling": "mean", "normalize": True, "query_prefix": "", "passage_prefix": "",
                 "max_length": min(512, int(getattr(config, "max_position_embeddings", 512))),
-                "head": "pooler", "head_temperature": 0.05, "sep_token_id": -1}
+                "head": "pooler", "head_temperature": 0.05, "sep_token_id": -1,
+                "separate_layers": 0, "cross_attention_bias": 0.0, "cls_token_id": -1}
     for folder in reversed(stack):  # the top of the stack overrides what lies below
         pooling_config = folder / "1_Pooling" / "config.json"
         if pooling_config.is_file():
@@ -143,6 +144,9 @@ def _settings(stack: list[Path], config) -> dict:
                            "(pooler, mean or segments)")
     if settings["head"] == "segments" and int(settings["sep_token_id"]) < 0:
         raise LexedgeError(f"{stack[0]}: head 'segments' needs sep_token_id in "
+                           f"{MODEL_SETTINGS}")
+    if int(settings["separate_layers"]) and settings["head"] != "segments":
+        raise LexedgeError(f"{stack[0]}: separate_layers needs head 'segments' in "
                            f"{MODEL_SETTINGS}")
     if settings["pooling"] not in ("mean", "cls"):
         raise LexedgeError(f"{stack[0]}: pooling {settings['pooling']!r} is not supported "

@@ -31,7 +31,9 @@ def graph_inputs(stage: MergedStage) -> list[str]:
     """``token_type_ids`` only where it changes the answer: a pair encoder with more than one
     segment embedding. A single text always has segment 0, which BERT fills in itself."""
     names = ["input_ids", "attention_mask"]
-    if stage.kind != EMBEDDER and getattr(stage.model.config, "type_vocab_size", 1) > 1:
+    split = int(stage.settings.get("separate_layers", 0) or 0) > 0  # reads segment 0 only
+    if stage.kind != EMBEDDER and not split and \
+            getattr(stage.model.config, "type_vocab_size", 1) > 1:
         names.append("token_type_ids")
     return names
 
@@ -41,7 +43,7 @@ def graph_module(stage: MergedStage):
     import torch
 
     from lexedge.trainer.cross_encoder import (encoder_of, mean_head_logits, mean_head_parts,
-                                          segment_cosine_logits)
+                                          segments_head_logits)
 
     class EmbedderGraph(torch.nn.Module):
         def __init__(self, model, pooling: str, normalize: bool):
@@ -67,11 +69,9 @@ def graph_module(stage: MergedStage):
 
         def forward(self, input_ids, attention_mask, token_type_ids=None):
             if self.head == "segments":  # the trainer's CrossEncoder, head = "segments"
-                return segment_cosine_logits(
-                    encoder_of(self.model), input_ids=input_ids, attention_mask=attention_mask,
-                    token_type_ids=token_type_ids,
-                    sep_token_id=int(self.settings["sep_token_id"]),
-                    temperature=float(self.settings["head_temperature"]))
+                return segments_head_logits(
+                    encoder_of(self.model), self.settings, input_ids=input_ids,
+                    attention_mask=attention_mask, token_type_ids=token_type_ids)
             if self.head == "mean":  # the trainer's CrossEncoder, head = "mean"
                 return mean_head_logits(*mean_head_parts(self.model), input_ids=input_ids,
                                         attention_mask=attention_mask,

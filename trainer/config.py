@@ -328,6 +328,14 @@ class TrainRerankerConfig(TrainEmbedderConfig):
             adds what attention across the pair sees. Recorded in every stage's
             ``lexedge_model.json``; a stack keeps one head.
         head_temperature: divides the ``segments`` cosine.
+        separate_layers: with ``head = "segments"``, how many lower layers encode the query
+            and the passage each alone (split attention, PreTTR: MacAvaney et al., 2020);
+            only the layers above attend across the pair, and only they are trained (LoRA
+            ``lora.layers`` defaults to them), so each text's lower states are computed once
+            per run. From a trained embedder the untrained model then ranks close to it.
+            0 (default): every layer sees the whole pair.
+        cross_attention_bias: added to every query-passage attention logit in the layers
+            above ``separate_layers``: negative keeps the start close to the embedder.
     """
 
     embedder: str = ""
@@ -336,6 +344,8 @@ class TrainRerankerConfig(TrainEmbedderConfig):
     teacher_temperature: float = 0.01
     head: str = "pooler"
     head_temperature: float = 0.05
+    separate_layers: int = 0
+    cross_attention_bias: float = -4.0
     evaluation: RerankerEvaluationSettings = field(default_factory=RerankerEvaluationSettings)
     stage1: StageSettings = field(default_factory=_reranker_stage1)
     stage2: StageSettings = field(default_factory=_reranker_stage2)
@@ -361,6 +371,21 @@ class TrainRerankerConfig(TrainEmbedderConfig):
         if self.head not in RERANKER_HEADS:
             raise LexedgeError(f"config: head = {self.head!r}; expected one of "
                                f"{', '.join(RERANKER_HEADS)}")
+        if self.separate_layers < 0:
+            raise LexedgeError("config: separate_layers must be >= 0")
+        if self.separate_layers and self.head != "segments":
+            raise LexedgeError(f"config: separate_layers = {self.separate_layers} needs "
+                               f"head = 'segments' (head = {self.head!r})")
+        full = [name for name in STAGES if getattr(self, name).mode == "full"]
+        if self.separate_layers and full:
+            raise LexedgeError(f"config: separate_layers = {self.separate_layers} trains "
+                               f"LoRA above the split only; {full[0]}.mode = 'full' would "
+                               "train the lower layers too")
+        if self.separate_layers and self.lora.layers and \
+                min(self.lora.layers) < self.separate_layers:
+            raise LexedgeError(f"config: lora.layers = {self.lora.layers} trains a layer "
+                               f"below separate_layers = {self.separate_layers}; the lower "
+                               "layers stay frozen (their states are computed once)")
         return self
 
 

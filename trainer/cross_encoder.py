@@ -26,7 +26,10 @@ class CrossEncoder(torch.nn.Module):
     representation is the mean, and it ships no pooler weights); or ``segments``, the
     cosine of the query's and the passage's token means within the joint encoding over
     ``settings.head_temperature`` (no fresh weights: the encoder's contrastive training
-    makes it a reranker from the first step).
+    makes it a reranker from the first step). A ``segments`` head with
+    ``settings.separate_layers`` > 0 encodes the query and the passage apart in that many
+    lower layers and lets only the layers above attend across the pair (see
+    :func:`late_segment_logits`).
     """
 
     def __init__(self, model, settings: EncoderSettings):
@@ -38,9 +41,8 @@ class CrossEncoder(torch.nn.Module):
 
     def forward(self, **inputs) -> torch.Tensor:
         if self.settings.head == "segments":
-            return segment_cosine_logits(encoder_of(self.model), **inputs,
-                                         sep_token_id=self.settings.sep_token_id,
-                                         temperature=self.settings.head_temperature).float()
+            return segments_head_logits(encoder_of(self.model), self.settings,
+                                        **inputs).float()
         if self.settings.head != "mean":
             return self.model(**inputs).logits[:, 0].float()
         encoder, dropout, classifier = mean_head_parts(self.model)
@@ -58,6 +60,27 @@ def encoder_of(model):
     return getattr(hf_model, hf_model.base_model_prefix)
 
 
+def segments_head_logits(encoder, settings, input_ids, attention_mask,
+                         token_type_ids=None) -> torch.Tensor:
+    """The ``segments`` head as ``settings`` (an :class:`EncoderSettings` or the export's
+    settings dict) describes it: one joint encoding, or split lower layers when
+    ``separate_layers`` > 0 (shared by the trainer and the exported graph)."""
+    def get(name, default=None):
+        return settings.get(name, default) if isinstance(settings, dict) \
+            else getattr(settings, name, default)
+
+    if int(get("separate_layers", 0) or 0) > 0:
+        return late_segment_logits(
+            encoder, input_ids, attention_mask, sep_token_id=int(get("sep_token_id")),
+            cls_token_id=int(get("cls_token_id", -1)),
+            separate_layers=int(get("separate_layers")),
+            cross_attention_bias=float(get("cross_attention_bias", 0.0)),
+            temperature=float(get("head_temperature")))
+    return segment_cosine_logits(encoder, input_ids, attention_mask, token_type_ids,
+                                 sep_token_id=int(get("sep_token_id")),
+                                 temperature=float(get("head_temperature")))
+
+
 def segment_cosine_logits(encoder, input_ids, attention_mask, token_type_ids=None, *,
                           sep_token_id: int, temperature: float) -> torch.Tensor:
     """Cosine of the mean of the query's tokens (before the first separator, ``[CLS]`` or
@@ -71,6 +94,175 @@ def segment_cosine_logits(encoder, input_ids, attention_mask, token_type_ids=Non
     query_mean = masked_mean(hidden, (seen == 0) & valid)
     passage_mean = masked_mean(hidden, (seen >= 1) & ~is_sep & valid)
     return torch.nn.functional.cosine_similarity(query_mean, passage_mean, dim=-1) / temperature
+
+
+def split_pair(input_ids: torch.Tensor, attention_mask: torch.Tensor, *, sep_token_id: int,
+               cls_token_id: int):
+    """How a split-attention pair reads ``query [SEP] passage``: which tokens are the query's
+    (up to and including the first separator), which the passage's (the rest), positions
+    restarting at 0 where the passage starts, and the ids with a separator that opens the
+    passage (XLM-R's ``</s></s>``) read as ``cls_token_id``. Each segment is then exactly
+    the token sequence the embedder encodes on its own (``<s> query: … </s>``,
+    ``<s> passage: … </s>``)."""
+    is_sep = input_ids == sep_token_id
+    before = torch.cumsum(is_sep.to(torch.int64), dim=1) - is_sep.to(torch.int64)
+    valid = attention_mask.bool()
+    query = (before == 0) & valid
+    passage = (before >= 1) & valid
+    index = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
+    start = query.to(torch.int64).sum(dim=1, keepdim=True)  # the query is a prefix
+    positions = torch.where(passage, index - start, index)
+    if cls_token_id >= 0:
+        input_ids = torch.where(passage & (positions == 0) & is_sep,
+                                torch.full_like(input_ids, cls_token_id), input_ids)
+    return query, passage, positions, input_ids
+
+
+def attention_bias(segment: torch.Tensor, valid: torch.Tensor, cross: float | None,
+                   dtype) -> torch.Tensor:
+    """An additive attention mask [batch, 1, tokens, tokens]: 0 within a segment, ``cross``
+    between the query's and the passage's tokens (``None``: not at all), never to padding."""
+    floor = torch.finfo(dtype).min
+    same = segment.unsqueeze(2) == segment.unsqueeze(1)
+    keys = valid.unsqueeze(1)
+    zero = torch.zeros((), dtype=dtype, device=segment.device)
+    between = torch.full((), floor if cross is None else cross, dtype=dtype,
+                         device=segment.device)
+    allowed = torch.where(same, zero, between)
+    return torch.where(keys, allowed, torch.full((), floor, dtype=dtype,
+                                                 device=segment.device)).unsqueeze(1)
+
+
+def run_layers(layers, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    for layer in layers:
+        hidden = layer(hidden, attention_mask=mask)
+        hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+    return hidden
+
+
+def position_offset(encoder) -> int:
+    """Where position ids start: 0 for BERT, ``padding_idx + 1`` for RoBERTa-style models."""
+    config = encoder.config
+    if config.model_type in ("roberta", "xlm-roberta", "camembert"):
+        return int(config.pad_token_id) + 1
+    return 0
+
+
+def late_segment_logits(encoder, input_ids, attention_mask, *, sep_token_id: int,
+                        cls_token_id: int, separate_layers: int, cross_attention_bias: float,
+                        temperature: float) -> torch.Tensor:
+    """Split attention (PreTTR: MacAvaney et al., 2020, arXiv:2004.14255): the first
+    ``separate_layers`` layers encode the query and the passage each on its own (as the
+    bi-encoder does), the layers above attend across the pair with ``cross_attention_bias``
+    added to every query-passage attention logit; the logit is the cosine of the two
+    segments' token means (all their tokens, as the embedder pools) over ``temperature``.
+
+    From a trained embedder with a negative bias, the untrained model therefore ranks
+    almost as that embedder does, and training teaches the top layers what attention across
+    the pair adds. Because the lower layers see one segment only, their output for a text
+    is the same in every pair: :class:`SplitStates` caches it to train the top layers."""
+    query, passage, positions, input_ids = split_pair(
+        input_ids, attention_mask, sep_token_id=sep_token_id, cls_token_id=cls_token_id)
+    hidden = encoder.embeddings(input_ids=input_ids,
+                                position_ids=positions + position_offset(encoder),
+                                token_type_ids=torch.zeros_like(input_ids))
+    segment, valid = passage.to(torch.int64), attention_mask.bool()
+    layers = encoder.encoder.layer
+    hidden = run_layers(layers[:separate_layers], hidden,
+                        attention_bias(segment, valid, None, hidden.dtype))
+    return joint_logits(layers[separate_layers:], hidden, query, passage,
+                        cross_attention_bias, temperature)
+
+
+def joint_logits(layers, hidden, query, passage, cross_attention_bias: float,
+                 temperature: float) -> torch.Tensor:
+    """The layers above the split over the two segments' states side by side, then the
+    cosine of the segments' means over ``temperature``."""
+    valid = query | passage
+    hidden = run_layers(layers, hidden, attention_bias(passage.to(torch.int64), valid,
+                                                       cross_attention_bias, hidden.dtype))
+    return torch.nn.functional.cosine_similarity(
+        masked_mean(hidden, query), masked_mean(hidden, passage), dim=-1) / temperature
+
+
+class SplitStates:
+    """The split-attention reranker's lower-layer output per text, computed once.
+
+    Below ``separate_layers`` a text never sees the other side of the pair, and the
+    trainer keeps those layers frozen (LoRA only above them), so one text's states serve
+    every pair it appears in and every step: a training step runs only the top layers.
+    Texts are encoded alone, as the embedder encodes them (prefix, ``<s> … </s>``, truncated
+    to their own length), which is what a pair's segment is in :func:`late_segment_logits`.
+    """
+
+    def __init__(self, model: CrossEncoder, tokenizer, batch_size: int = 32):
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        self.states: dict[tuple[str, int], torch.Tensor] = {}
+        # A pair template without a separator opening the passage (BERT's [CLS] q [SEP]
+        # p [SEP]) gives the passage no leading special token: drop the one a text alone gets.
+        pair = tokenizer("a", "b")["input_ids"]
+        sep = model.settings.sep_token_id
+        first = pair.index(sep) if sep in pair else len(pair) - 1
+        self.passage_lead = first + 1 < len(pair) and pair[first + 1] == sep
+
+    def _encoder(self):
+        return encoder_of(self.model.model)
+
+    def _fill(self, texts: list[str], max_length: int, *, passages: bool = False) -> None:
+        missing = sorted({t for t in texts if (t, max_length) not in self.states}, key=len)
+        if not missing:
+            return
+        encoder, settings = self._encoder(), self.model.settings
+        layers = encoder.encoder.layer[:settings.separate_layers]
+        device = next(self.model.parameters()).device
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, len(missing), self.batch_size):
+                    chunk = missing[start:start + self.batch_size]
+                    batch = self.tokenizer(chunk, max_length=max_length, truncation=True,
+                                           padding=True, return_tensors="pt").to(device)
+                    ids, mask = batch["input_ids"], batch["attention_mask"]
+                    if passages and not self.passage_lead:
+                        ids, mask = ids[:, 1:], mask[:, 1:]
+                    positions = torch.arange(ids.shape[1], device=device).expand_as(ids)
+                    hidden = encoder.embeddings(
+                        input_ids=ids, position_ids=positions + position_offset(encoder),
+                        token_type_ids=torch.zeros_like(ids))
+                    segment = torch.zeros_like(ids)
+                    hidden = run_layers(layers, hidden,
+                                        attention_bias(segment, mask.bool(), None, hidden.dtype))
+                    for row, text in enumerate(chunk):
+                        length = int(mask[row].sum())
+                        self.states[(text, max_length)] = hidden[row, :length].detach()
+        finally:
+            self.model.train(was_training)
+
+    def logits(self, queries: list[str], passages: list[str], *, query_length: int,
+               passage_length: int) -> torch.Tensor:
+        """One logit per ``(queries[i], passages[i])`` (prefixes applied here), with
+        gradients through the layers above the split."""
+        settings = self.model.settings
+        queries = [settings.query_prefix + q for q in queries]
+        passages = [settings.passage_prefix + p for p in passages]
+        self._fill(queries, query_length)
+        self._fill(passages, passage_length, passages=True)
+        pairs = [(self.states[(q, query_length)], self.states[(p, passage_length)])
+                 for q, p in zip(queries, passages)]
+        width = max(len(q) + len(p) for q, p in pairs)
+        first = pairs[0][0]
+        hidden = first.new_zeros((len(pairs), width, first.shape[-1]))
+        query = torch.zeros((len(pairs), width), dtype=torch.bool, device=first.device)
+        passage = torch.zeros_like(query)
+        for row, (q, p) in enumerate(pairs):
+            hidden[row, :len(q)] = q
+            hidden[row, len(q):len(q) + len(p)] = p
+            query[row, :len(q)] = True
+            passage[row, len(q):len(q) + len(p)] = True
+        layers = self._encoder().encoder.layer[settings.separate_layers:]
+        return joint_logits(layers, hidden, query, passage, settings.cross_attention_bias,
+                            settings.head_temperature).float()
 
 
 def mean_head_parts(model):

@@ -51,6 +51,9 @@ class EncoderSettings:
     head: str = "pooler"  # a reranker's: "pooler", "mean" or "segments" (see reranker.py)
     head_temperature: float = 0.05  # "segments": the logit is the cosine over this
     sep_token_id: int = -1  # "segments": the separator between query and passage
+    separate_layers: int = 0  # "segments": lower layers that encode each side alone
+    cross_attention_bias: float = 0.0  # added to query-passage attention above them
+    cls_token_id: int = -1  # what a separator that opens the passage is read as
 
     @classmethod
     def read(cls, folders: list[Path]) -> "EncoderSettings":

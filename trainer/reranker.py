@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from lexedge.runtime.errors import LexedgeError
-from lexedge.trainer.cross_encoder import (CrossEncoder, quiet_transformers,
+from lexedge.trainer.cross_encoder import (CrossEncoder, SplitStates, quiet_transformers,
                                            load_cross_encoder, recorded_head,
                                            recorded_head_entries, score_pairs,
                                            tokenize_pairs)
@@ -39,6 +39,9 @@ from lexedge.trainer.modeling import (EncoderSettings, load_tokenizer,
                                       record_model_settings)
 
 HEAD_MODULES = ["classifier", "pooler"]
+# What a stack of segments stages keeps from its first stage on: changing any of these would
+# silently change what the stages below learnt.
+STACK_CONSTANTS = ("head_temperature", "separate_layers", "cross_attention_bias")
 
 
 def pair_length(config) -> int:
@@ -121,6 +124,7 @@ class RerankerFamily(Family):
         self._candidates: tuple[int, dict] = (0, {})
         self._teacher = None
         self._head: dict = {}  # set by wrap: the entries every stage records
+        self._split: SplitStates | None = None  # separate_layers > 0: cached lower states
 
     def prepare_base(self, base: Path, output: Path) -> Path:
         """Merge an embedder stage given as the base, keep ``base_layers``; a ``segments``
@@ -134,6 +138,8 @@ class RerankerFamily(Family):
             prepared = truncate_encoder(prepared,
                                         output / f"base-{self.config.base_layers}layers",
                                         self.config.base_layers)
+        if self.config.separate_layers:
+            self._train_only_joint_layers(prepared)
         if prepared != base and self.config.head == "segments":
             # No fresh weights: the prepared encoder is already a reranker. (A built-in or
             # user-given base folder is never written to.)
@@ -141,6 +147,23 @@ class RerankerFamily(Family):
             record_model_settings(prepared, self._head_entries(load_tokenizer([prepared]),
                                                                prepared))
         return prepared
+
+    def _train_only_joint_layers(self, base: Path) -> None:
+        """LoRA on the layers above ``separate_layers`` only (all of them unless
+        ``lora.layers`` names some): the lower layers' states are computed once per text."""
+        import json
+
+        bottom = stage_chain(base, self.config.model_cache or None)[-1]
+        config = json.loads((bottom / "config.json").read_text(encoding="utf-8"))
+        total = int(config.get("num_hidden_layers", 0))
+        if self.config.base_layers:
+            total = min(total, self.config.base_layers)
+        if not 0 < self.config.separate_layers < total:
+            raise LexedgeError(f"config: separate_layers = {self.config.separate_layers}: "
+                               f"{bottom} has {total} layers; leave at least one to attend "
+                               "across the pair")
+        if not self.config.lora.layers:
+            self.config.lora.layers = list(range(self.config.separate_layers, total))
 
     def _head_entries(self, tokenizer, folder: Path) -> dict:
         """What a stage of this head records in ``lexedge_model.json`` (and serves with)."""
@@ -151,6 +174,11 @@ class RerankerFamily(Family):
                                    "separator token")
             entries.update(head_temperature=self.config.head_temperature,
                            sep_token_id=int(tokenizer.sep_token_id))
+            if self.config.separate_layers:
+                cls_token_id = tokenizer.cls_token_id
+                entries.update(separate_layers=self.config.separate_layers,
+                               cross_attention_bias=self.config.cross_attention_bias,
+                               cls_token_id=-1 if cls_token_id is None else int(cls_token_id))
         return entries
 
     # -- models ---------------------------------------------------------------------------
@@ -165,16 +193,29 @@ class RerankerFamily(Family):
             raise LexedgeError(f"config: head = {self.config.head!r}, but {chain[0]} was "
                                f"trained with head = {recorded['head']!r}; a stack keeps one "
                                "head")
-        temperature = recorded.get("head_temperature", self.config.head_temperature)
-        if self.config.head == "segments" and temperature != self.config.head_temperature:
-            raise LexedgeError(f"config: head_temperature = {self.config.head_temperature}, "
-                               f"but {chain[0]} was trained at {temperature}; a stack keeps "
-                               "one temperature")
+        if self.config.head == "segments" and "head" in recorded:
+            for name in STACK_CONSTANTS:
+                wanted, found = getattr(self.config, name), recorded.get(name, 0)
+                if name == "cross_attention_bias" and not self.config.separate_layers:
+                    continue  # unused without split layers
+                if wanted != found:
+                    raise LexedgeError(f"config: {name} = {wanted}, but {chain[0]} was "
+                                       f"trained with {found}; a stack keeps one {name}")
         self.tokenizer = load_tokenizer(chain)
         self._head = self._head_entries(self.tokenizer, chain[0])
         for name, value in self._head.items():
             setattr(self.settings, name, value)
-        return CrossEncoder(backbone, self.settings).to(self.device)
+        module = CrossEncoder(backbone, self.settings).to(self.device)
+        if self.settings.separate_layers and torch.distributed.is_available() and \
+                torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            raise LexedgeError("separate_layers trains through cached lower states, outside "
+                               "DistributedDataParallel's forward: run it on one process")
+        # The lower layers of a new stage are those of the last (only the top ones train),
+        # but a new cache per stage keeps that an assumption nothing depends on.
+        self._split = SplitStates(module, self.tokenizer,
+                                  self.runtime.encode_batch_size) \
+            if self.settings.separate_layers else None
+        return module
 
     def model_settings(self) -> dict:
         return dict(self._head)
@@ -194,16 +235,38 @@ class RerankerFamily(Family):
             for doc_id in [example.positive] + [d for d, _ in ranking]:
                 pairs.setdefault((example.query, doc_id), len(pairs))
         texts = [(query, self.data.passage(doc_id)) for query, doc_id in pairs]
-        scores = score_pairs(model, self.tokenizer, texts, max_length=pair_length(stage),
-                             batch_size=self.runtime.encode_batch_size,
-                             progress=self.runtime.progress,
-                             description="re-scoring candidates with the reranker")
+        if self._split is not None:
+            scores = self._split_scores(model, texts, stage)
+        else:
+            scores = score_pairs(model, self.tokenizer, texts, max_length=pair_length(stage),
+                                 batch_size=self.runtime.encode_batch_size,
+                                 progress=self.runtime.progress,
+                                 description="re-scoring candidates with the reranker")
         reranked, positives = [], []
         for example, ranking in zip(examples, rankings):
             scored = [(d, float(scores[pairs[(example.query, d)]])) for d, _ in ranking]
             reranked.append(sorted(scored, key=lambda item: -item[1]))
             positives.append(float(scores[pairs[(example.query, example.positive)]]))
         return reranked, positives
+
+    def _split_scores(self, model, texts: list[tuple[str, str]], stage):
+        """Logits of ``texts`` through the cached lower states (eval mode, batched)."""
+        import numpy as np
+
+        size = self.runtime.encode_batch_size
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                parts = [self._split.logits(
+                    [q for q, _ in texts[start:start + size]],
+                    [p for _, p in texts[start:start + size]],
+                    query_length=stage.max_query_length,
+                    passage_length=stage.max_passage_length).cpu().numpy()
+                    for start in range(0, len(texts), size)]
+        finally:
+            model.train(was_training)
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
     def embedder_candidates(self, examples: list[Example], depth: int,
                             pool: list[Example] | None = None):
@@ -250,9 +313,15 @@ class RerankerFamily(Family):
                 "kind": group[0].kind}
 
     def compute_loss(self, model, batch: dict, stage) -> torch.Tensor:
-        inputs = tokenize_pairs(self.tokenizer, self.settings, batch["queries"],
-                                batch["passages"], pair_length(stage), self.device)
-        logits = model(**inputs).view(batch["groups"], -1)
+        if self._split is not None:  # only the layers above the split run
+            logits = self._split.logits(batch["queries"], batch["passages"],
+                                        query_length=stage.max_query_length,
+                                        passage_length=stage.max_passage_length)
+            logits = logits.view(batch["groups"], -1)
+        else:
+            inputs = tokenize_pairs(self.tokenizer, self.settings, batch["queries"],
+                                    batch["passages"], pair_length(stage), self.device)
+            logits = model(**inputs).view(batch["groups"], -1)
         if stage.distill_weight <= 0:
             return ListwiseSoftmaxLoss()(logits)
         size = logits.shape[1]

@@ -271,6 +271,41 @@ def test_segments_head_reranker_exports_the_trainers_logit(reranker_dir, base_mo
     assert np.all(np.abs(found) <= 1 / 0.1 + 1e-4)  # a cosine over the temperature
 
 
+def test_split_attention_reranker_exports_the_trainers_logit(reranker_dir, base_model_dir,
+                                                             calibration_corpus, tmp_path):
+    """``separate_layers`` (query and passage apart below it, a biased joint attention
+    above, under XLM-R's ``A [SEP] [SEP] B`` template) exports to a graph that scores
+    exactly as the trainer's CrossEncoder, padded batches included, and reads no segment
+    ids."""
+    import transformers
+    from tokenizers import Tokenizer, processors
+
+    from lexedge.trainer.cross_encoder import CrossEncoder
+    from lexedge.trainer.modeling import EncoderSettings
+
+    tokenizer = Tokenizer.from_file(str(reranker_dir / "tokenizer.json"))
+    sep, cls = tokenizer.token_to_id("[SEP]"), tokenizer.token_to_id("[CLS]")
+    split = dict(head="segments", head_temperature=0.1, sep_token_id=sep, cls_token_id=cls,
+                 separate_layers=1, cross_attention_bias=-2.0)
+    split_dir = _stage_with_settings(reranker_dir, tmp_path / "split-reranker", **split)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    tokenizer.save(str(split_dir / "tokenizer.json"))
+    bundle, found, inputs = _served_and_torch_inputs(split_dir, base_model_dir,
+                                                     calibration_corpus, tmp_path / "rr")
+    assert bundle.manifest["reranker"]["inputs"] == ["input_ids", "attention_mask"]
+    model = transformers.BertForSequenceClassification.from_pretrained(split_dir).eval()
+    reference = CrossEncoder(model, EncoderSettings(**split))
+    joint = CrossEncoder(model, EncoderSettings(head="segments", head_temperature=0.1,
+                                                sep_token_id=sep))
+    with torch.no_grad():
+        expected = [float(reference(**pair)[0]) for pair in inputs]
+        unsplit = [float(joint(**pair)[0]) for pair in inputs]
+    np.testing.assert_allclose(found, np.array(expected), atol=1e-4)
+    assert np.abs(found - np.array(unsplit)).max() > 1e-3
+
+
 def test_export_command_is_registered_without_importing_torch():
     import subprocess
     import sys
