@@ -132,7 +132,7 @@ def test_a_segments_stack_keeps_its_temperature(segments_run):
             f"head_temperature={temperature}"])
         family = RerankerFamily(config, None, torch.device("cpu"))
         if refused:
-            with pytest.raises(LexedgeError, match="trained at 0.1; a stack keeps one"):
+            with pytest.raises(LexedgeError, match="trained with 0.1; a stack keeps one head_temperature"):
                 family.wrap(backbone, chain)
         else:
             assert family.wrap(backbone, chain).settings.head_temperature == 0.1
