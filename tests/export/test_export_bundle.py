@@ -207,6 +207,23 @@ def _stage_with_settings(reranker_dir, folder, **changes):
     return folder
 
 
+def _segments_stage(reranker_dir, folder, pair: str, **changes):
+    """A segments-head copy of the reranker stage with ``pair`` as its tokenizer's pair
+    template (``[CLS]``/``[SEP]`` as specials); returns ``(folder, sep, cls)``."""
+    from tokenizers import Tokenizer, processors
+
+    tokenizer = Tokenizer.from_file(str(reranker_dir / "tokenizer.json"))
+    sep, cls = tokenizer.token_to_id("[SEP]"), tokenizer.token_to_id("[CLS]")
+    changes = {key: value(sep, cls) if callable(value) else value
+               for key, value in changes.items()}
+    stage = _stage_with_settings(reranker_dir, folder, head="segments", sep_token_id=sep,
+                                 **changes)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair=pair, special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    tokenizer.save(str(stage / "tokenizer.json"))
+    return stage, sep, cls
+
+
 def test_reranker_logits_match_torch(reranker_dir, base_model_dir, calibration_corpus, tmp_path):
     import transformers
 
@@ -244,20 +261,12 @@ def test_segments_head_reranker_exports_the_trainers_logit(reranker_dir, base_mo
     """``head = "segments"`` (cosine of the query's and the passage's token means over a
     temperature) exports to a graph that scores exactly as the trainer's CrossEncoder."""
     import transformers
-    from tokenizers import Tokenizer, processors
 
     from lexedge.trainer.cross_encoder import CrossEncoder
     from lexedge.trainer.modeling import EncoderSettings
 
-    tokenizer = Tokenizer.from_file(str(reranker_dir / "tokenizer.json"))
-    sep, cls = tokenizer.token_to_id("[SEP]"), tokenizer.token_to_id("[CLS]")
-    segments_dir = _stage_with_settings(reranker_dir, tmp_path / "segments-reranker",
-                                        head="segments", head_temperature=0.1,
-                                        sep_token_id=sep)
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
-    tokenizer.save(str(segments_dir / "tokenizer.json"))
+    segments_dir, sep, _ = _segments_stage(reranker_dir, tmp_path / "segments-reranker",
+                                           "[CLS] $A [SEP] $B:1 [SEP]:1", head_temperature=0.1)
     _, found, inputs = _served_and_torch_inputs(segments_dir, base_model_dir,
                                                 calibration_corpus, tmp_path / "rr")
     model = transformers.BertForSequenceClassification.from_pretrained(segments_dir).eval()
@@ -278,20 +287,16 @@ def test_split_attention_reranker_exports_the_trainers_logit(reranker_dir, base_
     exactly as the trainer's CrossEncoder, padded batches included, and reads no segment
     ids."""
     import transformers
-    from tokenizers import Tokenizer, processors
 
     from lexedge.trainer.cross_encoder import CrossEncoder
     from lexedge.trainer.modeling import EncoderSettings
 
-    tokenizer = Tokenizer.from_file(str(reranker_dir / "tokenizer.json"))
-    sep, cls = tokenizer.token_to_id("[SEP]"), tokenizer.token_to_id("[CLS]")
+    split_dir, sep, cls = _segments_stage(
+        reranker_dir, tmp_path / "split-reranker", "[CLS] $A [SEP] [SEP] $B [SEP]",
+        head_temperature=0.1, cls_token_id=lambda sep, cls: cls, separate_layers=1,
+        cross_attention_bias=-2.0)
     split = dict(head="segments", head_temperature=0.1, sep_token_id=sep, cls_token_id=cls,
                  separate_layers=1, cross_attention_bias=-2.0)
-    split_dir = _stage_with_settings(reranker_dir, tmp_path / "split-reranker", **split)
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
-    tokenizer.save(str(split_dir / "tokenizer.json"))
     bundle, found, inputs = _served_and_torch_inputs(split_dir, base_model_dir,
                                                      calibration_corpus, tmp_path / "rr")
     assert bundle.manifest["reranker"]["inputs"] == ["input_ids", "attention_mask"]
