@@ -101,6 +101,18 @@ def start_of(reranker: dict) -> str:
     return f"the trained embedder `{shown_path(Path(base))}` merged, {kept}"
 
 
+def head_description(reranker: dict) -> str:
+    config = reranker.get("config") or {}
+    split = int(config.get("separate_layers") or 0)
+    if not split:
+        return HEADS[reranker["head"]]
+    return (f"the `segments` head with split attention: its first {split} layers encode the "
+            "query and the passage each alone (as the embedder does), the layers above attend "
+            f"across the pair with {config['cross_attention_bias']:g} added to every "
+            "query-passage attention logit, and only they are trained (LoRA over cached "
+            "lower-layer states)")
+
+
 def render_markdown(results: dict, selection: dict) -> str:
     from lexedge.trainer.grid import row_key
 
@@ -118,7 +130,7 @@ def render_markdown(results: dict, selection: dict) -> str:
         f"Dev split: {grid['queries']} queries over the {grid['corpus_size']:,}-article subset "
         f"of `bench/results/{setup['embedder_report']}` (not comparable with full-corpus "
         f"numbers); embedder stages from that run. Reranker: {start_of(setup['reranker'])} "
-        f"with {HEADS[setup['reranker']['head']]}, "
+        f"with {head_description(setup['reranker'])}, "
         f"pairs of at most {grid['pair_max_length']} tokens, trained through stages "
         f"{', '.join(s.removeprefix('stage') for s in setup['reranker']['stages'] if s != 'base')}"
         f"{' (stage 0 / base: the untrained start, measured)' if 'base' in setup['reranker']['stages'] else ''} on CPU "
@@ -245,8 +257,17 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=13, help="seed of the held-out halves")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--remark", default="", help="a sentence about this run for the report")
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite NAME.md from the committed NAME.json and selection")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.render_only:
+        results = json.loads((args.out / f"{args.name}.json").read_text(encoding="utf-8"))
+        selection = json.loads((args.out / f"{args.name}_selection.json")
+                               .read_text(encoding="utf-8"))
+        (args.out / f"{args.name}.md").write_text(render_markdown(results, selection),
+                                                  encoding="utf-8")
+        return 0
 
     from lexedge.runtime.storage import write_json_atomic
     from lexedge.trainer.config import TrainRerankerConfig, load_config
