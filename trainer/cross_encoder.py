@@ -163,15 +163,20 @@ def late_segment_logits(encoder, input_ids, attention_mask, *, sep_token_id: int
     is the same in every pair: :class:`SplitStates` caches it to train the top layers."""
     query, passage, positions, input_ids = split_pair(
         input_ids, attention_mask, sep_token_id=sep_token_id, cls_token_id=cls_token_id)
+    hidden = encode_apart(encoder, input_ids, positions, passage.to(torch.int64),
+                          attention_mask.bool(), separate_layers)
+    return joint_logits(encoder.encoder.layer[separate_layers:], hidden, query, passage,
+                        cross_attention_bias, temperature)
+
+
+def encode_apart(encoder, input_ids, positions, segment, valid, separate_layers: int):
+    """Embeddings (segment ids zero) and the first ``separate_layers`` layers, each token
+    attending only within its ``segment``: the part of the split reranker below the split."""
     hidden = encoder.embeddings(input_ids=input_ids,
                                 position_ids=positions + position_offset(encoder),
                                 token_type_ids=torch.zeros_like(input_ids))
-    segment, valid = passage.to(torch.int64), attention_mask.bool()
-    layers = encoder.encoder.layer
-    hidden = run_layers(layers[:separate_layers], hidden,
-                        attention_bias(segment, valid, None, hidden.dtype))
-    return joint_logits(layers[separate_layers:], hidden, query, passage,
-                        cross_attention_bias, temperature)
+    return run_layers(encoder.encoder.layer[:separate_layers], hidden,
+                      attention_bias(segment, valid, None, hidden.dtype))
 
 
 def joint_logits(layers, hidden, query, passage, cross_attention_bias: float,
@@ -215,7 +220,6 @@ class SplitStates:
         if not missing:
             return
         encoder, settings = self._encoder(), self.model.settings
-        layers = encoder.encoder.layer[:settings.separate_layers]
         device = next(self.model.parameters()).device
         was_training = self.model.training
         self.model.eval()
@@ -229,12 +233,8 @@ class SplitStates:
                     if passages and not self.passage_lead:
                         ids, mask = ids[:, 1:], mask[:, 1:]
                     positions = torch.arange(ids.shape[1], device=device).expand_as(ids)
-                    hidden = encoder.embeddings(
-                        input_ids=ids, position_ids=positions + position_offset(encoder),
-                        token_type_ids=torch.zeros_like(ids))
-                    segment = torch.zeros_like(ids)
-                    hidden = run_layers(layers, hidden,
-                                        attention_bias(segment, mask.bool(), None, hidden.dtype))
+                    hidden = encode_apart(encoder, ids, positions, torch.zeros_like(ids),
+                                          mask.bool(), settings.separate_layers)
                     for row, text in enumerate(chunk):
                         length = int(mask[row].sum())
                         self.states[(text, max_length)] = hidden[row, :length].detach()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from lexedge.runtime.errors import LexedgeError
@@ -251,22 +252,15 @@ class RerankerFamily(Family):
 
     def _split_scores(self, model, texts: list[tuple[str, str]], stage):
         """Logits of ``texts`` through the cached lower states (eval mode, batched)."""
-        import numpy as np
+        from lexedge.trainer.modeling import run_batched
 
-        size = self.runtime.encode_batch_size
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                parts = [self._split.logits(
-                    [q for q, _ in texts[start:start + size]],
-                    [p for _, p in texts[start:start + size]],
-                    query_length=stage.max_query_length,
-                    passage_length=stage.max_passage_length).cpu().numpy()
-                    for start in range(0, len(texts), size)]
-        finally:
-            model.train(was_training)
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+        out = run_batched(
+            model, len(texts), lambda i: len(texts[i][0]) + len(texts[i][1]),
+            lambda rows, device: self._split.logits(
+                [texts[i][0] for i in rows], [texts[i][1] for i in rows],
+                query_length=stage.max_query_length, passage_length=stage.max_passage_length),
+            batch_size=self.runtime.encode_batch_size)
+        return np.zeros(0, dtype=np.float32) if out is None else out
 
     def embedder_candidates(self, examples: list[Example], depth: int,
                             pool: list[Example] | None = None):
