@@ -79,8 +79,11 @@ class BM25Index:
         k = min(k, len(self.doc_ids))
         query_terms = [self.analyzer.tokens(query) for query in queries]
         with _quiet_bm25s():
+            # numpy top-k: bm25s's default takes JAX wherever it is installed, and JAX
+            # claims most of a GPU's memory (seen on a GPU machine: the trainer beside it ran
+            # out of memory).
             rows, scores = self.retriever.retrieve(query_terms, k=k, show_progress=False,
-                                                   n_threads=1)
+                                                   n_threads=1, backend_selection="numpy")
         results = []
         for row, row_scores in zip(rows, scores):
             results.append([(self.doc_ids[int(i)], float(s))
