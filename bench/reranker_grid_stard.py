@@ -1,4 +1,4 @@
-"""The reranker curriculum and the component-wise grid on STARD (issue #4), on CPU.
+"""The reranker curriculum and the component-wise grid on STARD (issue #4), on CPU or GPU.
 
 Runs on the subset and the embedder run of ``bench/embedder_curriculum_stard.py`` (run that
 first; its ``--work`` folder is this script's ``--embedder-work``):
@@ -35,9 +35,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-DEFAULTS = {"config": HERE / "configs" / "reranker_stard_cpu_segments.toml",
+DEFAULTS = {"config": HERE / "configs" / "reranker_stard_gpu_split.toml",
             "embedder_work": REPO / "work-out" / "embedder_curriculum_stard_full",
-            "work": REPO / "work-out" / "reranker_segments"}
+            "work": REPO / "work-out" / "reranker_gpu"}
 HEADS = {"pooler": "a fresh one-logit head over the CLS vector and BERT's pooler",
          "mean": "a fresh one-logit head over the mean of the last layer's tokens",
          "segments": "the `segments` head (the cosine of the query's and the passage's token "
@@ -113,10 +113,21 @@ def head_description(reranker: dict) -> str:
             "lower-layer states)")
 
 
+def machine_of(hardware: dict) -> str:
+    """Where a run's timings were taken, for the report's prose."""
+    if hardware.get("cuda"):
+        return f"one {hardware['cuda'][0]} GPU"
+    return f"a {hardware['cpu_count']}-core CPU machine ({hardware['torch_threads']} torch threads)"
+
+
 def render_markdown(results: dict, selection: dict) -> str:
     from lexedge.trainer.grid import row_key
 
     setup = results["setup"]
+    machine = machine_of(setup["hardware"])
+    runtime = setup["reranker"]["config"]["runtime"]
+    trained_on = "GPU, bf16 autocast" if runtime["device"] == "cuda" and runtime["bf16"] \
+        else runtime["device"].upper()
     grid = setup["grid"]
     budgets = grid["budgets"]
     emb = list(grid["embedders"])
@@ -126,20 +137,19 @@ def render_markdown(results: dict, selection: dict) -> str:
     chosen = selection["reranker"] or selection["reranker_rejected"]
     chosen_weight = chosen["rerank_weight"]
     lines = [
-        "# Reranker curriculum and component-wise selection on STARD (CPU, subset)", "",
+        "# Reranker curriculum and component-wise selection on STARD (subset)", "",
         f"Dev split: {grid['queries']} queries over the {grid['corpus_size']:,}-article subset "
         f"of `bench/results/{setup['embedder_report']}` (not comparable with full-corpus "
         f"numbers); embedder stages from that run. Reranker: {start_of(setup['reranker'])} "
         f"with {head_description(setup['reranker'])}, "
         f"pairs of at most {grid['pair_max_length']} tokens, trained through stages "
         f"{', '.join(s.removeprefix('stage') for s in setup['reranker']['stages'] if s != 'base')}"
-        f"{' (stage 0 / base: the untrained start, measured)' if 'base' in setup['reranker']['stages'] else ''} on CPU "
+        f"{' (stage 0 / base: the untrained start, measured)' if 'base' in setup['reranker']['stages'] else ''} on {trained_on} "
         f"(`{setup['reranker']['config_file']}`). A pipeline row re-orders the first stage's "
         "K candidates: by the reranker alone (W = 1), or by W x reranker + (1 - W) x first "
         "stage, both min-max normalised over the K candidates (`lexedge search "
         "--rerank-weight W`). Recall@K is the first stage's, MRR@10 and nDCG@10 the re-ordered "
-        "list's. Rerank ms/query = K x measured torch FP32 time per pair on this 2-core "
-        "machine.", "",
+        f"list's. Rerank ms/query = K x measured torch FP32 time per pair on {machine}.", "",
         "## Selection", "",
         f"- embedder: stage **{selection['embedder']['stage']}** "
         f"({selection['first_stage']} first stage) — {selection['rules']['embedder']}",
@@ -220,7 +230,7 @@ def render_markdown(results: dict, selection: dict) -> str:
         lines.append(f"| {name} | {row['mrr@10']:.4f} | {row['ndcg@10']:.4f} | "
                      f"{row['recall@10']:.4f} | {row['train_seconds']} | {row['steps']} | "
                      f"{loss} |")
-    lines += ["", "Rerank time per query (ms, torch FP32, 2 threads): " + ", ".join(
+    lines += ["", f"Rerank time per query (ms, torch FP32, {machine}): " + ", ".join(
         f"K={k}: {results[row_key(f'emb{emb[-1]}', rr[-1], k, 1.0)]['rerank_ms_per_query']}"
         for k in budgets) + ".", "",
         f"Wall time: training {setup['wall_seconds']['train']:.0f} s (stages, mining "
