@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -21,6 +22,19 @@ from .errors import LexedgeError
 DOC_IDS_FILE = "doc_ids.json"
 PARAMS_FILE = "lexedge_bm25.json"
 
+
+
+def _import_bm25s():
+    """bm25s, with JAX (which it runs at import wherever JAX is installed) kept off the GPU.
+
+    On a GPU machine with JAX, that import otherwise claims 75 % of the GPU's memory per
+    process, and the trainer beside it ran out of memory (seen on an H100). lexedge never uses
+    JAX; a value the caller set is kept.
+    """
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    import bm25s
+
+    return bm25s
 
 class BM25Index:
     """A BM25 index whose queries are analysed by the same analyzer as its documents.
@@ -40,7 +54,7 @@ class BM25Index:
     def build(cls, documents: Iterable[Document], analyzer: Analyzer, k1: float = 1.2,
               b: float = 0.75, progress: bool = False) -> "BM25Index":
         """Index title and text of every document (one pass over the stream)."""
-        import bm25s
+        bm25s = _import_bm25s()
 
         vocabulary: dict[str, int] = {}
         token_ids: list[np.ndarray] = []
@@ -79,9 +93,7 @@ class BM25Index:
         k = min(k, len(self.doc_ids))
         query_terms = [self.analyzer.tokens(query) for query in queries]
         with _quiet_bm25s():
-            # numpy top-k: bm25s's default takes JAX wherever it is installed, and JAX
-            # claims most of a GPU's memory (seen on a GPU machine: the trainer beside it ran
-            # out of memory).
+            # numpy top-k: bm25s's default takes JAX wherever it is installed.
             rows, scores = self.retriever.retrieve(query_terms, k=k, show_progress=False,
                                                    n_threads=1, backend_selection="numpy")
         results = []
@@ -107,7 +119,7 @@ class BM25Index:
 
     @classmethod
     def load(cls, directory: str | Path, mmap: bool = True) -> "BM25Index":
-        import bm25s
+        bm25s = _import_bm25s()
 
         directory = Path(directory)
         params_path = directory / PARAMS_FILE
