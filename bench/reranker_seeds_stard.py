@@ -94,6 +94,8 @@ def render(runs: list[dict], summary: dict) -> str:
 
 
 def main(argv=None) -> int:
+    from lexedge.runtime.storage import write_json_atomic
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--names", default="reranker_grid_stard,reranker_grid_stard_seed14,"
                                            "reranker_grid_stard_seed15")
@@ -117,8 +119,7 @@ def main(argv=None) -> int:
     summary["held-out gain over its first stage"] = {
         m: spread([r["held_out"]["pipeline"][m] - r["held_out"]["first_stage"][m] for r in runs])
         for m in METRICS}
-    (args.results / f"{args.out}.json").write_text(
-        json.dumps({"runs": runs, "summary": summary}, indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(args.results / f"{args.out}.json", {"runs": runs, "summary": summary})
     markdown = render(runs, summary)
     (args.results / f"{args.out}.md").write_text(markdown, encoding="utf-8")
     print(markdown)
