@@ -1,5 +1,7 @@
 """BM25 on bm25s: ranking, persistence, memory-mapped loading (issue 2, point 4)."""
 
+import os
+
 import numpy as np
 
 from lexedge.runtime.analysis import JapaneseAnalyzer
@@ -42,3 +44,26 @@ def test_saved_index_contains_no_pickle(tiny_dataset, tmp_path):
     Index.build(tiny_dataset / "corpus.jsonl", tmp_path / "idx", progress=False)
     for path in (tmp_path / "idx").rglob("*.npy"):
         np.load(path, allow_pickle=False)  # raises if any array needed pickle
+
+
+def test_search_never_takes_bm25s_jax_top_k(tiny_dataset, monkeypatch):
+    # bm25s picks JAX for top-k wherever JAX is installed; on a GPU machine JAX then claims
+    # most of the GPU. Pretend JAX is there and fails: lexedge's search must not reach it.
+    import bm25s.selection
+
+    def jax_top_k(*_args, **_kwargs):
+        raise AssertionError("bm25s' JAX top-k was used")
+
+    monkeypatch.setattr(bm25s.selection, "JAX_IS_AVAILABLE", True)
+    monkeypatch.setattr(bm25s.selection, "_topk_jax", jax_top_k)
+    bm25 = BM25Index.build(iter_corpus(tiny_dataset / "corpus.jsonl"), JapaneseAnalyzer())
+    assert bm25.search("損害賠償", k=3)[0][0] == "d2"
+
+
+def test_bm25s_import_keeps_jax_off_the_gpu_unless_the_caller_chose(tiny_dataset, monkeypatch):
+    monkeypatch.delenv("JAX_PLATFORMS", raising=False)
+    BM25Index.build(iter_corpus(tiny_dataset / "corpus.jsonl"), JapaneseAnalyzer())
+    assert os.environ["JAX_PLATFORMS"] == "cpu"
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+    BM25Index.build(iter_corpus(tiny_dataset / "corpus.jsonl"), JapaneseAnalyzer())
+    assert os.environ["JAX_PLATFORMS"] == "cuda"
