@@ -3,9 +3,11 @@
 Runs on the subset and the embedder run of ``bench/embedder_curriculum_stard.py`` (run that
 first; its ``--work`` folder is this script's ``--embedder-work``):
 
-1. ``lexedge train reranker`` with ``bench/configs/reranker_stard_cpu_segments.toml`` (stage 2 and 3
+1. ``lexedge train reranker`` with ``--config`` (default
+   ``bench/configs/reranker_stard_gpu_split.toml``, which needs a CUDA device: add ``--set
+   runtime.device=cpu`` without one, or use ``reranker_stard_cpu_split.toml``); stage 2 and 3
    candidates come from ``--embedder-stage`` of that run, and every stage is evaluated by
-   re-ranking that embedder's dev top 20);
+   re-ranking that embedder's dev top 20;
 2. ``lexedge grid``: every embedder stage (base, 1, 2, 3) x reranker stage (1, 2, 3) x budget
    K in {20, 60, 100} x reranker weight W (the re-ranked candidates ordered by W x reranker +
    (1 - W) x first stage; W = 1 is the reranker alone), first stage dense and fused with BM25,
@@ -19,7 +21,7 @@ Writes ``bench/results/NAME.{json,md}`` and ``bench/results/NAME_selection.json`
 ``reranker_grid_stard``). ``--resume`` continues an interrupted run (training resumes from
 its checkpoint, the grid from its cache).
 
-    python bench/reranker_grid_stard.py [--resume]
+    python bench/reranker_grid_stard.py --start-from-embedder [--resume]
 """
 
 from __future__ import annotations
