@@ -44,6 +44,7 @@ def graph_module(stage: MergedStage):
 
     from lexedge.trainer.cross_encoder import (encoder_of, mean_head_logits, mean_head_parts,
                                           segments_head_logits)
+    from lexedge.trainer.modeling import EncoderSettings
 
     class EmbedderGraph(torch.nn.Module):
         def __init__(self, model, pooling: str, normalize: bool):
@@ -65,7 +66,8 @@ def graph_module(stage: MergedStage):
     class RerankerGraph(torch.nn.Module):
         def __init__(self, model, settings: dict):
             super().__init__()
-            self.model, self.settings, self.head = model, settings, settings["head"]
+            self.model, self.head = model, settings["head"]
+            self.settings = EncoderSettings.from_dict(settings)
 
         def forward(self, input_ids, attention_mask, token_type_ids=None):
             if self.head == "segments":  # the trainer's CrossEncoder, head = "segments"

@@ -60,25 +60,20 @@ def encoder_of(model):
     return getattr(hf_model, hf_model.base_model_prefix)
 
 
-def segments_head_logits(encoder, settings, input_ids, attention_mask,
+def segments_head_logits(encoder, settings: EncoderSettings, input_ids, attention_mask,
                          token_type_ids=None) -> torch.Tensor:
-    """The ``segments`` head as ``settings`` (an :class:`EncoderSettings` or the export's
-    settings dict) describes it: one joint encoding, or split lower layers when
-    ``separate_layers`` > 0 (shared by the trainer and the exported graph)."""
-    def get(name, default=None):
-        return settings.get(name, default) if isinstance(settings, dict) \
-            else getattr(settings, name, default)
-
-    if int(get("separate_layers", 0) or 0) > 0:
+    """The ``segments`` head as ``settings`` describes it: one joint encoding, or split lower
+    layers when ``separate_layers`` > 0 (shared by the trainer and the exported graph)."""
+    if settings.separate_layers > 0:
         return late_segment_logits(
-            encoder, input_ids, attention_mask, sep_token_id=int(get("sep_token_id")),
-            cls_token_id=int(get("cls_token_id", -1)),
-            separate_layers=int(get("separate_layers")),
-            cross_attention_bias=float(get("cross_attention_bias", 0.0)),
-            temperature=float(get("head_temperature")))
+            encoder, input_ids, attention_mask, sep_token_id=int(settings.sep_token_id),
+            cls_token_id=int(settings.cls_token_id),
+            separate_layers=int(settings.separate_layers),
+            cross_attention_bias=float(settings.cross_attention_bias),
+            temperature=float(settings.head_temperature))
     return segment_cosine_logits(encoder, input_ids, attention_mask, token_type_ids,
-                                 sep_token_id=int(get("sep_token_id")),
-                                 temperature=float(get("head_temperature")))
+                                 sep_token_id=int(settings.sep_token_id),
+                                 temperature=float(settings.head_temperature))
 
 
 def segment_cosine_logits(encoder, input_ids, attention_mask, token_type_ids=None, *,

@@ -61,9 +61,13 @@ class EncoderSettings:
         for folder in folders:
             path = Path(folder) / MODEL_SETTINGS
             if path.is_file():
-                recorded = json.loads(path.read_text(encoding="utf-8"))
-                return cls(**{k: recorded[k] for k in cls.__dataclass_fields__ if k in recorded})
+                return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
         return cls()
+
+    @classmethod
+    def from_dict(cls, recorded: dict) -> "EncoderSettings":
+        """The fields found in a ``lexedge_model.json`` or an export's settings dict."""
+        return cls(**{k: recorded[k] for k in cls.__dataclass_fields__ if k in recorded})
 
 
 def resolve_device(name: str = "auto") -> torch.device:
