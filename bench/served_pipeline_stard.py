@@ -3,7 +3,7 @@ selection, searched exactly as ``lexedge search`` does (ONNX + HNSW + BM25), sid
 one run: BM25, the hybrid first stage alone, and the first stage re-ranked by the bundle's
 reranker alone (W = 1) and mixed with the first stage at the bundle's weight W.
 
-    lexedge export --int8 --selection work-out/reranker_mean/grid/selection.json --out B
+    lexedge export --int8 --selection bench/results/reranker_grid_stard_selection.json --out B
     python bench/served_pipeline_stard.py --bundle B
 
 The index of the subset is built once (``--index``, kept for re-runs). Queries per second
