@@ -90,22 +90,22 @@ def main(argv=None) -> int:
 
     dataset = BeirDataset(args.data)
     qrels = dataset.qrels(args.split, query_ids=dataset.queries())
-    by_query = {}
+    rows, by_query = {}, {}
 
-    def measure(method: str, **options) -> dict:
+    def measure(name: str, method: str, **options) -> None:
         config = EvalConfig(data_dir=str(args.data), split=args.split, method=method,
                             index=str(args.index), bundle=str(args.bundle),
                             budget=args.budget, rerank=args.rerank, **options)
-        metrics, run = run_evaluation(config)
-        by_query[method + "".join(f"_w{w:g}" for w in options.values())] = per_query(run, qrels)
-        print(f"{method} {options}: mrr@10 {metrics['mrr@10']:.4f} "
-              f"ndcg@10 {metrics['ndcg@10']:.4f}", flush=True)
-        return metrics
+        rows[name], run = run_evaluation(config)
+        by_query[name] = per_query(run, qrels)
+        print(f"{name}: mrr@10 {rows[name]['mrr@10']:.4f} "
+              f"ndcg@10 {rows[name]['ndcg@10']:.4f}", flush=True)
 
-    rows = {"bm25": measure("bm25"), "hybrid": measure("hybrid"),
-            "pipeline_w1": measure("pipeline", rerank_weight=1.0)}
+    measure("bm25", "bm25")
+    measure("hybrid", "hybrid")
+    measure("pipeline_w1", "pipeline", rerank_weight=1.0)
     if weight != 1.0:
-        rows[f"pipeline_w{weight:g}"] = measure("pipeline", rerank_weight=weight)
+        measure(f"pipeline_w{weight:g}", "pipeline", rerank_weight=weight)
     baseline = rows["hybrid"]["queries_per_second"]
     paired = {name: {m: paired_test(by_query[name][m], by_query["hybrid"][m]) for m in PAIRED}
               for name in rows if name.startswith("pipeline")}

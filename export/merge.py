@@ -122,10 +122,13 @@ def _check_reranker_head(base: Path, adapters: list[Path]) -> None:
 
 
 def _settings(stack: list[Path], config) -> dict:
-    settings = {"pooling": "mean", "normalize": True, "query_prefix": "", "passage_prefix": "",
-                "max_length": min(512, int(getattr(config, "max_position_embeddings", 512))),
-                "head": "pooler", "head_temperature": 0.05, "sep_token_id": -1,
-                "separate_layers": 0, "cross_attention_bias": 0.0, "cls_token_id": -1}
+    from dataclasses import asdict
+
+    from lexedge.trainer.modeling import EncoderSettings
+
+    # The trainer's defaults, so a stage reads the same settings in both places.
+    settings = {**asdict(EncoderSettings()),
+                "max_length": min(512, int(getattr(config, "max_position_embeddings", 512)))}
     for folder in reversed(stack):  # the top of the stack overrides what lies below
         pooling_config = folder / "1_Pooling" / "config.json"
         if pooling_config.is_file():

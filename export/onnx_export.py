@@ -31,7 +31,7 @@ def graph_inputs(stage: MergedStage) -> list[str]:
     """``token_type_ids`` only where it changes the answer: a pair encoder with more than one
     segment embedding. A single text always has segment 0, which BERT fills in itself."""
     names = ["input_ids", "attention_mask"]
-    split = int(stage.settings.get("separate_layers", 0) or 0) > 0  # reads segment 0 only
+    split = int(stage.settings["separate_layers"]) > 0  # reads segment 0 only
     if stage.kind != EMBEDDER and not split and \
             getattr(stage.model.config, "type_vocab_size", 1) > 1:
         names.append("token_type_ids")

@@ -23,7 +23,6 @@ DOC_IDS_FILE = "doc_ids.json"
 PARAMS_FILE = "lexedge_bm25.json"
 
 
-
 def _import_bm25s():
     """bm25s, with JAX (which it runs at import wherever JAX is installed) kept off the GPU.
 
@@ -35,6 +34,7 @@ def _import_bm25s():
     import bm25s
 
     return bm25s
+
 
 class BM25Index:
     """A BM25 index whose queries are analysed by the same analyzer as its documents.
