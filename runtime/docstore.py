@@ -4,12 +4,14 @@ one JSON line per document (a *row*), a memory-mapped array of byte offsets, and
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from .datasets import Document
+from .errors import LexedgeError
 
 DOCS_FILE = "docs.jsonl"
 OFFSETS_FILE = "docs.offsets.npy"
@@ -54,13 +56,22 @@ def append_docstore(directory: str | Path, documents: Iterable[Document]) -> Non
 
 
 class DocStore:
-    """Read documents back by their row."""
+    """Read documents back by their row.
+
+    The store keeps ``docs.jsonl`` open: when the index is replaced (a rebuild or an update
+    renames a new folder into place) this store goes on reading the version it was opened on,
+    consistent with its offsets, until its owner reloads (issue 20).
+    """
 
     def __init__(self, directory: str | Path):
         directory = Path(directory)
         self.path = directory / DOCS_FILE
         self.offsets = np.load(directory / OFFSETS_FILE, mmap_mode="r")
         self.ids = json.loads((directory / IDS_FILE).read_text(encoding="utf-8"))
+        self._handle = open(self.path, "rb")
+        if len(self.offsets) != len(self.ids) + 1:
+            raise LexedgeError(f"{directory / OFFSETS_FILE}: {len(self.offsets)} offsets for "
+                               f"{len(self.ids)} documents; rebuild the index")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -70,8 +81,7 @@ class DocStore:
 
     def get(self, row: int) -> Document:
         start, end = int(self.offsets[row]), int(self.offsets[row + 1])
-        with open(self.path, "rb") as handle:
-            handle.seek(start)
-            record = json.loads(handle.read(end - start))
+        # pread: no shared file position, so threads may read at once
+        record = json.loads(os.pread(self._handle.fileno(), end - start, start))
         return Document(record["id"], record["text"], record.get("title", ""),
                         record.get("metadata", {}))

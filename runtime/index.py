@@ -39,10 +39,13 @@ from .datasets import Document
 from .dense import DenseIndex
 from .docstore import DocStore, append_docstore, write_docstore
 from .errors import LexedgeError
-from .storage import atomic_directory, atomic_file, read_manifest, sha256_file
+from .storage import (MARKER_FILE, atomic_directory, atomic_file, read_manifest, settle,
+                      sha256_file, sha256_json, writer_lock)
 
 MANIFEST_FILE = "manifest.json"
-FORMAT_VERSION = 1
+#: 2: the manifest lists every file's sha256 and hashes itself (issue 20).
+FORMAT_VERSION = 2
+REBUILD = "rebuild it with `lexedge index build`"
 DELETED_FILE = "deleted.json"
 EMBED_CHUNK = 1024
 
@@ -66,6 +69,11 @@ class Index:
     dense: DenseIndex | None = None
     deleted: set[int] = field(default_factory=set)
     bundle: object | None = None  # lexedge.runtime.bundle.Bundle when the index has vectors
+    identity: tuple | None = None  # of the manifest file this copy was read from
+
+    def __post_init__(self):
+        if self.identity is None:
+            self.identity = _identity(self.path)
 
     @property
     def analyzer(self) -> Analyzer:
@@ -82,16 +90,27 @@ class Index:
         With a ``bundle`` every document is also embedded (passage side) into an HNSW graph.
         Rebuilding over an index made with the same bundle re-embeds only documents whose
         title or text changed; the others keep their vectors.
+
+        Raises:
+            LexedgeError: ``out`` exists and is not a lexedge index (nothing is touched), or
+                is where the documents are.
         """
+        source, out = Path(source), Path(out)
+        _refuse_source_as_out(source, out)
+        with writer_lock(out):
+            return cls._build_locked(source, out, analyzer, k1, b, bundle, progress)
+
+    @classmethod
+    def _build_locked(cls, source: Path, out: Path, analyzer: str, k1: float, b: float,
+                      bundle, progress: bool) -> "Index":
         from .ingest import iter_documents
 
-        source = Path(source)
         chosen = choose_analyzer(source, analyzer)
         started = time.perf_counter()
         previous = _previous_vectors(out, bundle)
         counts = {"embedded": 0, "reused": 0, "resumed": 0}
         saved_chunks = _saved_chunks_folder(out)
-        with atomic_directory(out) as staging:
+        with atomic_directory(out, kind="index", legacy=_legacy_index) as staging:
             vectors: list[np.ndarray] = []
             stream = write_docstore(staging, iter_documents(source))
             if bundle is not None:
@@ -109,26 +128,41 @@ class Index:
             manifest["build_seconds"] = round(time.perf_counter() - started, 3)
             if bundle is not None:
                 manifest["vectors"] = counts
-            (staging / MANIFEST_FILE).write_text(
-                json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+            _seal(staging, manifest)
         shutil.rmtree(saved_chunks, ignore_errors=True)
         return cls.load(out, bundle=bundle)
 
     @classmethod
     def load(cls, path: str | Path, bundle=None) -> "Index":
         """Open an index. An index with vectors needs its bundle: the one given, else the one
-        recorded at build time; a bundle whose hash differs from the recorded one is refused."""
+        recorded at build time; a bundle whose hash differs from the recorded one is refused.
+
+        Every file is checked against the manifest's sha256 list, and the manifest against its
+        own hash. An index replaced while it was being read is read again, so the parts always
+        come from one version.
+        """
         path = Path(path)
+        for _ in range(5):
+            settle(path)
+            identity = _identity(path)
+            index = cls._read(path, bundle, identity)
+            if _identity(path) == identity:
+                return index
+        raise LexedgeError(f"{path}: replaced faster than it can be read; try again")
+
+    @classmethod
+    def _read(cls, path: Path, bundle, identity) -> "Index":
         manifest = read_manifest(path, "index", FORMAT_VERSION,
                                  "build one with `lexedge index build`")
+        _verify(path, manifest)
         dense = bundle_obj = None
         if manifest.get("bundle"):
             bundle_obj = _matching_bundle(path, manifest["bundle"], bundle)
             dense = DenseIndex.load(path / "dense")
         deleted_path = path / DELETED_FILE
-        deleted = set(json.loads(deleted_path.read_text())) if deleted_path.is_file() else set()
+        deleted = set(_read_json(deleted_path)) if deleted_path.is_file() else set()
         return cls(path, manifest, BM25Index.load(path / "bm25"), DocStore(path), dense,
-                   deleted, bundle_obj)
+                   deleted, bundle_obj, identity)
 
     def __len__(self) -> int:
         return len(self.bm25)
@@ -151,18 +185,37 @@ class Index:
 
     # -- incremental changes: each writes a new copy of the index and renames it into place --
 
+    # Each change takes the index's writer lock and applies itself to the index as it is on
+    # disk then, not to this (possibly outdated) copy, so concurrent writers never lose one
+    # another's changes. Hold :meth:`writing` around a read-decide-change sequence.
+
+    def writing(self):
+        """The index's writer lock (re-entrant): ``with index.writing(): ...``."""
+        return writer_lock(self.path)
+
+    def current(self) -> "Index":
+        """This index as it is on disk now (itself when nothing changed since it was read)."""
+        if _identity(self.path) == self.identity:
+            return self
+        return Index.load(self.path, bundle=self.bundle)
+
     def add(self, documents: Iterable[Document], progress: bool = False) -> "Index":
         """Add documents (an id already present replaces the old version)."""
         documents = list(documents)
-        replaced = [d.id for d in documents if self._has(d.id)]
-        return self._rewrite(remove_ids=replaced, new_documents=documents, progress=progress)
+        with self.writing():
+            current = self.current()
+            replaced = [d.id for d in documents if current._has(d.id)]
+            return current._rewrite(remove_ids=replaced, new_documents=documents,
+                                    progress=progress)
 
     def remove(self, doc_ids: Iterable[str]) -> "Index":
         doc_ids = list(doc_ids)
-        missing = [d for d in doc_ids if not self._has(d)]
-        if missing:
-            raise LexedgeError(f"{self.path}: no document with id {missing[0]!r}")
-        return self._rewrite(remove_ids=doc_ids, new_documents=[])
+        with self.writing():
+            current = self.current()
+            missing = [d for d in doc_ids if not current._has(d)]
+            if missing:
+                raise LexedgeError(f"{self.path}: no document with id {missing[0]!r}")
+            return current._rewrite(remove_ids=doc_ids, new_documents=[])
 
     def unchanged_row(self, document: Document) -> int | None:
         """The row holding ``document`` with the same title and text, if any."""
@@ -183,8 +236,8 @@ class Index:
     def _rewrite(self, remove_ids: list[str], new_documents: list[Document],
                  progress: bool = False) -> "Index":
         removed_rows = {self.row_of(d) for d in remove_ids}
-        with atomic_directory(self.path) as staging:
-            for name in (MANIFEST_FILE, "docs.jsonl", "docs.offsets.npy", "docs.ids.json"):
+        with atomic_directory(self.path, kind="index") as staging:
+            for name in ("docs.jsonl", "docs.offsets.npy", "docs.ids.json"):
                 shutil.copy2(self.path / name, staging / name)
             deleted = self.deleted | removed_rows
             first_new_row = len(self.docs)
@@ -206,10 +259,75 @@ class Index:
             (staging / "bm25").mkdir()
             bm25.save(staging / "bm25")
             (staging / DELETED_FILE).write_text(json.dumps(sorted(deleted)))
-            manifest = dict(self.manifest, documents=len(bm25))
-            (staging / MANIFEST_FILE).write_text(
-                json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+            _seal(staging, dict(self.manifest, documents=len(bm25)))
         return Index.load(self.path, bundle=self.bundle)
+
+
+def _identity(path: Path) -> tuple | None:
+    """What changes whenever the index at ``path`` is replaced: every write renames a new
+    folder into place, so its manifest is a new file (inode) with its own hash."""
+    try:
+        status = (Path(path) / MANIFEST_FILE).stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino, status.st_mtime_ns
+
+
+def _seal(staging: Path, manifest: dict) -> None:
+    """Write ``manifest`` listing every file's sha256, then the hash of the manifest itself."""
+    manifest = dict(manifest, format=FORMAT_VERSION)
+    manifest.pop("manifest_sha256", None)
+    manifest["files"] = {path.relative_to(staging).as_posix(): sha256_file(path)
+                         for path in sorted(staging.rglob("*"))
+                         if path.is_file() and path.name not in (MANIFEST_FILE, MARKER_FILE)}
+    manifest["manifest_sha256"] = sha256_json(manifest)
+    (staging / MANIFEST_FILE).write_text(
+        json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+def _verify(path: Path, manifest: dict) -> None:
+    """Refuse, naming the file, an index whose manifest or any listed file has changed since
+    it was written (an edit, a truncated copy, a damaged disk): it would serve wrong answers."""
+    recorded = manifest.get("manifest_sha256")
+    rest = {key: value for key, value in manifest.items() if key != "manifest_sha256"}
+    if recorded != sha256_json(rest) or not isinstance(manifest.get("files"), dict):
+        raise LexedgeError(f"{path / MANIFEST_FILE}: does not match its own sha256 (edited or "
+                           f"damaged); {REBUILD}")
+    for name, expected in manifest["files"].items():
+        file = path / name
+        if ".." in Path(name).parts or Path(name).is_absolute():
+            raise LexedgeError(f"{path / MANIFEST_FILE}: file name {name!r} points outside "
+                               "the index")
+        if not file.is_file():
+            raise LexedgeError(f"{file}: missing from the index; {REBUILD}")
+        if sha256_file(file) != expected:
+            raise LexedgeError(f"{file}: sha256 mismatch (changed or damaged since the index "
+                               f"was written); {REBUILD}")
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LexedgeError(f"{path}: unreadable ({exc}); {REBUILD}") from None
+
+
+def _legacy_index(folder: Path) -> bool:
+    """An index written before artefact markers (format 1): replaceable by a new build."""
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and {"format", "analyzer", "bm25"} <= manifest.keys()
+
+
+def _refuse_source_as_out(source: Path, out: Path) -> None:
+    """``--docs X --out X``, or an index inside the folder it indexes, would index or replace
+    the user's own files."""
+    source, target = source.resolve(), out.resolve()
+    if source == target or source.is_relative_to(target):
+        raise LexedgeError(f"{out}: is the documents' own location ({source}); "
+                           "write the index somewhere else")
 
 
 def _manifest(analyzer: Analyzer, k1: float, b: float, documents: int, bundle,

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import numbers
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +25,12 @@ from .errors import LexedgeError
 from .fusion import fuse, interpolate
 from .index import Index
 from .snippets import matched_terms, snippet
+
+#: The longest query accepted, in characters. A legal question is at most a paragraph: the
+#: longest in ../shared/data is 385 characters (ja_appi; STARD's is 154). Every stage's work
+#: grows with the query (a 100,000-character one took 52-95 s with re-ranking: issue 20,
+#: finding 8), and a longer text is a document to index, not a query.
+MAX_QUERY_CHARS = 2_000
 
 
 @dataclass
@@ -53,6 +60,10 @@ class SearchResult:
 class Searcher:
     """Search an :class:`~lexedge.runtime.index.Index` (a path or an open index).
 
+    A searcher that lives long (the TUI, a service) follows its index: when ``lexedge index
+    update`` or a rebuild replaces the folder, the next search reloads it (issue 20). Until
+    then it keeps serving the version it opened, whose files stay readable.
+
     Args:
         index: the index folder or an open ``Index``.
         bundle: a bundle folder overriding the one recorded in the index (it must be the same
@@ -60,7 +71,23 @@ class Searcher:
     """
 
     def __init__(self, index: Index | str | Path, bundle=None):
-        self.index = index if isinstance(index, Index) else Index.load(index, bundle=bundle)
+        self._bundle_override = bundle
+        self._open(index if isinstance(index, Index) else Index.load(index, bundle=bundle))
+
+    def refresh(self) -> bool:
+        """Reload the index if it was replaced on disk since it was opened; whether it was."""
+        try:
+            current = self.index.current()
+        except LexedgeError:
+            # rebuilt with another bundle: take the recorded (or given) one
+            current = Index.load(self.index.path, bundle=self._bundle_override)
+        if current is self.index:
+            return False
+        self._open(current)
+        return True
+
+    def _open(self, index: Index) -> None:
+        self.index = index
         bundle = self.index.bundle
         self.embedder = bundle.embedder() if bundle is not None else None
         self.reranker = bundle.reranker() if bundle is not None and bundle.has_reranker \
@@ -116,7 +143,14 @@ class Searcher:
             rerank_weight: the re-ranked head is ordered by ``w * reranker + (1 - w) * first
                 stage`` (both min-max normalised over the head); 1 is pure re-ranking.
                 Default: the bundle's (chosen by ``lexedge select``), else 1.
+
+        Raises:
+            LexedgeError: one line naming the argument that is out of range, or a query that
+                is not valid text or longer than :data:`MAX_QUERY_CHARS`.
         """
+        check_search_arguments(query, budget=budget, rerank=rerank, alpha=alpha, top=top,
+                               rerank_weight=rerank_weight)
+        self.refresh()
         timings: dict[str, float] = {}
         started = time.perf_counter()
         candidates = self.first_stage(query, budget, alpha, fusion, timings) \
@@ -151,6 +185,55 @@ class Searcher:
                     else 0.0, "fusion": fusion, "filters": filters or {},
                     "rerank_weight": weight if reranked else None}
         return SearchResult(query, hits, timings, settings)
+
+
+def check_query(query) -> None:
+    """Refuse, with one line, a query that is not text, holds an undecodable byte (a lone
+    surrogate: ``'\\udcff'`` is how Python keeps the byte 0xff of a command-line argument that
+    is not UTF-8) or is longer than :data:`MAX_QUERY_CHARS` (issue 20, finding 8)."""
+    if not isinstance(query, str):
+        raise LexedgeError(f"query: must be text, got {type(query).__name__}")
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(query[exc.start])
+        what = f"undecodable byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF \
+            else f"lone surrogate U+{code:04X}"
+        raise LexedgeError(f"query: not valid text ({what} at character {exc.start + 1}); "
+                           "give it as UTF-8") from None
+    if len(query) > MAX_QUERY_CHARS:
+        raise LexedgeError(f"query: {len(query):,} characters, over the limit of "
+                           f"{MAX_QUERY_CHARS:,} (MAX_QUERY_CHARS); shorten it")
+
+
+def check_search_arguments(query, budget=100, rerank=20, alpha=0.5, top=10,
+                           rerank_weight=None) -> None:
+    """Refuse out-of-range :meth:`Searcher.search` arguments with one line naming the argument
+    (``budget -5: must be a positive integer``), before any work is done."""
+    check_query(query)
+    _check_count("budget", budget, minimum=1)
+    _check_count("rerank", rerank, minimum=0)
+    _check_count("top", top, minimum=1)
+    _check_fraction("alpha", alpha)
+    if rerank_weight is not None:
+        _check_fraction("rerank_weight", rerank_weight)
+
+
+def _check_count(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        kind = "a positive" if minimum == 1 else "a non-negative"
+        raise LexedgeError(f"{name} {_shown(value)}: must be {kind} integer")
+
+
+def _check_fraction(name: str, value) -> None:
+    # ``not 0 <= value <= 1`` also refuses NaN
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not 0.0 <= value <= 1.0:
+        raise LexedgeError(f"{name} {_shown(value)}: must be within [0, 1]")
+
+
+def _shown(value) -> str:
+    return str(value) if isinstance(value, numbers.Number) else repr(value)
 
 
 def _matches(document: Document, filters: dict) -> bool:

@@ -6,14 +6,13 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
 from lexedge.runtime.bundle import Bundle
 from lexedge.runtime.index import Index
 from lexedge.runtime.searcher import Searcher
-from lexedge.runtime.storage import atomic_directory
+from lexedge.runtime.storage import MARKER_FILE, atomic_directory
 
 KILLED_BUILD = textwrap.dedent("""
     import os, signal, sys
@@ -54,7 +53,8 @@ def test_killed_build_resumes_from_its_embedded_chunks(tiny_dataset, tiny_bundle
     monkeypatch.setattr("lexedge.runtime.index.EMBED_CHUNK", 2)
     resumed = Index.build(corpus, out, bundle=Bundle.load(tiny_bundle), progress=False)
     assert resumed.manifest["vectors"] == {"embedded": 2, "reused": 0, "resumed": 4}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "idx", "tiny"]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) \
+        == ["bundle", "idx", "tiny"]
 
     fresh = Index.build(corpus, tmp_path / "fresh", bundle=Bundle.load(tiny_bundle),
                         progress=False)
@@ -75,37 +75,28 @@ def test_a_changed_document_is_not_taken_from_a_killed_builds_chunks(tiny_datase
     assert built.manifest["vectors"] == {"embedded": 4, "reused": 0, "resumed": 2}
 
 
-def dead_pid() -> int:
-    finished = subprocess.Popen([sys.executable, "-c", "pass"])
-    finished.wait()
-    return finished.pid
-
-
-def test_abandoned_temporary_folders_are_removed_and_live_ones_kept(tmp_path):
+def test_abandoned_temporary_folders_are_removed_by_the_next_writer(tmp_path):
+    """Under the writer lock no other writer can be running, so whatever staging folders are
+    left (this version's names or an older one's) are abandoned and go."""
     destination = tmp_path / "idx"
-    destination.mkdir()
-    # killed but not yet reaped by its parent: what a build killed a moment ago looks like
-    zombie = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    zombie.kill()
-    time.sleep(0.5)
-    abandoned = [tmp_path / f".idx.tmp-{pid}" for pid in (dead_pid(), zombie.pid)]
-    live = tmp_path / f".idx.tmp-{os.getppid()}"
-    for folder in (*abandoned, live):
+    abandoned = [tmp_path / ".idx.tmp-12345", tmp_path / ".idx.tmp-999-0a1b2c3d"]
+    for folder in abandoned:
         folder.mkdir()
     with atomic_directory(destination) as staging:
         (staging / "manifest.json").write_text("{}")
-    zombie.wait()
-    assert not any(folder.exists() for folder in abandoned) and live.exists()
+    assert not any(folder.exists() for folder in abandoned)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["idx"]
 
 
 def test_a_writer_killed_between_its_renames_is_completed(tmp_path):
-    destination, pid = tmp_path / "idx", dead_pid()
-    old, new = tmp_path / f".idx.old-{pid}", tmp_path / f".idx.tmp-{pid}"
-    for folder, content in ((old, "old"), (new, "new")):
+    destination = tmp_path / "idx"
+    old, ready = tmp_path / ".idx.old-77-0a1b2c3d", tmp_path / ".idx.ready-77-0a1b2c3d"
+    for folder, content in ((old, "old"), (ready, "new")):
         folder.mkdir()
         (folder / "which").write_text(content)
+        (folder / MARKER_FILE).write_text('{"kind": "artefact"}')
     with pytest.raises(RuntimeError):
         with atomic_directory(destination):
             raise RuntimeError("this writer fails: only the recovery is left")
     assert (destination / "which").read_text() == "new"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["idx"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import shutil
 
 from tui_support import SIZE, RecordingSearcher, make_app
 
@@ -25,12 +25,15 @@ async def test_missing_index_shows_a_message_and_q_quits(tmp_path):
     assert app.return_code == 2
 
 
-async def test_index_bound_to_a_missing_bundle_shows_a_message(tiny_index):
-    manifest_path = tiny_index / "manifest.json"
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    manifest["bundle"] = {"path": str(tiny_index / "gone-bundle"), "sha256": "0" * 64}
-    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
-    app = make_app(index_path=tiny_index)
+async def test_index_bound_to_a_missing_bundle_shows_a_message(tiny_dataset, tiny_bundle,
+                                                                tmp_path):
+    from lexedge.runtime.bundle import Bundle
+    from lexedge.runtime.index import Index
+
+    Index.build(tiny_dataset / "corpus.jsonl", tmp_path / "idx", progress=False,
+                bundle=Bundle.load(tiny_bundle))
+    shutil.rmtree(tiny_bundle)  # the bundle the index records is gone
+    app = make_app(index_path=tmp_path / "idx")
     async with app.run_test(size=SIZE) as pilot:
         await app.workers.wait_for_complete()
         await pilot.pause()
