@@ -243,20 +243,24 @@ def run_index_change(args: argparse.Namespace) -> int:
     from .index import Index
     from .ingest import iter_documents
 
-    index = Index.load(args.index)
     documents = list(iter_documents(args.docs))
-    stale = []
-    if args.index_command == "update":
-        sources = {d.metadata.get("source") for d in documents} - {None}
-        fresh_ids = {d.id for d in documents}
-        stale = [index.docs.id_of(row) for row in range(len(index.docs))
-                 if row not in index.deleted and index.docs.id_of(row) not in fresh_ids
-                 and index.docs.get(row).metadata.get("source") in sources]
-    changed = [d for d in documents if index.unchanged_row(d) is None]
-    if stale:
-        index = index.remove(stale)
-    if changed:
-        index = index.add(changed, progress=True)
+    index = Index.load(args.index)
+    # The decision (what changed, what vanished) and the changes are made under the index's
+    # writer lock, on the index as it is then: a concurrent writer's change is never lost.
+    with index.writing():
+        index = index.current()
+        stale = []
+        if args.index_command == "update":
+            sources = {d.metadata.get("source") for d in documents} - {None}
+            fresh_ids = {d.id for d in documents}
+            stale = [index.docs.id_of(row) for row in range(len(index.docs))
+                     if row not in index.deleted and index.docs.id_of(row) not in fresh_ids
+                     and index.docs.get(row).metadata.get("source") in sources]
+        changed = [d for d in documents if index.unchanged_row(d) is None]
+        if stale:
+            index = index.remove(stale)
+        if changed:
+            index = index.add(changed, progress=True)
     print(f"{args.index}: {len(changed)} added or replaced, {len(stale)} removed, "
           f"{len(documents) - len(changed)} unchanged; {len(index)} documents")
     return 0
@@ -267,15 +271,18 @@ def run_index_remove(args: argparse.Namespace) -> int:
     from .index import Index
 
     index = Index.load(args.index)
-    ids = list(args.ids)
-    if args.source:
-        wanted = set(args.source)
-        ids += [index.docs.id_of(row) for row in range(len(index.docs))
-                if row not in index.deleted
-                and index.docs.get(row).metadata.get("source") in wanted]
-    if not ids:
-        raise LexedgeError("nothing to remove: give --ids or --source naming indexed documents")
-    index = index.remove(ids)
+    with index.writing():
+        index = index.current()
+        ids = list(args.ids)
+        if args.source:
+            wanted = set(args.source)
+            ids += [index.docs.id_of(row) for row in range(len(index.docs))
+                    if row not in index.deleted
+                    and index.docs.get(row).metadata.get("source") in wanted]
+        if not ids:
+            raise LexedgeError("nothing to remove: give --ids or --source naming indexed "
+                               "documents")
+        index = index.remove(ids)
     print(f"{args.index}: removed {len(ids)}; {len(index)} documents")
     return 0
 
