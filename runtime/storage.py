@@ -29,7 +29,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -67,7 +67,8 @@ def writer_lock(destination: str | Path, timeout: float | None = None) -> Iterat
 
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(_sibling(destination, "lock"), is_singleton=True)
+    lock_path = _sibling(destination, "lock")
+    lock = FileLock(lock_path, is_singleton=True)
     owner = _sibling(destination, "lock.owner")
     timeout = LOCK_TIMEOUT if timeout is None else timeout
     outermost = not lock.is_locked
@@ -90,6 +91,11 @@ def writer_lock(destination: str | Path, timeout: float | None = None) -> Iterat
     finally:
         if outermost:
             owner.unlink(missing_ok=True)
+            # Leave nothing behind: unlinked while still held, the lock file is gone for good;
+            # a writer waiting on the old file finds it unlinked once it gets it and takes a
+            # fresh one (filelock checks st_nlink after flock).
+            with suppress(OSError):
+                lock_path.unlink()
         lock.release()
 
 

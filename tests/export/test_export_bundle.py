@@ -17,6 +17,7 @@ from lexedge.export.merge import load_merged  # noqa: E402
 from lexedge.export.onnx_export import export_onnx  # noqa: E402
 from lexedge.export.parity import Gates  # noqa: E402
 from lexedge.runtime.bundle import Bundle  # noqa: E402
+from lexedge.runtime.storage import MARKER_FILE  # noqa: E402
 from lexedge.runtime.errors import LexedgeError  # noqa: E402
 
 QUERIES = ["worker hours", "tenant lease notice court", "copyright author", "consent"]
@@ -116,7 +117,7 @@ def test_int8_bundle_loads_through_the_runtime_and_records_everything(int8_bundl
     assert set(manifest["files"]) == {"embedder.onnx", "embedder.tokenizer.json",
                                       "reranker.onnx", "reranker.tokenizer.json"}
     assert sorted(p.name for p in int8_bundle.iterdir()) == sorted(
-        [*manifest["files"], "manifest.json"])
+        [*manifest["files"], "manifest.json", MARKER_FILE])
     embedder = manifest["embedder"]
     assert embedder["inputs"] == ["input_ids", "attention_mask"]
     assert embedder["output"] == "sentence_embedding" and embedder["dimension"] == 32

@@ -11,7 +11,6 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import write_jsonl
 from lexedge.cli import main
 from lexedge.runtime import storage
 from lexedge.runtime.datasets import Document
@@ -20,6 +19,12 @@ from lexedge.runtime.index import Index
 from lexedge.runtime.searcher import Searcher
 
 ENV = dict(os.environ, HF_HUB_OFFLINE="1")
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+                    encoding="utf-8")
+    return path
 
 
 def lexedge(*args, env=None) -> subprocess.CompletedProcess:
@@ -44,8 +49,7 @@ def test_out_refuses_a_users_folder_and_keeps_it_whole(tiny_dataset, tmp_path, c
                  "--out", str(userdir)]) == 2
     assert "not a lexedge index" in capsys.readouterr().err
     assert (userdir / "important" / "thesis.txt").read_text() == "precious"
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == [
-        "tiny", "userdir"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny", "userdir"]
 
 
 def test_out_refuses_the_documents_own_folder(tmp_path, capsys):
@@ -63,8 +67,7 @@ def test_out_refuses_a_file_and_leaves_it_in_place(tiny_dataset, tmp_path):
                                    "--out", target))
     assert "some.jsonl: exists and is a file" in error
     assert target.read_text() == "mine\n"
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".some.jsonl.")
-                and not p.name.endswith(".lock")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["some.jsonl", "tiny"]
 
 
 def test_out_replaces_an_empty_folder_or_its_own_index(tiny_dataset, tmp_path):
@@ -141,6 +144,36 @@ def test_threads_adding_through_the_python_api_lose_nothing(tiny_dataset, tmp_pa
     assert {hit["id"] for hit in index.search("契約", k=10)} >= {"t0", "t1", "t2", "t3"}
 
 
+LOCK_STRESS = textwrap.dedent("""
+    import sys, threading, time
+    from pathlib import Path
+    from lexedge.runtime.storage import writer_lock
+    destination = Path(sys.argv[1])
+    counter = destination.with_name("counter")
+
+    def work():
+        for _ in range(20):
+            with writer_lock(destination):
+                value = int(counter.read_text()) if counter.exists() else 0
+                time.sleep(0.001)
+                counter.write_text(str(value + 1))
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+""")
+
+
+def test_the_writer_lock_excludes_threads_and_processes_and_leaves_no_file(tmp_path):
+    writers = [subprocess.Popen([sys.executable, "-c", LOCK_STRESS, str(tmp_path / "idx")],
+                                env=ENV) for _ in range(2)]
+    assert [writer.wait(timeout=120) for writer in writers] == [0, 0]
+    assert (tmp_path / "counter").read_text() == "80"
+    assert sorted(os.listdir(tmp_path)) == ["counter"]
+
+
 def test_a_writer_that_cannot_get_the_lock_names_its_holder(tiny_dataset, tmp_path):
     Index.build(tiny_dataset / "corpus.jsonl", tmp_path / "idx", progress=False)
     holder = subprocess.Popen(
@@ -214,8 +247,7 @@ def test_a_kill_between_the_renames_is_completed_by_the_next_command(tiny_datase
     index = Index.load(out)
     assert index.document("n1").text == "労働時間の記録を保存する。"  # rolled forward
     assert len(index) == (1 if command == "remove" else 2)
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == [
-        "idx", "newer.jsonl", "tiny"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx", "newer.jsonl", "tiny"]
 
 
 def test_every_file_and_folder_is_fsynced_before_the_swap(tiny_dataset, tmp_path, monkeypatch):
