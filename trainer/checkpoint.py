@@ -34,7 +34,7 @@ def save_checkpoint(directory: Path, *, model, optimizer, scheduler, state: dict
     """Write a complete checkpoint atomically into ``directory``."""
     from safetensors.torch import save_file
 
-    with atomic_directory(directory) as staging:
+    with atomic_directory(directory, kind="checkpoint") as staging:
         save_file(trainable_state(model), str(staging / "trainable.safetensors"))
         tensors, meta = _split_optimizer(optimizer.state_dict())
         save_file(tensors, str(staging / "optimizer.safetensors"))

@@ -191,7 +191,7 @@ class Curriculum:
         if self.rank != 0:
             barrier(self.world)
             return stage_dir
-        with atomic_directory(stage_dir) as staging:
+        with atomic_directory(stage_dir, kind="stage") as staging:
             if stage.mode == "lora":
                 save_adapter(self.family.peft_model(module), staging, below)
             else:

@@ -133,7 +133,7 @@ def run_mlm(curriculum, below: Path, out_dir: Path) -> Path:
     if curriculum.rank != 0:
         barrier(curriculum.world)
         return out_dir
-    with atomic_directory(out_dir) as staging:
+    with atomic_directory(out_dir, kind="stage") as staging:
         model.base_model.save_pretrained(str(staging), safe_serialization=True)
         from lexedge.trainer.curriculum import copy_model_files
 

@@ -97,7 +97,7 @@ def _save_encoder(model, chain: list[Path], out: Path, derived_from: dict) -> Pa
     from lexedge.runtime.storage import atomic_directory
     from lexedge.trainer.curriculum import copy_model_files
 
-    with atomic_directory(out) as staging:
+    with atomic_directory(out, kind="model") as staging:
         model.save_pretrained(str(staging), safe_serialization=True)
         copy_model_files([Path(c) for c in chain], staging)
         record_model_settings(staging, {"derived_from": derived_from})
