@@ -68,6 +68,9 @@ class BM25Index:
             doc_ids.append(document.id)
         if not doc_ids:
             raise LexedgeError("cannot build a BM25 index over an empty corpus")
+        if not vocabulary:  # bm25s fails on an empty vocabulary with a bare ValueError
+            raise LexedgeError(f"cannot build a BM25 index: no document has any text (none of "
+                               f"the {len(doc_ids):,} documents has a word to index)")
         retriever = bm25s.BM25(k1=k1, b=b)
         with _quiet_bm25s():
             retriever.index((token_ids, vocabulary), show_progress=False)

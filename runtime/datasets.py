@@ -9,11 +9,23 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DataError
+
+# Longest document text (title and text together) read from a corpus (issue 20, finding 9):
+# indexing one 50 MB document took 3 GB. The longest statute article in the shared data has
+# 30,789 characters (ja_statutes, 無線設備規則 第二十四条; STARD's longest has 3,846), so this
+# is over 30 times that. Longer texts should be split into passages before indexing.
+MAX_DOCUMENT_CHARS = 1_000_000
+
+# A JSON escape \ud800-\udfff: half of a UTF-16 pair. Lines holding one are checked for a lone
+# half, which Python decodes into a string that cannot be written as UTF-8 (finding 8).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +47,9 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, object)`` for every non-blank line of a JSON-lines file
     (gzip-compressed when its name ends in ``.gz``).
 
-    Raises :class:`DataError` for a missing or empty file, bytes that are not UTF-8, malformed
-    JSON, or a line holding something other than a JSON object.
+    Raises :class:`DataError` for a missing or empty file, a truncated or corrupt gzip file,
+    bytes that are not UTF-8, malformed JSON, a lone surrogate escape (``"\\ud800"``), or a line
+    holding something other than a JSON object.
     """
     path = Path(path)
     if not path.is_file():
@@ -44,7 +57,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
     records = 0
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as handle:
-        for line_number, raw in enumerate(handle, start=1):
+        for line_number, raw in _numbered_lines(handle, path):
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -61,10 +74,39 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
             if not isinstance(record, dict):
                 raise DataError(path, f"expected a JSON object, got {type(record).__name__}",
                                 line_number)
+            if _SURROGATE_ESCAPE.search(raw):
+                _refuse_lone_surrogates(record, path, line_number)
             records += 1
             yield line_number, record
     if records == 0:
         raise DataError(path, "empty file: no records")
+
+
+def _numbered_lines(handle, path: Path) -> Iterator[tuple[int, bytes]]:
+    """``(line_number, bytes)``; a gzip stream that breaks off is a DataError at the line it
+    broke in, not an ``EOFError`` traceback."""
+    line_number = 0
+    try:
+        for line_number, raw in enumerate(handle, start=1):
+            yield line_number, raw
+    except EOFError:
+        raise DataError(path, "the gzip data ends early: the file is truncated",
+                        line_number + 1) from None
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(path, f"not a valid gzip file ({exc})", line_number + 1) from None
+
+
+def _refuse_lone_surrogates(record: dict, path: Path, line_number: int) -> None:
+    """Refuse, rather than replace with U+FFFD, a surrogate half that pairs with nothing: it
+    means the file was cut or mis-encoded where it was made, and a silent replacement would
+    index (or, in an id, name) something other than what the file says."""
+    for key, value in record.items():
+        try:
+            json.dumps({key: value}, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            char = exc.object[exc.start]
+            raise DataError(path, f'"{key}" holds a lone surrogate \\u{ord(char):04x} (half of a '
+                                  f"UTF-16 pair), which is not a character", line_number) from None
 
 
 def _required_id(record: dict, path: Path, line_number: int) -> str:
@@ -88,9 +130,11 @@ def _required_text(record: dict, path: Path, line_number: int) -> str:
 
 def iter_corpus(path: str | Path) -> Iterator[Document]:
     """Stream the documents of a ``corpus.jsonl``: ``id``, ``text``, optional ``title``; any
-    other field is kept as metadata. Duplicate ids are an error."""
+    other field is kept as metadata. Duplicate ids, a document longer than
+    :data:`MAX_DOCUMENT_CHARS`, and a corpus where no document has any text are errors."""
     path = Path(path)
     seen: set[str] = set()
+    any_text = False
     for line_number, record in iter_jsonl(path):
         doc_id = _required_id(record, path, line_number)
         text = _required_text(record, path, line_number)
@@ -101,8 +145,15 @@ def iter_corpus(path: str | Path) -> Iterator[Document]:
         if not isinstance(title, str):
             raise DataError(path, f'"title" must be a string, got {type(title).__name__}',
                             line_number)
+        if len(title) + len(text) > MAX_DOCUMENT_CHARS:
+            raise DataError(path, f"document of {len(title) + len(text):,} characters, over the "
+                                  f"{MAX_DOCUMENT_CHARS:,}-character limit for one document: "
+                                  f"split it into passages", line_number)
+        any_text = any_text or bool(text.strip() or title.strip())
         metadata = {k: v for k, v in record.items() if k not in ("id", "_id", "text", "title")}
         yield Document(doc_id, text, title, metadata)
+    if not any_text:
+        raise DataError(path, "no document has any text")
 
 
 def load_queries(path: str | Path) -> dict[str, str]:

@@ -112,7 +112,7 @@ class Index:
         saved_chunks = _saved_chunks_folder(out)
         with atomic_directory(out, kind="index", legacy=_legacy_index) as staging:
             vectors: list[np.ndarray] = []
-            stream = write_docstore(staging, iter_documents(source))
+            stream = write_docstore(staging, _unique_ids(iter_documents(source), source))
             if bundle is not None:
                 stream = _embedding(stream, bundle.embedder(), vectors, progress, previous,
                                     counts, _ChunkStore(saved_chunks, bundle.embedder_id))
@@ -201,7 +201,7 @@ class Index:
 
     def add(self, documents: Iterable[Document], progress: bool = False) -> "Index":
         """Add documents (an id already present replaces the old version)."""
-        documents = list(documents)
+        documents = list(_unique_ids(documents, "the documents to add"))
         with self.writing():
             current = self.current()
             replaced = [d.id for d in documents if current._has(d.id)]
@@ -217,14 +217,17 @@ class Index:
                 raise LexedgeError(f"{self.path}: no document with id {missing[0]!r}")
             return current._rewrite(remove_ids=doc_ids, new_documents=[])
 
-    def unchanged_row(self, document: Document) -> int | None:
-        """The row holding ``document`` with the same title and text, if any."""
+    def unchanged_row(self, document: Document, compare_metadata: bool = True) -> int | None:
+        """The row holding ``document`` with the same title, text and (unless told otherwise)
+        metadata, if any. Vectors depend on title and text only."""
         try:
             row = self.row_of(document.id)
         except KeyError:
             return None
         old = self.docs.get(row)
-        return row if (old.title, old.text) == (document.title, document.text) else None
+        same = (old.title, old.text) == (document.title, document.text) and (
+            not compare_metadata or old.metadata == document.metadata)
+        return row if same else None
 
     def _has(self, doc_id: str) -> bool:
         try:
@@ -261,6 +264,18 @@ class Index:
             (staging / DELETED_FILE).write_text(json.dumps(sorted(deleted)))
             _seal(staging, dict(self.manifest, documents=len(bm25)))
         return Index.load(self.path, bundle=self.bundle)
+
+
+def _unique_ids(documents: Iterable[Document], source) -> Iterator[Document]:
+    """Pass documents through, refusing a repeated id: two documents under one id would make
+    a hit show the other's text, and an update re-add one of them every time (issue 20)."""
+    seen: set[str] = set()
+    for document in documents:
+        if document.id in seen:
+            raise LexedgeError(f"{source}: document id {document.id!r} occurs twice; ids must "
+                               "be unique")
+        seen.add(document.id)
+        yield document
 
 
 def _identity(path: Path) -> tuple | None:
@@ -427,7 +442,8 @@ def _embedding(documents: Iterator[Document], embedder, vectors: list, progress:
         block = np.zeros((len(chunk), embedder.dimension), dtype=np.float32)
         fresh = []
         for position, document in enumerate(chunk):
-            row = previous.unchanged_row(document) if previous is not None else None
+            row = previous.unchanged_row(document, compare_metadata=False) \
+                if previous is not None else None
             if row is None:
                 fresh.append(position)
             else:

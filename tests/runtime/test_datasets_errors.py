@@ -1,8 +1,12 @@
 """Bad input gets one line naming the file and line (issue 2, point 2)."""
 
+import gzip
+import json
+
 import pytest
 
-from lexedge.runtime.datasets import iter_corpus, load_qrels, load_queries
+from lexedge.cli import main
+from lexedge.runtime.datasets import MAX_DOCUMENT_CHARS, iter_corpus, load_qrels, load_queries
 from lexedge.runtime.errors import DataError
 
 
@@ -108,3 +112,57 @@ def test_valid_corpus_keeps_title_and_metadata(tmp_path):
     assert (document.id, document.title, document.text) == ("7", "T", "x")
     assert document.metadata == {"law": "民法"}
     assert document.indexed_text == "T\nx"
+
+
+# Issue 20, findings 8 and 9: what used to end in a traceback ends in one line and exit 2.
+
+def build_error(tmp_path, capsys, corpus) -> str:
+    """Run ``lexedge index build`` over ``corpus``; return its one-line error."""
+    code = main(["index", "build", "--docs", str(corpus), "--out", str(tmp_path / "idx")])
+    error = capsys.readouterr().err
+    assert code == 2, error
+    assert error.startswith("lexedge: error: ") and error.count("\n") == 1, error
+    assert not (tmp_path / "idx").exists()
+    return error.strip()
+
+
+def test_lone_surrogate_escape_is_refused_with_its_line(tmp_path, capsys):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"id": "a", "text": "\\ud83d\\ude00 is a pair"}\n'
+                      '{"id": "b", "text": "cut here \\ud800"}\n', encoding="utf-8")
+    assert build_error(tmp_path, capsys, corpus).endswith(
+        'corpus.jsonl line 2: "text" holds a lone surrogate \\ud800 (half of a UTF-16 pair), '
+        "which is not a character")
+
+
+def test_a_corpus_where_no_document_has_text_is_refused(tmp_path, capsys):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"id": "a", "text": ""}\n{"id": "b", "text": " "}\n', encoding="utf-8")
+    assert build_error(tmp_path, capsys, corpus).endswith(
+        "corpus.jsonl: no document has any text")
+    # texts with no word in them get past the reader; the BM25 build says the same
+    corpus.write_text('{"id": "a", "text": "。、"}\n', encoding="utf-8")
+    assert "no document has any text" in build_error(tmp_path, capsys, corpus)
+
+
+def test_truncated_gzip_corpus_names_the_line_it_breaks_in(tmp_path, capsys):
+    lines = "".join(json.dumps({"id": f"d{i}", "text": f"text number {i}"}) + "\n"
+                    for i in range(5000)).encode()
+    packed = gzip.compress(lines)
+    corpus = tmp_path / "corpus.jsonl.gz"
+    corpus.write_bytes(packed[:len(packed) // 2])
+    error = build_error(tmp_path, capsys, corpus)
+    assert "corpus.jsonl.gz line " in error
+    assert error.endswith("the gzip data ends early: the file is truncated")
+    corpus.write_bytes(b"not gzip at all\n")
+    assert "corpus.jsonl.gz line 1: not a valid gzip file" in build_error(tmp_path, capsys, corpus)
+
+
+def test_a_document_over_the_size_limit_is_refused_with_its_line(tmp_path, capsys):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(json.dumps({"id": "a", "text": "短い条文。"}) + "\n" +
+                      json.dumps({"id": "b", "text": "長" * (MAX_DOCUMENT_CHARS + 1)}) + "\n",
+                      encoding="utf-8")
+    assert build_error(tmp_path, capsys, corpus).endswith(
+        f"corpus.jsonl line 2: document of {MAX_DOCUMENT_CHARS + 1:,} characters, over the "
+        f"{MAX_DOCUMENT_CHARS:,}-character limit for one document: split it into passages")

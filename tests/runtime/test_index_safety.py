@@ -15,6 +15,7 @@ from lexedge.cli import main
 from lexedge.runtime import storage
 from lexedge.runtime.datasets import Document
 from lexedge.runtime.dense import DenseIndex
+from lexedge.runtime.errors import LexedgeError
 from lexedge.runtime.index import Index
 from lexedge.runtime.searcher import Searcher
 
@@ -76,6 +77,21 @@ def test_out_replaces_an_empty_folder_or_its_own_index(tiny_dataset, tmp_path):
     Index.build(tiny_dataset / "corpus.jsonl", out, progress=False)
     rebuilt = Index.build(tiny_dataset / "corpus.jsonl", out, progress=False)
     assert len(rebuilt) == 6
+
+
+def test_adding_a_repeated_document_id_is_refused_naming_it(tiny_dataset, tmp_path):
+    index = Index.build(tiny_dataset / "corpus.jsonl", tmp_path / "idx", progress=False)
+    with pytest.raises(LexedgeError, match="document id 'a' occurs twice"):
+        index.add([Document("a", "売買契約"), Document("b", "賃貸借"), Document("a", "別")])
+    assert len(Index.load(tmp_path / "idx")) == 6
+
+
+def test_an_update_that_changes_only_metadata_is_written(tmp_path):
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"id": "a", "text": "売買契約", "law": "民法"}])
+    Index.build(corpus, tmp_path / "idx", progress=False)
+    write_jsonl(corpus, [{"id": "a", "text": "売買契約", "law": "商法"}])
+    assert main(["index", "update", "--index", str(tmp_path / "idx"), "--docs", str(corpus)]) == 0
+    assert Index.load(tmp_path / "idx").document("a").metadata == {"law": "商法"}
 
 
 # -- finding 3: one writer at a time, each on the index as it is --------------------------------

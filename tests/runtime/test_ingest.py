@@ -3,6 +3,7 @@
 import json
 
 from lexedge.cli import main
+from lexedge.runtime import ingest
 from lexedge.runtime.index import Index
 from lexedge.runtime.ingest import iter_documents, split_articles, split_passages
 
@@ -71,3 +72,49 @@ def test_cli_update_and_remove_follow_the_files(tmp_path, capsys):
     assert main(["search", "公の秩序", "--index", str(index_path), "--json"]) == 0
     hits = json.loads(capsys.readouterr().out.split("\n", 1)[1])["hits"]
     assert hits[0]["title"] == "民法 第九十条"
+
+
+# Issue 20, findings 8 and 9 (folder side): a file that is not text, or too big, is refused
+# by name with one line and exit 2, instead of becoming hundreds of junk passages.
+
+def folder_build_error(tmp_path, capsys, folder) -> str:
+    code = main(["index", "build", "--docs", str(folder), "--out", str(tmp_path / "idx")])
+    error = capsys.readouterr().err
+    assert code == 2, error
+    assert error.startswith("lexedge: error: ") and error.count("\n") == 1, error
+    return error.strip()
+
+
+def test_a_binary_file_named_txt_is_refused_by_name(tmp_path, capsys):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "minpo.txt").write_text(CIVIL_CODE, encoding="utf-8")
+    (folder / "scan.txt").write_bytes(b"\x00" * 4096)
+    error = folder_build_error(tmp_path, capsys, folder)
+    assert f"{folder / 'scan.txt'} line 1: binary data, not text: 4,096 NUL or control " \
+           "characters" in error
+    # a stray control character or two is still text
+    (folder / "scan.txt").write_bytes("メモ\x00：解雇予告\x1bの確認。".encode())
+    assert main(["index", "build", "--docs", str(folder), "--out", str(tmp_path / "idx")]) == 0
+
+
+def test_a_file_over_the_size_limit_is_refused_by_name(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(ingest, "MAX_FILE_BYTES", 1000)
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "minpo.txt").write_text(CIVIL_CODE, encoding="utf-8")
+    (folder / "huge.md").write_text("契約書の条項。" * 200, encoding="utf-8")
+    assert folder_build_error(tmp_path, capsys, folder).endswith(
+        f"{folder / 'huge.md'}: 4,200 bytes, over the 1,000-byte limit for one file: split it")
+
+
+def test_an_article_over_the_document_limit_is_refused_with_its_line(tmp_path, capsys,
+                                                                     monkeypatch):
+    monkeypatch.setattr(ingest, "MAX_DOCUMENT_CHARS", 60)
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "minpo.txt").write_text(CIVIL_CODE.replace("テスト用の条文である。", "長" * 61),
+                                      encoding="utf-8")
+    assert folder_build_error(tmp_path, capsys, folder).endswith(
+        f"{folder / 'minpo.txt'} line 5: 第九十条の二 is 61 characters, over the 60-character "
+        "limit for one document")
