@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lexedge.runtime.bundle import FORMAT_VERSION, MANIFEST_FILE, Bundle
+from lexedge.runtime.bundle import FORMAT_VERSION, MANIFEST_FILE, Bundle, write_manifest
 from lexedge.runtime.errors import DataError, LexedgeError
 from lexedge.runtime.onnx_models import OnnxEmbedder, OnnxReranker
 from lexedge.runtime.storage import atomic_directory, sha256_file
@@ -127,8 +127,7 @@ def export_bundle(config: ExportConfig, log=print) -> Bundle:
             "files": {p.name: sha256_file(p) for p in sorted(staging.iterdir())
                       if p.is_file() and p.name != MANIFEST_FILE},
         }
-        (staging / MANIFEST_FILE).write_text(
-            json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        write_manifest(staging, manifest)  # with its own hash (manifest_sha256)
     if failed:
         log("WARNING: " + "; ".join(_describe(g) for g in failed) + " (written: --force)")
     return Bundle.load(out)

@@ -10,6 +10,11 @@ Layout::
 
 Every file but the manifest is listed in ``manifest["files"]`` with its sha256; loading checks
 them all, so a truncated copy or an edited model is refused before it can give wrong answers.
+The manifest carries a hash of its own content (``manifest_sha256``, see
+:func:`manifest_sha256`), so an edited setting (the reranker's ``max_length``, its
+``rerank_weight``) or a model swapped together with its entry in ``files`` is refused as well
+(issue 20, finding 7). That hash guards against damage and casual edits, not against someone
+who recomputes it: there is no key. :func:`write_manifest` is the one writer of the file.
 An index records the hash of ``manifest.json`` (:attr:`Bundle.sha256`) to stay bound to the
 bundle whose vectors it holds.
 """
@@ -22,10 +27,22 @@ from pathlib import Path
 
 from .errors import LexedgeError
 from .onnx_models import OnnxEmbedder, OnnxReranker, SharedTokenizer
-from .storage import read_manifest, sha256_file
+from .storage import MANIFEST_HASH_FIELD, manifest_sha256, read_manifest, sha256_file
 
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
+REEXPORT = "re-export the bundle with `lexedge export ...`"
+
+
+def write_manifest(folder: str | Path, manifest: dict) -> Path:
+    """Write ``folder/manifest.json`` with its :data:`MANIFEST_HASH_FIELD` (the exporter and
+    the test bundles both write through here, so every bundle written loads)."""
+    # Hash what a reader will parse: JSON turns tuples into lists and keys into strings.
+    content = json.loads(json.dumps(manifest, ensure_ascii=False))
+    content[MANIFEST_HASH_FIELD] = manifest_sha256(content)
+    path = Path(folder) / MANIFEST_FILE
+    path.write_text(json.dumps(content, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 class Bundle:
@@ -43,7 +60,8 @@ class Bundle:
 
     @classmethod
     def load(cls, path: str | Path, verify: bool = True) -> "Bundle":
-        """Read ``path/manifest.json``; with ``verify`` check every listed file's sha256.
+        """Read ``path/manifest.json`` and check its own hash; with ``verify`` check every
+        listed file's sha256 too.
 
         Raises:
             LexedgeError: one line naming the missing, malformed, changed or absent file.
@@ -52,6 +70,13 @@ class Bundle:
         manifest_path = path / MANIFEST_FILE
         manifest = read_manifest(path, "bundle", FORMAT_VERSION,
                                  "make one with `lexedge export`")
+        recorded = manifest.get(MANIFEST_HASH_FIELD)
+        if recorded is None:
+            raise LexedgeError(f"{manifest_path}: no {MANIFEST_HASH_FIELD} (written by an older "
+                               f"lexedge, or edited); {REEXPORT}")
+        if recorded != manifest_sha256(manifest):
+            raise LexedgeError(f"{manifest_path}: {MANIFEST_HASH_FIELD} does not match its "
+                               f"content (the manifest was edited or damaged); {REEXPORT}")
         for section in ("embedder", "files"):
             if not isinstance(manifest.get(section), dict):
                 raise LexedgeError(f"{manifest_path}: missing {section!r} section")

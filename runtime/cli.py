@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +22,44 @@ REPORTED_METRICS = ("recall@1", "recall@3", "recall@5", "recall@10", "recall@20"
                     "recall@100", "recall@200", "mrr@10", "ndcg@10")
 
 
+# argparse types for the numeric options, shared by every command that takes them (the TUI's
+# too), so a bad value is refused by name before anything is loaded: ``argument --budget: -5:
+# must be a positive integer`` (issue 20, finding 8). ``Searcher.search`` checks its own
+# arguments again for the Python API.
+def positive_int(text: str) -> int:
+    """An integer >= 1: ``--budget``, ``--top``."""
+    return _number(text, int, 1, _INFINITY, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0: ``--rerank`` (0 turns it off)."""
+    return _number(text, int, 0, _INFINITY, "an integer >= 0")
+
+
+def fraction(text: str) -> float:
+    """A number within [0, 1]: ``--alpha``, ``--rerank-weight``, BM25's ``--b``."""
+    return _number(text, float, 0.0, 1.0, "a number within [0, 1]")
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0: BM25's ``--k1``."""
+    return _number(text, float, 0.0, _INFINITY, "a number >= 0")
+
+
+_INFINITY = float("inf")
+
+
+def _number(text: str, kind, low, high, wanted: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    # NaN fails every comparison; infinity is no setting
+    if value is None or not low <= value <= high or value == _INFINITY:
+        raise argparse.ArgumentTypeError(f"{text}: must be {wanted}")
+    return value
+
+
 def add_commands(commands) -> None:
     evaluate = commands.add_parser(
         "eval", help="evaluate a retrieval method on a BEIR dataset split",
@@ -37,23 +74,24 @@ def add_commands(commands) -> None:
                                "--first-stage's top --rerank candidates")
     evaluate.add_argument("--analyzer", default="auto", choices=("auto", "ja", "zh", "word"),
                           help="lexical analyzer; auto detects it from the corpus")
-    evaluate.add_argument("--k1", type=float, default=1.2, help="BM25 k1 (default 1.2)")
-    evaluate.add_argument("--b", type=float, default=0.75, help="BM25 b (default 0.75)")
+    evaluate.add_argument("--k1", type=non_negative_float, default=1.2,
+                          help="BM25 k1 (default 1.2)")
+    evaluate.add_argument("--b", type=fraction, default=0.75, help="BM25 b (default 0.75)")
     evaluate.add_argument("--index", help="evaluate a saved index instead of building one")
     evaluate.add_argument("--bundle", help="bundle whose models serve dense/hybrid/pipeline")
     evaluate.add_argument("--model", help="a trainer model or stage folder (--method dense)")
-    evaluate.add_argument("--budget", type=int, default=100,
+    evaluate.add_argument("--budget", type=positive_int, default=100,
                           help="retrieval budget K for hybrid/pipeline (default 100)")
-    evaluate.add_argument("--rerank", type=int, default=20,
+    evaluate.add_argument("--rerank", type=non_negative_int, default=20,
                           help="candidates re-scored by the reranker in pipeline and rerank "
                                "(default 20)")
-    evaluate.add_argument("--rerank-weight", type=float, default=None, metavar="W",
+    evaluate.add_argument("--rerank-weight", type=fraction, default=None, metavar="W",
                           help="pipeline: order the re-ranked head by W x reranker + (1 - W) x "
                                "first stage (default: the bundle's, else 1)")
     evaluate.add_argument("--first-stage", default="bm25", metavar="bm25|EMBEDDER_DIR",
                           help="candidates for --method rerank: bm25 (default) or an embedder "
                                "stage folder")
-    evaluate.add_argument("--alpha", type=float, default=0.5, help="dense weight for hybrid")
+    evaluate.add_argument("--alpha", type=fraction, default=0.5, help="dense weight for hybrid")
     evaluate.add_argument("--fusion", choices=("weighted", "rrf"), default="weighted")
     evaluate.add_argument("--metrics-out", type=Path, help="write the metrics as JSON here")
     evaluate.add_argument("--run-out", type=Path, help="write the ranking as a TREC run here")
@@ -68,8 +106,8 @@ def add_commands(commands) -> None:
     build.add_argument("--out", required=True, type=Path, help="index folder to write")
     build.add_argument("--bundle", type=Path, help="bundle whose embedder adds dense vectors")
     build.add_argument("--analyzer", default="auto", choices=("auto", "ja", "zh", "word"))
-    build.add_argument("--k1", type=float, default=1.2)
-    build.add_argument("--b", type=float, default=0.75)
+    build.add_argument("--k1", type=non_negative_float, default=1.2)
+    build.add_argument("--b", type=fraction, default=0.75)
     build.set_defaults(handler=run_index_build)
     for action, text in (("add", "add documents (an existing id is replaced)"),
                          ("update", "re-read documents: changed ones replaced, new ones added, "
@@ -106,7 +144,7 @@ def add_demo_command(commands) -> None:
                       help="working folder: OUT/index (and OUT/bundle), created once")
     demo.add_argument("--bundle", metavar="default|DIR",
                       help="serve with this bundle: a folder, or 'default' to export one")
-    demo.add_argument("--top", type=int, default=5)
+    demo.add_argument("--top", type=positive_int, default=5)
     demo.set_defaults(handler=run_demo)
 
 
@@ -119,6 +157,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from .bundle import Bundle
     from .errors import LexedgeError
     from .index import MANIFEST_FILE, Index
+    from .searcher import check_query
+    from .snippets import displayable
 
     sample = Path(str(files("lexedge.runtime") / "samples" / "ja_statutes_sample.jsonl.gz"))
     bundle = None
@@ -142,7 +182,8 @@ def run_demo(args: argparse.Namespace) -> int:
     args.bundle = None if bundle is None else bundle.path
     args.budget, args.rerank, args.alpha, args.fusion = 100, 20, 0.5, "weighted"
     args.rerank_weight = None
-    print(f"query: {args.query}")
+    check_query(args.query)  # before it is printed
+    print(f"query: {displayable(args.query)}")
     return run_search(args)
 
 
@@ -163,20 +204,21 @@ def _demo_index_serves(index_path: Path, bundle) -> bool:
 def add_search_options(parser) -> None:
     parser.add_argument("--bundle", type=Path,
                         help="bundle folder (default: the one the index was built with)")
-    parser.add_argument("--budget", type=int, default=100,
+    parser.add_argument("--budget", type=positive_int, default=100,
                         help="retrieval budget K: candidates per first-stage retriever")
-    parser.add_argument("--rerank", type=int, default=20,
+    parser.add_argument("--rerank", type=non_negative_int, default=20,
                         help="re-score the top N with the bundle's reranker (0: off)")
-    parser.add_argument("--rerank-weight", type=float, default=None, metavar="W",
+    parser.add_argument("--rerank-weight", type=fraction, default=None, metavar="W",
                         help="order the re-scored N by W x reranker + (1 - W) x first stage "
                              "(default: the bundle's, else 1: reranker alone)")
     fusion = parser.add_mutually_exclusive_group()
-    fusion.add_argument("--alpha", type=float, default=0.5,
+    fusion.add_argument("--alpha", type=fraction, default=0.5,
                         help="dense weight in the weighted fusion (0 = BM25 only)")
     fusion.add_argument("--fusion", choices=("weighted", "rrf"), default="weighted")
     parser.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                         help="metadata filter, e.g. law=民法 or source=contracts/* (repeatable)")
-    parser.add_argument("--top", type=int, default=10, help="results to show (default 10)")
+    parser.add_argument("--top", type=positive_int, default=10,
+                        help="results to show (default 10)")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
 
 
@@ -289,6 +331,7 @@ def run_index_remove(args: argparse.Namespace) -> int:
 
 def run_search(args: argparse.Namespace) -> int:
     from .searcher import Searcher
+    from .snippets import displayable, json_safe
 
     searcher = Searcher(args.index, bundle=args.bundle)
     result = searcher.search(args.query, budget=args.budget, rerank=args.rerank,
@@ -296,18 +339,23 @@ def run_search(args: argparse.Namespace) -> int:
                              filters=parse_filters(args.filter),
                              rerank_weight=args.rerank_weight)
     if args.json:
-        json.dump({"query": result.query, "settings": result.settings,
-                   "timings_ms": result.timings_ms,
-                   "hits": [hit.to_dict() for hit in result.hits]},
-                  sys.stdout, ensure_ascii=False, indent=2)
-        print()
+        # The exact texts: JSON escapes the C0 controls itself, json_safe the rest a terminal
+        # would act on (issue 20, finding 10).
+        print(json_safe(json.dumps({"query": result.query, "settings": result.settings,
+                                    "timings_ms": result.timings_ms,
+                                    "hits": [hit.to_dict() for hit in result.hits]},
+                                   ensure_ascii=False, indent=2)))
         return 0
     if not result.hits:
         print("no results")
     for hit in result.hits:
+        # Titles, ids and texts come from the documents: a terminal must show them, never act
+        # on them (an ESC ] 0 ; … in a title retitled the terminal: issue 20, finding 10).
+        title, doc_id = (displayable(" ".join(text.split())) for text in (hit.title or hit.id,
+                                                                           hit.id))
         stages = " ".join(f"{k} {v:.3f}" for k, v in hit.scores.items())
-        print(f"{hit.rank:>3}. {hit.title or hit.id}  [{hit.id}]  {stages}")
-        print(f"     {hit.snippet}")
+        print(f"{hit.rank:>3}. {title}  [{doc_id}]  {stages}")
+        print(f"     {displayable(hit.snippet)}")
     weight = result.settings["rerank_weight"]
     mixed = f" at weight {weight:g}" if weight is not None and weight != 1.0 else ""
     print(f"({result.timings_ms['total']:.0f} ms, budget {result.settings['budget']}, "

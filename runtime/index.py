@@ -40,7 +40,7 @@ from .dense import DenseIndex
 from .docstore import DocStore, append_docstore, write_docstore
 from .errors import LexedgeError
 from .storage import (MARKER_FILE, atomic_directory, atomic_file, read_manifest, settle,
-                      sha256_file, sha256_json, writer_lock)
+                      MANIFEST_HASH_FIELD, manifest_sha256, sha256_file, writer_lock)
 
 MANIFEST_FILE = "manifest.json"
 #: 2: the manifest lists every file's sha256 and hashes itself (issue 20).
@@ -291,11 +291,11 @@ def _identity(path: Path) -> tuple | None:
 def _seal(staging: Path, manifest: dict) -> None:
     """Write ``manifest`` listing every file's sha256, then the hash of the manifest itself."""
     manifest = dict(manifest, format=FORMAT_VERSION)
-    manifest.pop("manifest_sha256", None)
+    manifest.pop(MANIFEST_HASH_FIELD, None)
     manifest["files"] = {path.relative_to(staging).as_posix(): sha256_file(path)
                          for path in sorted(staging.rglob("*"))
                          if path.is_file() and path.name not in (MANIFEST_FILE, MARKER_FILE)}
-    manifest["manifest_sha256"] = sha256_json(manifest)
+    manifest[MANIFEST_HASH_FIELD] = manifest_sha256(manifest)
     (staging / MANIFEST_FILE).write_text(
         json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
@@ -303,9 +303,7 @@ def _seal(staging: Path, manifest: dict) -> None:
 def _verify(path: Path, manifest: dict) -> None:
     """Refuse, naming the file, an index whose manifest or any listed file has changed since
     it was written (an edit, a truncated copy, a damaged disk): it would serve wrong answers."""
-    recorded = manifest.get("manifest_sha256")
-    rest = {key: value for key, value in manifest.items() if key != "manifest_sha256"}
-    if recorded != sha256_json(rest) or not isinstance(manifest.get("files"), dict):
+    if manifest.get(MANIFEST_HASH_FIELD) != manifest_sha256(manifest) or not isinstance(manifest.get("files"), dict):
         raise LexedgeError(f"{path / MANIFEST_FILE}: does not match its own sha256 (edited or "
                            f"damaged); {REBUILD}")
     for name, expected in manifest["files"].items():

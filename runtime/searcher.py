@@ -216,7 +216,7 @@ def check_search_arguments(query, budget=100, rerank=20, alpha=0.5, top=10,
     _check_count("top", top, minimum=1)
     _check_fraction("alpha", alpha)
     if rerank_weight is not None:
-        _check_fraction("rerank_weight", rerank_weight)
+        _check_fraction("rerank weight", rerank_weight)
 
 
 def _check_count(name: str, value, minimum: int) -> None:
@@ -233,6 +233,8 @@ def _check_fraction(name: str, value) -> None:
 
 
 def _shown(value) -> str:
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        return f"{value:g}"
     return str(value) if isinstance(value, numbers.Number) else repr(value)
 
 

@@ -298,9 +298,18 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def sha256_json(payload) -> str:
-    """The sha256 of ``payload``'s canonical JSON (sorted keys, no spaces)."""
-    canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+#: The field of an index's or bundle's manifest that holds the hash of the rest of it.
+MANIFEST_HASH_FIELD = "manifest_sha256"
+
+
+def manifest_sha256(manifest: dict) -> str:
+    """The sha256 of ``manifest``'s canonical JSON (sorted keys, no spaces, UTF-8) without its
+    own :data:`MANIFEST_HASH_FIELD`: what that field must hold.
+
+    It detects damage and hand edits; anyone can recompute it, so it is no signature.
+    """
+    rest = {key: value for key, value in manifest.items() if key != MANIFEST_HASH_FIELD}
+    canonical = json.dumps(rest, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 

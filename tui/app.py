@@ -17,11 +17,13 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal
+from textual.content import Content
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input
 from textual.worker import get_current_worker
 
 from lexedge.runtime.errors import LexedgeError
+from lexedge.runtime.snippets import displayable
 
 from .context import neighbours
 from .filters import describe, parse_filter, title_prefix_style
@@ -210,7 +212,7 @@ class LexedgeApp(App):
             result = self.searcher.search(query, **arguments)
         except LexedgeError as exc:
             if not worker.is_cancelled:
-                self.call_from_thread(self.notify, str(exc), severity="error")
+                self.call_from_thread(self.say, str(exc), severity="error")
             return
         if not worker.is_cancelled:
             self.call_from_thread(self.show_result, request, result, live)
@@ -224,8 +226,9 @@ class LexedgeApp(App):
         table = self.query_one(ResultsTable)
         table.show_hits(result.hits)
         if not result.hits:
-            self.query_one(Preview).show(f"No results for “{result.query}”"
-                                         f" (filter: {describe(self.settings.filters)}).")
+            self.query_one(Preview).show(Content(displayable(
+                f"No results for “{result.query}” (filter: "
+                f"{describe(self.settings.filters)}).")))
         self.status_search(result.query)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -247,7 +250,12 @@ class LexedgeApp(App):
     # -- what the screen says ----------------------------------------------------------------
 
     def status(self, text: str) -> None:
-        self.query_one(StatusBar).update(text)
+        self.query_one(StatusBar).update(Content(displayable(text)))
+
+    def say(self, message: str, severity: str = "information") -> None:
+        """A notification that may quote a document, a file name or an error: shown as
+        written, neither markup nor terminal controls (issue 20, finding 10)."""
+        self.notify(displayable(message), severity=severity, markup=False)
 
     def status_search(self, query: str, running: bool = False) -> None:
         parts = [self.bundle_label]
@@ -305,7 +313,7 @@ class LexedgeApp(App):
             return
         self.copy_to_clipboard(hit.title or hit.id)
         self.history.add(self.query_one("#query", Input).value)
-        self.notify(f"copied 「{hit.title or hit.id}」")
+        self.say(f"copied 「{hit.title or hit.id}」")
 
     def action_copy_text(self) -> None:
         hit = self.selected_hit
@@ -313,7 +321,7 @@ class LexedgeApp(App):
             self.notify("no article selected", severity="warning")
             return
         self.copy_to_clipboard(f"{hit.title}\n{hit.text}" if hit.title else hit.text)
-        self.notify(f"copied the text of {hit.title or hit.id}")
+        self.say(f"copied the text of {hit.title or hit.id}")
 
     def action_open_source(self) -> None:
         hit = self.selected_hit
@@ -324,9 +332,9 @@ class LexedgeApp(App):
             path = source_path(hit.metadata, self.searcher.index.manifest)
             self.opener(path)
         except LexedgeError as exc:
-            self.notify(str(exc), severity="warning")
+            self.say(str(exc), severity="warning")
             return
-        self.notify(f"opened {path}")
+        self.say(f"opened {path}")
 
     def action_focus_filter(self) -> None:
         self.query_one("#filter").focus()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lexedge.runtime.cli import fraction, non_negative_int, positive_int
+
 
 def add_commands(commands) -> None:
     tui = commands.add_parser(
@@ -14,11 +16,11 @@ def add_commands(commands) -> None:
     tui.add_argument("--index", required=True, type=Path, help="index folder")
     tui.add_argument("--bundle", type=Path,
                      help="bundle folder (default: the one the index was built with)")
-    tui.add_argument("--budget", type=int, default=100,
+    tui.add_argument("--budget", type=positive_int, default=100,
                      help="initial retrieval budget K (default 100; [ and ] change it)")
-    tui.add_argument("--rerank", type=int, default=20,
+    tui.add_argument("--rerank", type=non_negative_int, default=20,
                      help="candidates the reranker re-scores (default 20; 0 starts it off)")
-    tui.add_argument("--alpha", type=float, default=0.5,
+    tui.add_argument("--alpha", type=fraction, default=0.5,
                      help="initial dense weight in the hybrid fusion (default 0.5)")
     tui.add_argument("--theme", choices=("dark", "light"), default="dark")
     tui.set_defaults(handler=run_tui)

@@ -11,6 +11,8 @@ from textual.markup import escape
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
+from lexedge.runtime.snippets import displayable
+
 # Keys that belong to Textual's widgets rather than to a binding of ours.
 WIDGET_KEYS = [
     ("enter", "Search at the full budget, reranked (in the search box)"),
@@ -65,7 +67,7 @@ class MessageScreen(Screen):
     def compose(self) -> ComposeResult:
         with Vertical(id="message-panel"):
             yield Static(f"[b]{escape(self.title_text)}[/b]", id="message-title")
-            yield Static(escape(self.message), id="message-text")
+            yield Static(escape(displayable(self.message)), id="message-text")
             if self.hint:
                 yield Static(escape(self.hint), id="message-hint")
             yield Static("[dim]Press q to quit.[/dim]")

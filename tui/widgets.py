@@ -4,6 +4,7 @@ results table, the article preview and the status bar."""
 from __future__ import annotations
 
 from rich.cells import cell_len
+from rich.text import Text
 from textual.binding import Binding
 from textual.content import Content
 from textual.containers import VerticalScroll
@@ -11,6 +12,7 @@ from textual.markup import escape
 from textual.widgets import DataTable, Input, Static
 
 from lexedge.runtime.datasets import Document
+from lexedge.runtime.snippets import displayable
 
 from .context import law_of, split_title
 from .highlight import display_terms, term_spans
@@ -79,7 +81,8 @@ class ResultsTable(DataTable):
 
     def _rebuild(self, cursor: int | None = None) -> None:
         cursor = self.cursor_row if cursor is None else cursor
-        rows = [(str(hit.rank), *split_title(hit.title or hit.id, hit.metadata),
+        rows = [(str(hit.rank), *(_cell_text(part) for part in split_title(hit.title or hit.id,
+                                                                          hit.metadata)),
                  f"{hit.score:8.3f}", hit.id) for hit in self.hits]
         free = max(24, self.size.width - self.FIXED_WIDTH)
         # The article part (第二十七条) is short and must show whole; the law name takes the rest.
@@ -90,7 +93,10 @@ class ResultsTable(DataTable):
         self.add_column("Article", key="article", width=article_width)
         self.add_column("Score", key="score", width=8)
         for rank, law, article, score, doc_id in rows:
-            self.add_row(rank, law, article, score, key=doc_id)
+            # Text, not str: DataTable reads a str cell as markup, and a title is no markup
+            # ("[@click=app.quit]" in a title must show as written: issue 20, finding 10).
+            self.add_row(rank, Text(law, no_wrap=True, end=""),
+                         Text(article, no_wrap=True, end=""), score, key=doc_id)
         if rows:
             self.move_cursor(row=min(max(cursor, 0), len(rows) - 1), animate=False)
 
@@ -110,7 +116,14 @@ class StatusBar(Static):
     pass
 
 
+def _cell_text(text: str) -> str:
+    """One line of a document's text for a table cell, safe for the terminal."""
+    return displayable(" ".join(text.split()))
+
+
 def highlighted(text: str, terms: list[str]) -> Content:
+    # displayable() maps character to character, so the spans found in ``text`` still hold.
+    text = displayable(text)
     content = Content(text)
     for start, end in term_spans(text, display_terms(terms)):
         content = content.stylize(HIGHLIGHT, start, end)
@@ -118,16 +131,21 @@ def highlighted(text: str, terms: list[str]) -> Content:
 
 
 def article_content(hit, previous: Document | None, following: Document | None) -> Content:
-    """The preview of ``hit``: title, where it comes from, scores, text, then its neighbours."""
+    """The preview of ``hit``: title, where it comes from, scores, text, then its neighbours.
+
+    Everything from the document is shown as written, never acted on: terminal controls are
+    replaced (:func:`~lexedge.runtime.snippets.displayable`) and markup is escaped.
+    """
     law = law_of(hit.title, hit.metadata)
     scores = "  ".join(f"{stage} {value:.3f}" for stage, value in hit.scores.items())
-    where = " · ".join(part for part in (law, hit.id) if part)
-    parts = [Content.from_markup(f"[b]{escape(hit.title or hit.id)}[/b]"),
+    where = displayable(" · ".join(part for part in (law, hit.id) if part))
+    parts = [Content.from_markup(f"[b]{escape(displayable(hit.title or hit.id))}[/b]"),
              Content.from_markup(f"[dim]{escape(where)}   {escape(scores)}[/dim]"),
              Content(""), highlighted(hit.text, hit.matched_terms)]
     for label, neighbour in (("previous", previous), ("next", following)):
         if neighbour is not None:
             parts += [Content(""),
-                      Content.from_markup(f"[dim]── {label}: {escape(neighbour.title)} ──[/dim]"),
+                      Content.from_markup(f"[dim]── {label}: "
+                                          f"{escape(displayable(neighbour.title))} ──[/dim]"),
                       highlighted(neighbour.text, hit.matched_terms).stylize_before("dim")]
     return Content("\n").join(parts)

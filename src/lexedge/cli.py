@@ -13,10 +13,18 @@ from lexedge import __version__
 OPTIONAL_PARTS = ("trainer", "export", "tui")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line, like every other lexedge error (issue 20): the
+    usage block it normally prints first is what ``--help`` is for."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lexedge.runtime import cli as runtime_cli
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="lexedge", description="Offline hybrid legal search: evaluate, index, search.")
     parser.add_argument("--version", action="version", version=f"lexedge {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -39,7 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args) or 0
+        code = args.handler(args) or 0
+        sys.stdout.flush()  # a reader that went away (`| head -1`) shows here, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader of our output closed it: stop quietly, as `cat` does (Python's recipe:
+        # point stdout at devnull so the flush at exit cannot fail again).
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass  # stdout is no real file (a test's capture)
+        return 128 + 13  # as killed by SIGPIPE
     except LexedgeError as exc:
         print(f"lexedge: error: {exc}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
 from tokenizers import Tokenizer, models, pre_tokenizers, processors  # noqa: E402
 
-from lexedge.runtime.bundle import Bundle  # noqa: E402
+from lexedge.runtime.bundle import Bundle, write_manifest  # noqa: E402
 from lexedge.runtime.errors import LexedgeError  # noqa: E402
 
 WORDS = ("[PAD] [UNK] [CLS] [SEP] contract void public order tort damages liability "
@@ -104,7 +104,7 @@ def bundle_dir(tmp_path):
         "selection": None, "metrics": None,
         "files": {p.name: sha256(p) for p in sorted(folder.iterdir())},
     }
-    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    write_manifest(folder, manifest)
     return folder
 
 
@@ -175,7 +175,7 @@ def test_models_with_one_tokenizer_file_share_it_and_keep_their_own_lengths(tmp_
     folder = build_tiny_bundle(tmp_path / "shared", "abcdefgh")
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     manifest["reranker"]["max_length"] = 8  # the embedder keeps 64
-    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    write_manifest(folder, manifest)  # as an export with that setting would
     bundle = Bundle.load(folder)
     embedder, reranker = bundle.embedder(threads=1), bundle.reranker(threads=1)
     assert embedder.tokenizer is reranker.tokenizer  # one ~280 MB vocabulary, not two

@@ -30,13 +30,14 @@ def hostile_queries(rng: random.Random) -> list[str]:
 
 @pytest.fixture(scope="module")
 def hybrid_searcher(tmp_path_factory):
-    from conftest import write_jsonl
     from support.tiny_bundle import build_tiny_bundle
 
     root = tmp_path_factory.mktemp("fuzz")
     records = [{"id": f"d{i}", "title": f"民法 第{i}条", "text": "契約の解除と労働時間。" * (i + 1)}
                for i in range(12)]
-    corpus = write_jsonl(root / "corpus.jsonl", records)
+    corpus = root / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+                      encoding="utf-8")
     # the tokenizer's vocabulary must be valid text: no lone surrogates
     characters = "".join(p for p in PIECES if not 0xD800 <= ord(p[0]) <= 0xDFFF)
     bundle = build_tiny_bundle(root / "bundle", characters + corpus.read_text("utf-8"))

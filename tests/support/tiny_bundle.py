@@ -5,10 +5,11 @@ weights). Enough to drive the runtime's served path end to end in milliseconds."
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
+
+from lexedge.runtime.bundle import write_manifest
 
 
 def _sha256(path: Path) -> str:
@@ -100,6 +101,5 @@ def build_tiny_bundle(out: Path, characters: str, reranker: bool = True, dimensi
             manifest["reranker"]["rerank_weight"] = rerank_weight
     manifest["files"] = {p.name: _sha256(p) for p in sorted(out.iterdir())
                          if p.name != "manifest.json"}
-    (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2),
-                                       encoding="utf-8")
+    write_manifest(out, manifest)
     return out
