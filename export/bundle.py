@@ -20,7 +20,7 @@ from pathlib import Path
 from lexedge.runtime.bundle import FORMAT_VERSION, MANIFEST_FILE, Bundle, write_manifest
 from lexedge.runtime.errors import DataError, LexedgeError
 from lexedge.runtime.onnx_models import OnnxEmbedder, OnnxReranker
-from lexedge.runtime.storage import atomic_directory, sha256_file
+from lexedge.runtime.storage import atomic_directory, refuse_foreign, sha256_file
 
 from . import parity
 from .merge import EMBEDDER, RERANKER, load_merged
@@ -83,15 +83,13 @@ def export_bundle(config: ExportConfig, log=print) -> Bundle:
         raise LexedgeError(f"precision must be one of {', '.join(PRECISIONS)}, "
                            f"got {config.precision!r}")
     out = Path(config.out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir())
-                                              and not (out / MANIFEST_FILE).is_file())):
-        raise LexedgeError(f"{out}: exists and is not a bundle; choose another --out")
+    refuse_foreign(out, "bundle", legacy=_legacy_bundle)  # before the long export
     selection = _read_selection(config.selection)
     rerank_weight = _rerank_weight(config, selection)  # checked before the long export
     calibration = parity.load_calibration(config.calibration, config.calibration_passages,
                                           config.calibration_queries)
     started = time.perf_counter()
-    with atomic_directory(out) as staging:
+    with atomic_directory(out, kind="bundle", legacy=_legacy_bundle) as staging:
         work = staging / ".work"
         work.mkdir()
         entries, metrics = {}, {}
@@ -229,6 +227,15 @@ def _rerank_weight(config: ExportConfig, selection: dict | None) -> float:
     if not 0.0 <= weight <= 1.0:
         raise LexedgeError(f"rerank_weight {weight:g}: must be within [0, 1]")
     return weight
+
+
+def _legacy_bundle(folder: Path) -> bool:
+    """A bundle written before artefact markers: replaceable by a new export."""
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and {"format", "embedder", "files"} <= manifest.keys()
 
 
 def _read_selection(path: Path | None):

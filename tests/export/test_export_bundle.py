@@ -361,3 +361,16 @@ def test_dynamo_exporter_gives_the_same_graph_outputs(base_model_dir, tmp_path):
                                    providers=["CPUExecutionProvider"])
     found = session.run(None, {"input_ids": input_ids.numpy(), "attention_mask": mask.numpy()})[0]
     np.testing.assert_allclose(found, expected, atol=1e-5)
+
+
+def test_export_refuses_a_users_folder_before_any_work(base_model_dir, tmp_path, capsys):
+    from lexedge.cli import main
+
+    userdir = tmp_path / "userdir"
+    userdir.mkdir()
+    (userdir / "thesis.txt").write_text("precious")
+    assert main(["export", "--int8", "--embedder", str(base_model_dir), "--out",
+                 str(userdir)]) == 2
+    assert "userdir: exists and is not a lexedge bundle" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["userdir"]
+    assert (userdir / "thesis.txt").read_text() == "precious"
