@@ -11,10 +11,10 @@ Layout::
     IDX/docs.offsets.npy  byte offset of each line
     IDX/deleted.json      rows removed since the build
 
-While a build with a bundle runs, every embedded chunk is also saved beside ``IDX`` in
-``.IDX.embeddings/`` (float32 ``.npy``, read without pickle), named by the hash of the embedder and
-the chunk's texts. A build that is killed and started again loads those chunks instead of
-re-embedding them; the folder is removed when the build completes.
+The manifest lists every file's sha256 and hashes itself: a changed or damaged index is refused
+by name (issue 20). Every write goes through :mod:`~lexedge.runtime.storage` (writer lock,
+fsync, atomic swap). A build with a bundle embeds resumably
+(:mod:`~lexedge.runtime.embedding_chunks`).
 
 An index built with a bundle records the bundle's manifest hash: loading it with another bundle
 is refused, because its vectors would not be comparable with the new embedder's queries.
@@ -22,7 +22,6 @@ is refused, because its vectors would not be comparable with the new embedder's 
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import shutil
@@ -38,9 +37,10 @@ from .bm25 import BM25Index
 from .datasets import Document
 from .dense import DenseIndex
 from .docstore import DocStore, append_docstore, write_docstore
+from .embedding_chunks import ChunkStore, embedding, saved_chunks_folder
 from .errors import LexedgeError
-from .storage import (MARKER_FILE, atomic_directory, atomic_file, read_manifest, settle,
-                      MANIFEST_HASH_FIELD, manifest_sha256, sha256_file, writer_lock)
+from .storage import (MANIFEST_HASH_FIELD, MARKER_FILE, atomic_directory, manifest_sha256,
+                      read_manifest, settle, sha256_file, writer_lock)
 
 MANIFEST_FILE = "manifest.json"
 #: 2: the manifest lists every file's sha256 and hashes itself (issue 20).
@@ -109,13 +109,14 @@ class Index:
         started = time.perf_counter()
         previous = _previous_vectors(out, bundle)
         counts = {"embedded": 0, "reused": 0, "resumed": 0}
-        saved_chunks = _saved_chunks_folder(out)
+        saved_chunks = saved_chunks_folder(out)
         with atomic_directory(out, kind="index", legacy=_legacy_index) as staging:
             vectors: list[np.ndarray] = []
             stream = write_docstore(staging, _unique_ids(iter_documents(source), source))
             if bundle is not None:
-                stream = _embedding(stream, bundle.embedder(), vectors, progress, previous,
-                                    counts, _ChunkStore(saved_chunks, bundle.embedder_id))
+                stream = embedding(stream, bundle.embedder(), vectors, progress, previous,
+                                   counts, ChunkStore(saved_chunks, bundle.embedder_id),
+                                   EMBED_CHUNK)
             bm25 = BM25Index.build(stream, chosen, k1=k1, b=b, progress=progress and not bundle)
             (staging / "bm25").mkdir()
             bm25.save(staging / "bm25")
@@ -387,87 +388,3 @@ def _previous_vectors(out: str | Path, bundle) -> "Index | None":
     except LexedgeError:
         return None  # another bundle or an unreadable index: embed everything afresh
     return previous if previous.dense is not None else None
-
-
-def _saved_chunks_folder(out: str | Path) -> Path:
-    out = Path(out)
-    return out.with_name(f".{out.name}.embeddings")
-
-
-class _ChunkStore:
-    """Embedded chunks of an unfinished build, so that a killed build resumes (see the module
-    docstring). A chunk is found by the hash of the embedder id and its texts, never by
-    position, so a changed corpus cannot pick up stale vectors."""
-
-    def __init__(self, folder: Path, embedder_id: str):
-        self.folder = folder
-        self.embedder_id = embedder_id
-
-    def _path(self, texts: list[str]) -> Path:
-        digest = hashlib.sha256(self.embedder_id.encode())
-        for text in texts:
-            digest.update(b"\0" + text.encode("utf-8"))
-        return self.folder / f"{digest.hexdigest()[:40]}.npy"
-
-    def load(self, texts: list[str], dimension: int) -> np.ndarray | None:
-        path = self._path(texts)
-        if not path.is_file():
-            return None
-        try:
-            block = np.load(path, allow_pickle=False)
-        except (OSError, ValueError):
-            return None  # a chunk cut short by the kill: embed it again
-        return block if block.shape == (len(texts), dimension) else None
-
-    def save(self, texts: list[str], block: np.ndarray) -> None:
-        with atomic_file(self._path(texts)) as handle:
-            np.save(handle, block, allow_pickle=False)
-
-
-def _embedding(documents: Iterator[Document], embedder, vectors: list, progress: bool,
-               previous: "Index | None", counts: dict,
-               saved: _ChunkStore) -> Iterator[Document]:
-    """Pass documents through while embedding them in chunks (length-sorted inside each
-    chunk by the embedder), so the corpus text is never all in memory. A document unchanged
-    since ``previous`` keeps its vector; a chunk embedded by an earlier, killed run of this
-    build is loaded from ``saved``."""
-    from tqdm import tqdm
-
-    bar = tqdm(desc="embedding", unit=" docs", disable=None if progress else True,
-               mininterval=1.0)
-
-    def flush(chunk: list[Document]) -> Iterator[Document]:
-        block = np.zeros((len(chunk), embedder.dimension), dtype=np.float32)
-        fresh = []
-        for position, document in enumerate(chunk):
-            row = previous.unchanged_row(document, compare_metadata=False) \
-                if previous is not None else None
-            if row is None:
-                fresh.append(position)
-            else:
-                block[position] = previous.dense.graph.get_items([row])[0]
-        if fresh:
-            texts = [chunk[i].indexed_text for i in fresh]
-            embedded = saved.load(texts, embedder.dimension)
-            if embedded is None:
-                embedded = embedder.encode(texts, kind="passage")
-                saved.save(texts, embedded)
-                counts["embedded"] += len(fresh)
-            else:
-                counts["resumed"] += len(fresh)
-            block[fresh] = embedded
-            bar.set_postfix(resumed=counts["resumed"], refresh=False)
-        counts["reused"] += len(chunk) - len(fresh)
-        vectors.append(block)
-        bar.update(len(chunk))
-        yield from chunk
-
-    chunk: list[Document] = []
-    for document in documents:
-        chunk.append(document)
-        if len(chunk) == EMBED_CHUNK:
-            yield from flush(chunk)
-            chunk = []
-    if chunk:
-        yield from flush(chunk)
-    bar.close()

@@ -1,0 +1,100 @@
+"""Embedding a corpus during an index build, resumably: documents pass through in chunks; a
+document unchanged since the index being replaced keeps its vector, and every embedded chunk
+is saved beside the index in ``.IDX.embeddings/`` (float32 ``.npy``, read without pickle),
+named by the hash of the embedder and the chunk's texts, so a killed build started again
+loads those chunks instead of re-embedding them (issue 6)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import Document
+from .storage import atomic_file
+
+
+def saved_chunks_folder(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(f".{out.name}.embeddings")
+
+
+class ChunkStore:
+    """Embedded chunks of an unfinished build, so that a killed build resumes (see the module
+    docstring). A chunk is found by the hash of the embedder id and its texts, never by
+    position, so a changed corpus cannot pick up stale vectors."""
+
+    def __init__(self, folder: Path, embedder_id: str):
+        self.folder = folder
+        self.embedder_id = embedder_id
+
+    def _path(self, texts: list[str]) -> Path:
+        digest = hashlib.sha256(self.embedder_id.encode())
+        for text in texts:
+            digest.update(b"\0" + text.encode("utf-8"))
+        return self.folder / f"{digest.hexdigest()[:40]}.npy"
+
+    def load(self, texts: list[str], dimension: int) -> np.ndarray | None:
+        path = self._path(texts)
+        if not path.is_file():
+            return None
+        try:
+            block = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            return None  # a chunk cut short by the kill: embed it again
+        return block if block.shape == (len(texts), dimension) else None
+
+    def save(self, texts: list[str], block: np.ndarray) -> None:
+        with atomic_file(self._path(texts)) as handle:
+            np.save(handle, block, allow_pickle=False)
+
+
+def embedding(documents: Iterator[Document], embedder, vectors: list, progress: bool,
+              previous, counts: dict, saved: ChunkStore,
+              chunk_size: int) -> Iterator[Document]:
+    """Pass documents through while embedding them in chunks (length-sorted inside each
+    chunk by the embedder), so the corpus text is never all in memory. A document unchanged
+    since ``previous`` keeps its vector; a chunk embedded by an earlier, killed run of this
+    build is loaded from ``saved``."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc="embedding", unit=" docs", disable=None if progress else True,
+               mininterval=1.0)
+
+    def flush(chunk: list[Document]) -> Iterator[Document]:
+        block = np.zeros((len(chunk), embedder.dimension), dtype=np.float32)
+        fresh = []
+        for position, document in enumerate(chunk):
+            row = previous.unchanged_row(document, compare_metadata=False) \
+                if previous is not None else None
+            if row is None:
+                fresh.append(position)
+            else:
+                block[position] = previous.dense.graph.get_items([row])[0]
+        if fresh:
+            texts = [chunk[i].indexed_text for i in fresh]
+            embedded = saved.load(texts, embedder.dimension)
+            if embedded is None:
+                embedded = embedder.encode(texts, kind="passage")
+                saved.save(texts, embedded)
+                counts["embedded"] += len(fresh)
+            else:
+                counts["resumed"] += len(fresh)
+            block[fresh] = embedded
+            bar.set_postfix(resumed=counts["resumed"], refresh=False)
+        counts["reused"] += len(chunk) - len(fresh)
+        vectors.append(block)
+        bar.update(len(chunk))
+        yield from chunk
+
+    chunk: list[Document] = []
+    for document in documents:
+        chunk.append(document)
+        if len(chunk) == chunk_size:
+            yield from flush(chunk)
+            chunk = []
+    if chunk:
+        yield from flush(chunk)
+    bar.close()
