@@ -89,3 +89,11 @@ def test_the_special_tokens_keep_their_roles(tmp_path):
     assert encoding.tokens[0] == "<s>" and encoding.tokens[-1] == "</s>"
     assert tokenizer.token_to_id("<mask>") == len(json.loads(
         (trimmed / "tokenizer.json").read_text())["model"]["vocab"]) - 1
+
+
+def test_a_script_kept_whole_keeps_text_the_corpus_never_used(tmp_path):
+    full = build_model(tmp_path / "full")
+    keep = keep_list(full / "tokenizer.json", ["契約の解除"], scripts=("cjk",))
+    trimmed = trim_model(full, tmp_path / "trimmed", keep)
+    identity = tokenization_identity(full / "tokenizer.json", trimmed, ["労働時間の更新"])
+    assert identity["identical"] == 1
