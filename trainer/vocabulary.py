@@ -140,7 +140,7 @@ def trim_model(model_dir: str | Path, out_dir: str | Path, keep: Sequence[int],
         tensors = load_file(str(model_dir / WEIGHTS_FILE))
         cut = {name: np.ascontiguousarray(tensor[rows]) if tensor.ndim and
                tensor.shape[0] == size else tensor for name, tensor in tensors.items()}
-        if not any(cut[name].shape != tensors[name].shape for name in tensors):
+        if not any(tensor.ndim and tensor.shape[0] == size for tensor in tensors.values()):
             raise LexedgeError(f"{model_dir / WEIGHTS_FILE}: no tensor has the vocabulary's "
                                f"{size} rows")
         save_file(cut, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
