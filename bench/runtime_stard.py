@@ -20,9 +20,12 @@ import sys
 import time
 from pathlib import Path
 
+from lexedge.runtime.settings import SearchSettings
+
 HERE = Path(__file__).resolve().parent
 BUDGETS = (20, 60, 100, 200)
-RERANK_TOP = 20
+SERVED = SearchSettings()  # what `lexedge search` does unless told otherwise
+RERANK_TOP = SERVED.rerank
 
 
 def folder_bytes(path: Path) -> int:
@@ -49,7 +52,7 @@ def measure_search(index_path: Path, bundle_path: Path, data: Path,
     rss_loaded = _rss_mb()
     timed = list(queries.values())[:latency_queries]
     for query in timed[:10]:  # warm-up: first calls allocate onnxruntime buffers
-        searcher.search(query, budget=100, rerank=RERANK_TOP)
+        searcher.search(query)
     result = {"rss_after_load_mb": rss_loaded, "latency_ms": {}, "recall": {}}
     for budget in BUDGETS:
         for rerank in ((0, RERANK_TOP) if searcher.has_reranker else (0,)):
@@ -61,7 +64,7 @@ def measure_search(index_path: Path, bundle_path: Path, data: Path,
             result["latency_ms"][f"k{budget}_rr{rerank}"] = {
                 "p50": statistics.median(latencies), "p95": percentile(latencies, 0.95),
                 "mean": statistics.fmean(latencies), "queries": len(latencies)}
-    for method, alpha in (("bm25", 0.0), ("dense", 1.0), ("hybrid", 0.5)):
+    for method, alpha in (("bm25", 0.0), ("dense", 1.0), ("hybrid", SERVED.alpha)):
         runs = {}
         for query_id in qrels:
             hits = searcher.search(queries[query_id], budget=max(BUDGETS), rerank=0,

@@ -21,6 +21,8 @@ import os
 import time
 from pathlib import Path
 
+from lexedge.runtime.settings import SearchSettings
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SUBSET = REPO / "work-out" / "embedder_curriculum_stard_full" / "stard_subset"
@@ -65,7 +67,8 @@ def main(argv=None) -> int:
     parser.add_argument("--index", type=Path,
                         default=REPO / "work-out" / "served_pipeline_stard" / "index")
     parser.add_argument("--budget", type=int, default=20, help="retrieval budget K")
-    parser.add_argument("--rerank", type=int, default=20, help="candidates re-scored")
+    parser.add_argument("--rerank", type=int, default=SearchSettings().rerank,
+                        help="candidates re-scored (default: lexedge search's)")
     parser.add_argument("--split", default="dev")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--name", default="served_pipeline_stard")
@@ -116,7 +119,8 @@ def main(argv=None) -> int:
              "index_build_seconds": build_seconds,
              "command": f"python bench/served_pipeline_stard.py --bundle {args.bundle}"
              + (f" --budget {args.budget}" if args.budget != 20 else "")
-             + (f" --rerank {args.rerank}" if args.rerank != 20 else "")}
+             + (f" --rerank {args.rerank}" if args.rerank != SearchSettings().rerank
+                else "")}
     results = {"setup": setup, **{name: {k: row[k] for k in (*SHOWN, f"recall@{args.budget}",
                                                                "queries", "queries_per_second")
                                          if k in row} for name, row in rows.items()},

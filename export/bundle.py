@@ -14,12 +14,12 @@ import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 from lexedge.runtime.bundle import FORMAT_VERSION, MANIFEST_FILE, Bundle, write_manifest
 from lexedge.runtime.errors import DataError, LexedgeError
 from lexedge.runtime.onnx_models import OnnxEmbedder, OnnxReranker
+from lexedge.runtime.provenance import PROVENANCE, provenance
 from lexedge.runtime.storage import atomic_directory, refuse_foreign, sha256_file
 
 from . import parity
@@ -77,8 +77,6 @@ class ExportConfig:
 
 def export_bundle(config: ExportConfig, log=print) -> Bundle:
     """Build the bundle ``config`` describes and return it loaded (and verified)."""
-    from lexedge import __version__
-
     if config.precision not in PRECISIONS:
         raise LexedgeError(f"precision must be one of {', '.join(PRECISIONS)}, "
                            f"got {config.precision!r}")
@@ -113,15 +111,14 @@ def export_bundle(config: ExportConfig, log=print) -> Bundle:
                     not g["passed"] for g in entry["parity"]["gates"]) else "passed"
         manifest = {
             "format": FORMAT_VERSION,
-            "lexedge_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            PROVENANCE: provenance("lexedge export"),
             "embedder": entries[EMBEDDER],
             "reranker": entries[RERANKER],
             "selection": selection,
             "metrics": metrics if any(metrics.values()) else None,
             "gates": {"status": status, "failed": [g["gate"] for g in failed]},
             "export": {"seconds": round(time.perf_counter() - started, 1),
-                       "config": _jsonable(asdict(config)), "versions": _versions()},
+                       "config": _jsonable(asdict(config))},
             "files": {p.name: sha256_file(p) for p in sorted(staging.iterdir())
                       if p.is_file() and p.name != MANIFEST_FILE},
         }
@@ -274,18 +271,6 @@ def _stack_summary(source: dict) -> str:
         source = source["base"]
     adapters = kinds.count("lora-adapter")
     return f"{adapters} LoRA adapter(s) merged" if adapters else "plain model"
-
-
-def _versions() -> dict:
-    import importlib.metadata
-
-    found = {}
-    for package in ("torch", "transformers", "peft", "onnx", "onnxruntime", "tokenizers"):
-        try:
-            found[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            found[package] = None
-    return found
 
 
 def _jsonable(value):

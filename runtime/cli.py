@@ -1,12 +1,16 @@
-"""Runtime subcommands: ``eval``, ``index build``, ``search``. Only argparse is imported here;
-each handler imports what it needs when it runs."""
+"""Runtime subcommands: ``eval``, ``index build``, ``search``, ``demo``. Only argparse and the
+search settings are imported here; each handler imports what it needs when it runs."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterable
+from dataclasses import fields
 from pathlib import Path
 from typing import Callable
+
+from .settings import CHOICE, FILTERS, FRACTION, NON_NEGATIVE, POSITIVE, SearchSettings
 
 #: Bundles the demo can make by name (``--bundle default``). ``lexedge.export`` registers
 #: ``default`` when it is installed; the runtime never imports it.
@@ -18,14 +22,18 @@ def register_bundle_builder(name: str, build: Callable[[Path], None]) -> None:
     BUNDLE_BUILDERS[name] = build
 
 
+#: The search settings ``lexedge eval`` takes: the run's depth replaces ``top``, and a benchmark
+#: is not filtered.
+EVAL_SETTINGS = ("budget", "rerank", "rerank_weight", "alpha", "fusion")
+
 REPORTED_METRICS = ("recall@1", "recall@3", "recall@5", "recall@10", "recall@20", "recall@50",
                     "recall@100", "recall@200", "mrr@10", "ndcg@10")
 
 
 # argparse types for the numeric options, shared by every command that takes them (the TUI's
 # too), so a bad value is refused by name before anything is loaded: ``argument --budget: -5:
-# must be a positive integer`` (issue 20, finding 8). ``Searcher.search`` checks its own
-# arguments again for the Python API.
+# must be a positive integer`` (issue 20, finding 8). ``SearchSettings`` checks the values
+# again for the Python API.
 def positive_int(text: str) -> int:
     """An integer >= 1: ``--budget``, ``--top``."""
     return _number(text, int, 1, _INFINITY, "a positive integer")
@@ -60,10 +68,54 @@ def _number(text: str, kind, low, high, wanted: str):
     return value
 
 
+#: The argparse type of each kind of search setting (see lexedge.runtime.settings).
+_SETTING_TYPES = {POSITIVE: positive_int, NON_NEGATIVE: non_negative_int, FRACTION: fraction}
+
+
+def add_search_settings(parser, defaults: SearchSettings | None = None,
+                        names: Iterable[str] | None = None) -> None:
+    """Add an option for each :class:`SearchSettings` field in ``names`` (default: every one):
+    ``--budget``, ``--rerank``, ``--rerank-weight``, ``--alpha`` | ``--fusion``, ``--top``,
+    ``--filter``. Help, choices and checks come from the dataclass, the defaults from
+    ``defaults`` (default: ``SearchSettings()``); :func:`search_settings` reads them back."""
+    defaults = SearchSettings() if defaults is None else defaults
+    wanted = [s for s in fields(SearchSettings) if names is None or s.name in names]
+    # alpha weighs the weighted fusion only: one or the other
+    fusion = parser.add_mutually_exclusive_group() \
+        if {"alpha", "fusion"} <= {s.name for s in wanted} else parser
+    for setting in wanted:
+        about, default = setting.metadata, getattr(defaults, setting.name)
+        group = fusion if setting.name in ("alpha", "fusion") else parser
+        if about["kind"] == FILTERS:
+            group.add_argument("--filter", dest=setting.name, action="append",
+                               default=[f"{k}={v}" for k, v in default.items()],
+                               metavar=about["metavar"], help=about["help"])
+            continue
+        options = {"choices": about["choices"]} if about["kind"] == CHOICE \
+            else {"type": _SETTING_TYPES[about["kind"]]}
+        group.add_argument("--" + setting.name.replace("_", "-"), default=default,
+                           metavar=about.get("metavar"), **options,
+                           help=about["help"] + ("" if default is None
+                                                 else f" (default {default})"))
+
+
+def search_settings(args: argparse.Namespace,
+                    defaults: SearchSettings | None = None) -> SearchSettings:
+    """The settings the options of :func:`add_search_settings` were given; a setting the
+    command has no option for keeps ``defaults``' value (default: ``SearchSettings()``'s)."""
+    given = {s.name: getattr(args, s.name) for s in fields(SearchSettings)
+             if hasattr(args, s.name)}
+    if "filters" in given:
+        given["filters"] = parse_filters(given["filters"])
+    return (SearchSettings() if defaults is None else defaults).replace(**given)
+
+
 def add_commands(commands) -> None:
     evaluate = commands.add_parser(
         "eval", help="evaluate a retrieval method on a BEIR dataset split",
-        description="Evaluate retrieval on DATA_DIR (corpus.jsonl, queries.jsonl, qrels/).")
+        description="Evaluate retrieval on DATA_DIR (corpus.jsonl, queries.jsonl, qrels/). "
+                    "The search settings apply to the served methods (dense, hybrid, "
+                    "pipeline); --rerank also to --method rerank.")
     evaluate.add_argument("data_dir", metavar="DATA_DIR")
     evaluate.add_argument("--split", default="dev", help="qrels split (default: dev)")
     evaluate.add_argument("--method", default="bm25",
@@ -80,19 +132,10 @@ def add_commands(commands) -> None:
     evaluate.add_argument("--index", help="evaluate a saved index instead of building one")
     evaluate.add_argument("--bundle", help="bundle whose models serve dense/hybrid/pipeline")
     evaluate.add_argument("--model", help="a trainer model or stage folder (--method dense)")
-    evaluate.add_argument("--budget", type=positive_int, default=100,
-                          help="retrieval budget K for hybrid/pipeline (default 100)")
-    evaluate.add_argument("--rerank", type=non_negative_int, default=20,
-                          help="candidates re-scored by the reranker in pipeline and rerank "
-                               "(default 20)")
-    evaluate.add_argument("--rerank-weight", type=fraction, default=None, metavar="W",
-                          help="pipeline: order the re-ranked head by W x reranker + (1 - W) x "
-                               "first stage (default: the bundle's, else 1)")
+    add_search_settings(evaluate, names=EVAL_SETTINGS)
     evaluate.add_argument("--first-stage", default="bm25", metavar="bm25|EMBEDDER_DIR",
                           help="candidates for --method rerank: bm25 (default) or an embedder "
                                "stage folder")
-    evaluate.add_argument("--alpha", type=fraction, default=0.5, help="dense weight for hybrid")
-    evaluate.add_argument("--fusion", choices=("weighted", "rrf"), default="weighted")
     evaluate.add_argument("--metrics-out", type=Path, help="write the metrics as JSON here")
     evaluate.add_argument("--run-out", type=Path, help="write the ranking as a TREC run here")
     evaluate.set_defaults(handler=run_eval)
@@ -144,11 +187,12 @@ def add_demo_command(commands) -> None:
                       help="working folder: OUT/index (and OUT/bundle), created once")
     demo.add_argument("--bundle", metavar="default|DIR",
                       help="serve with this bundle: a folder, or 'default' to export one")
-    demo.add_argument("--top", type=positive_int, default=5)
+    add_search_settings(demo, defaults=SearchSettings(top=DEMO_TOP))
     demo.set_defaults(handler=run_demo)
 
 
 DEMO_QUERY = "本人の同意を得ないで個人データを第三者に提供してよいか"
+DEMO_TOP = 5  # the demo shows the answer, not a result list: fewer hits than a search
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -178,10 +222,8 @@ def run_demo(args: argparse.Namespace) -> int:
     if not _demo_index_serves(index_path, bundle):
         print(f"indexing the bundled sample into {index_path} …", flush=True)
         Index.build(sample, index_path, bundle=bundle)
-    args.index, args.json, args.filter = index_path, False, []
+    args.index, args.json = index_path, False
     args.bundle = None if bundle is None else bundle.path
-    args.budget, args.rerank, args.alpha, args.fusion = 100, 20, 0.5, "weighted"
-    args.rerank_weight = None
     check_query(args.query)  # before it is printed
     print(f"query: {displayable(args.query)}")
     return run_search(args)
@@ -204,21 +246,7 @@ def _demo_index_serves(index_path: Path, bundle) -> bool:
 def add_search_options(parser) -> None:
     parser.add_argument("--bundle", type=Path,
                         help="bundle folder (default: the one the index was built with)")
-    parser.add_argument("--budget", type=positive_int, default=100,
-                        help="retrieval budget K: candidates per first-stage retriever")
-    parser.add_argument("--rerank", type=non_negative_int, default=20,
-                        help="re-score the top N with the bundle's reranker (0: off)")
-    parser.add_argument("--rerank-weight", type=fraction, default=None, metavar="W",
-                        help="order the re-scored N by W x reranker + (1 - W) x first stage "
-                             "(default: the bundle's, else 1: reranker alone)")
-    fusion = parser.add_mutually_exclusive_group()
-    fusion.add_argument("--alpha", type=fraction, default=0.5,
-                        help="dense weight in the weighted fusion (0 = BM25 only)")
-    fusion.add_argument("--fusion", choices=("weighted", "rrf"), default="weighted")
-    parser.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
-                        help="metadata filter, e.g. law=民法 or source=contracts/* (repeatable)")
-    parser.add_argument("--top", type=positive_int, default=10,
-                        help="results to show (default 10)")
+    add_search_settings(parser)
     parser.add_argument("--json", action="store_true", help="print results as JSON")
 
 
@@ -239,11 +267,11 @@ def run_eval(args: argparse.Namespace) -> int:
     from .metrics import write_trec_run
     from .storage import write_json_atomic
 
+    settings = search_settings(args)
     config = EvalConfig(data_dir=args.data_dir, split=args.split, method=args.method,
                         analyzer=args.analyzer, k1=args.k1, b=args.b, index=args.index,
-                        bundle=args.bundle, model=args.model, budget=args.budget,
-                        rerank=args.rerank, alpha=args.alpha, fusion=args.fusion,
-                        rerank_weight=args.rerank_weight,
+                        bundle=args.bundle, model=args.model,
+                        **{name: getattr(settings, name) for name in EVAL_SETTINGS},
                         extra={"first_stage": args.first_stage}
                         if args.method == "rerank" else {})
     metrics, run = run_evaluation(config)
@@ -334,10 +362,7 @@ def run_search(args: argparse.Namespace) -> int:
     from .snippets import displayable, json_safe
 
     searcher = Searcher(args.index, bundle=args.bundle)
-    result = searcher.search(args.query, budget=args.budget, rerank=args.rerank,
-                             alpha=args.alpha, fusion=args.fusion, top=args.top,
-                             filters=parse_filters(args.filter),
-                             rerank_weight=args.rerank_weight)
+    result = searcher.search(args.query, search_settings(args))
     if args.json:
         # The exact texts: JSON escapes the C0 controls itself, json_safe the rest a terminal
         # would act on (issue 20, finding 10).

@@ -18,13 +18,19 @@ from pathlib import Path
 from .datasets import BeirDataset
 from .errors import LexedgeError
 from .metrics import RECALL_CUTOFFS, evaluate
+from .settings import SearchSettings
 
 RUN_DEPTH = max(RECALL_CUTOFFS)
 
 
 @dataclass
 class EvalConfig:
-    """What ``lexedge eval`` was asked to do (saved beside the metrics)."""
+    """What ``lexedge eval`` was asked to do (saved beside the metrics).
+
+    ``budget``, ``rerank``, ``alpha``, ``fusion`` and ``rerank_weight`` are the served
+    methods' :class:`~lexedge.runtime.settings.SearchSettings`, with its defaults and checks
+    (:meth:`search_settings`); ``depth`` replaces its ``top``.
+    """
 
     data_dir: str
     split: str = "dev"
@@ -35,13 +41,22 @@ class EvalConfig:
     index: str | None = None
     bundle: str | None = None
     model: str | None = None  # a trainer model / stage folder (needs lexedge[train])
-    budget: int = 100
-    rerank: int = 20
-    alpha: float = 0.5
-    fusion: str = "weighted"
-    rerank_weight: float | None = None  # pipeline: None takes the bundle's
+    budget: int = SearchSettings.budget
+    rerank: int = SearchSettings.rerank
+    alpha: float = SearchSettings.alpha
+    fusion: str = SearchSettings.fusion
+    rerank_weight: float | None = SearchSettings.rerank_weight  # None: the bundle's
     depth: int = RUN_DEPTH
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.search_settings()  # an out-of-range setting is refused before any work
+
+    def search_settings(self, **changes) -> SearchSettings:
+        """These search settings as :class:`SearchSettings`, with ``changes``."""
+        return SearchSettings(budget=self.budget, rerank=self.rerank, alpha=self.alpha,
+                              fusion=self.fusion, rerank_weight=self.rerank_weight,
+                              ).replace(**changes)
 
 
 @dataclass
@@ -100,20 +115,19 @@ def _searcher_retriever(config: EvalConfig, dataset: BeirDataset) -> Retriever:
     if config.method == "pipeline" and not searcher.has_reranker:
         raise LexedgeError(f"{index.bundle.path}: the bundle has no reranker for --method "
                            "pipeline")
-    alpha = 1.0 if config.method == "dense" else config.alpha
-    rerank = config.rerank if config.method == "pipeline" else 0
     # The run is as deep as the budget for dense/hybrid (Recall@K up to K), and every
     # metric cutoff is reported; deeper cutoffs than the budget simply stop growing.
-    budget = config.budget if config.method == "pipeline" else max(config.budget, config.depth)
+    settings = config.search_settings(
+        alpha=1.0 if config.method == "dense" else config.alpha,
+        rerank=config.rerank if config.method == "pipeline" else 0,
+        budget=config.budget if config.method == "pipeline"
+        else max(config.budget, config.depth))
+    budget, rerank, alpha = settings.budget, settings.rerank, settings.alpha
 
     def search_many(queries, k):
-        runs = []
-        for query in queries:
-            result = searcher.search(query, budget=budget, rerank=rerank, alpha=alpha,
-                                     fusion=config.fusion, top=min(k, budget),
-                                     rerank_weight=config.rerank_weight)
-            runs.append([(hit.id, hit.score) for hit in result.hits])
-        return runs
+        at_depth = settings.replace(top=min(k, budget))
+        return [[(hit.id, hit.score) for hit in searcher.search(query, at_depth).hits]
+                for query in queries]
 
     live_ids = [index.docs.id_of(r) for r in range(len(index.docs)) if r not in index.deleted]
     setup = {"analyzer": index.analyzer.to_manifest(), "bundle": index.manifest["bundle"],

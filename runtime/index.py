@@ -1,6 +1,7 @@
 """A persistent search index: a folder holding the BM25 index, the document store and a
-``manifest.json`` that records how it was made (analyzer, BM25 parameters, source hash,
-versions), so that queries are analysed exactly as the documents were.
+``manifest.json`` that records how it was made (analyzer, BM25 parameters, source hash, and
+the :mod:`~lexedge.runtime.provenance` every manifest carries), so that queries are analysed
+exactly as the documents were.
 
 Layout::
 
@@ -39,6 +40,7 @@ from .dense import DenseIndex
 from .docstore import DocStore, append_docstore, write_docstore
 from .embedding_chunks import ChunkStore, embedding, saved_chunks_folder
 from .errors import LexedgeError
+from .provenance import PROVENANCE, provenance
 from .storage import (MANIFEST_HASH_FIELD, MARKER_FILE, atomic_directory, manifest_sha256,
                       read_manifest, settle, sha256_file, writer_lock)
 
@@ -346,11 +348,9 @@ def _refuse_source_as_out(source: Path, out: Path) -> None:
 
 def _manifest(analyzer: Analyzer, k1: float, b: float, documents: int, bundle,
               source: dict) -> dict:
-    from lexedge import __version__
-
     return {
         "format": FORMAT_VERSION,
-        "lexedge_version": __version__,
+        PROVENANCE: provenance("lexedge index build"),
         "analyzer": analyzer.to_manifest(),
         "bm25": {"k1": k1, "b": b},
         "documents": documents,

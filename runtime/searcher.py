@@ -8,14 +8,13 @@ recall grows with K, and so does the work (see ``bench/``).
 Example::
 
     searcher = Searcher("idx")
-    result = searcher.search("解雇の予告", budget=100, rerank=20)
+    result = searcher.search("解雇の予告", budget=200, rerank=0)  # or a SearchSettings
     for hit in result.hits:
         print(hit.rank, hit.title, hit.scores)
 """
 
 from __future__ import annotations
 
-import numbers
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from .datasets import Document
 from .errors import LexedgeError
 from .fusion import fuse, interpolate
 from .index import Index
+from .settings import SearchSettings
 from .snippets import matched_terms, snippet
 
 #: The longest query accepted, in characters. A legal question is at most a paragraph: the
@@ -105,11 +105,12 @@ class Searcher:
     def has_reranker(self) -> bool:
         return self.reranker is not None
 
-    def first_stage(self, query: str, budget: int, alpha: float = 0.5,
-                    fusion: str = "weighted", timings: dict | None = None,
+    def first_stage(self, query: str, settings: SearchSettings, timings: dict | None = None,
                     ) -> list[tuple[str, float, dict]]:
-        """Up to ``budget`` fused candidates ``(doc_id, fused_score, per_stage_scores)``."""
+        """Up to ``settings.budget`` fused candidates ``(doc_id, fused_score,
+        per_stage_scores)``."""
         timings = {} if timings is None else timings
+        budget, alpha = settings.budget, settings.alpha
         started = time.perf_counter()
         lexical = self.index.bm25.search(query, budget) if alpha < 1.0 or not self.has_dense \
             else []
@@ -121,59 +122,58 @@ class Searcher:
         rows, scores = self.index.dense.search(vector, budget)
         dense = [(self.index.docs.id_of(int(r)), float(s)) for r, s in zip(rows[0], scores[0])]
         timings["dense"] = _ms(started)
-        fused = fuse(dense, lexical, budget, method=fusion, alpha=alpha)
+        fused = fuse(dense, lexical, budget, method=settings.fusion, alpha=alpha)
         per_doc_dense, per_doc_bm25 = dict(dense), dict(lexical)
         return [(doc, score, {"dense": per_doc_dense.get(doc), "bm25": per_doc_bm25.get(doc),
                               "fused": score}) for doc, score in fused]
 
-    def search(self, query: str, budget: int = 100, rerank: int = 20, alpha: float = 0.5,
-               fusion: str = "weighted", top: int = 10, filters: dict | None = None,
-               rerank_weight: float | None = None) -> SearchResult:
+    def search(self, query: str, settings: SearchSettings | None = None,
+               **overrides) -> SearchResult:
         """Answer ``query``.
 
         Args:
-            budget: K, candidates taken from each first-stage retriever.
-            rerank: N, how many fused candidates the cross-encoder re-scores (0: none; ignored
-                when the bundle has no reranker).
-            alpha: dense weight in the weighted fusion (0 = BM25 only, 1 = dense only).
-            fusion: ``weighted`` or ``rrf``.
-            top: hits returned.
-            filters: metadata equality filters, e.g. ``{"law": "民法"}``; a value may also be
-                a prefix ending in ``*`` (``{"source": "contracts/*"}``).
-            rerank_weight: the re-ranked head is ordered by ``w * reranker + (1 - w) * first
-                stage`` (both min-max normalised over the head); 1 is pure re-ranking.
-                Default: the bundle's (chosen by ``lexedge select``), else 1.
+            settings: what to search with; default ``SearchSettings()``, whose fields say what
+                each setting means (:class:`~lexedge.runtime.settings.SearchSettings`).
+            **overrides: settings changed for this search, by name: ``budget=20, rerank=0``.
 
         Raises:
-            LexedgeError: one line naming the argument that is out of range, or a query that
+            LexedgeError: one line naming the setting that is out of range, or a query that
                 is not valid text or longer than :data:`MAX_QUERY_CHARS`.
+            TypeError: ``settings`` is not a ``SearchSettings``, or an override names none
+                of its fields.
         """
-        check_search_arguments(query, budget=budget, rerank=rerank, alpha=alpha, top=top,
-                               rerank_weight=rerank_weight)
+        if settings is None:
+            settings = SearchSettings(**overrides)
+        elif not isinstance(settings, SearchSettings):
+            raise TypeError(f"settings: expected SearchSettings, got {type(settings).__name__}"
+                            " (give budget, rerank … as keywords)")
+        else:
+            settings = settings.replace(**overrides)
+        check_query(query)
         self.refresh()
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        candidates = self.first_stage(query, budget, alpha, fusion, timings) \
-            if query.strip() else []
+        candidates = self.first_stage(query, settings, timings) if query.strip() else []
         documents = {doc: self.index.document(doc) for doc, _, _ in candidates}
-        if filters:
-            candidates = [c for c in candidates if _matches(documents[c[0]], filters)]
+        if settings.filters:
+            candidates = [c for c in candidates if _matches(documents[c[0]], settings.filters)]
         reranked = 0
-        weight = self.rerank_weight if rerank_weight is None else float(rerank_weight)
-        if not 0.0 <= weight <= 1.0:
+        weight = self.rerank_weight if settings.rerank_weight is None \
+            else float(settings.rerank_weight)
+        if not 0.0 <= weight <= 1.0:  # the bundle's
             raise LexedgeError(f"rerank weight {weight:g}: must be within [0, 1]")
-        if self.reranker is not None and rerank > 0 and candidates:
+        if self.reranker is not None and settings.rerank > 0 and candidates:
             stage = time.perf_counter()
-            head = candidates[:rerank]
+            head = candidates[:settings.rerank]
             scores = self.reranker.score(query, [documents[d].indexed_text for d, _, _ in head])
             per_stage = {doc: per for doc, _, per in head}
             candidates = [(doc, final, dict(per_stage[doc], rerank=raw)) for doc, final, raw
                           in interpolate([(d, s) for d, s, _ in head], scores, weight)] \
-                + candidates[rerank:]
+                + candidates[settings.rerank:]
             reranked = len(head)
             timings["rerank"] = _ms(stage)
         hits = []
-        for rank, (doc, score, per_stage) in enumerate(candidates[:top], start=1):
+        for rank, (doc, score, per_stage) in enumerate(candidates[:settings.top], start=1):
             document = documents[doc]
             terms = matched_terms(self.index.analyzer, query, document.indexed_text)
             hits.append(Hit(rank, doc, document.title, document.text,
@@ -181,10 +181,11 @@ class Searcher:
                             {k: v for k, v in per_stage.items() if v is not None}, terms,
                             document.metadata))
         timings["total"] = _ms(started)
-        settings = {"budget": budget, "rerank": reranked, "alpha": alpha if self.has_dense
-                    else 0.0, "fusion": fusion, "filters": filters or {},
-                    "rerank_weight": weight if reranked else None}
-        return SearchResult(query, hits, timings, settings)
+        # what was done: the re-ranked count, and alpha 0 where there is no dense index
+        done = {"budget": settings.budget, "rerank": reranked,
+                "alpha": settings.alpha if self.has_dense else 0.0, "fusion": settings.fusion,
+                "filters": dict(settings.filters), "rerank_weight": weight if reranked else None}
+        return SearchResult(query, hits, timings, done)
 
 
 def check_query(query) -> None:
@@ -204,38 +205,6 @@ def check_query(query) -> None:
     if len(query) > MAX_QUERY_CHARS:
         raise LexedgeError(f"query: {len(query):,} characters, over the limit of "
                            f"{MAX_QUERY_CHARS:,} (MAX_QUERY_CHARS); shorten it")
-
-
-def check_search_arguments(query, budget=100, rerank=20, alpha=0.5, top=10,
-                           rerank_weight=None) -> None:
-    """Refuse out-of-range :meth:`Searcher.search` arguments with one line naming the argument
-    (``budget -5: must be a positive integer``), before any work is done."""
-    check_query(query)
-    _check_count("budget", budget, minimum=1)
-    _check_count("rerank", rerank, minimum=0)
-    _check_count("top", top, minimum=1)
-    _check_fraction("alpha", alpha)
-    if rerank_weight is not None:
-        _check_fraction("rerank weight", rerank_weight)
-
-
-def _check_count(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        kind = "a positive" if minimum == 1 else "a non-negative"
-        raise LexedgeError(f"{name} {_shown(value)}: must be {kind} integer")
-
-
-def _check_fraction(name: str, value) -> None:
-    # ``not 0 <= value <= 1`` also refuses NaN
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not 0.0 <= value <= 1.0:
-        raise LexedgeError(f"{name} {_shown(value)}: must be within [0, 1]")
-
-
-def _shown(value) -> str:
-    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
-        return f"{value:g}"
-    return str(value) if isinstance(value, numbers.Number) else repr(value)
 
 
 def _matches(document: Document, filters: dict) -> bool:

@@ -23,6 +23,7 @@ from textual.widgets import DataTable, Footer, Input
 from textual.worker import get_current_worker
 
 from lexedge.runtime.errors import LexedgeError
+from lexedge.runtime.settings import SearchSettings
 from lexedge.runtime.snippets import displayable
 
 from .context import neighbours
@@ -30,7 +31,7 @@ from .filters import describe, parse_filter, title_prefix_style
 from .history import QueryHistory
 from .opener import open_local_file, source_path
 from .screens import HelpScreen, MessageScreen
-from .settings import SearchSettings
+from .settings import LIVE_BUDGET, SearchControls
 from .widgets import (ControlsBar, Preview, QueryInput, ResultsTable, SearchBox, StatusBar,
                       article_content)
 
@@ -46,7 +47,8 @@ class LexedgeApp(App):
         index_path: the index folder (opened in a worker once the screen is up).
         bundle: a bundle folder overriding the one the index records.
         searcher: an open searcher (or any object with its interface) instead of a path.
-        settings: the initial budget, reranking, alpha and filters.
+        settings: the initial budget, reranking (``rerank=0`` starts it off), alpha and
+            filters; default :func:`~lexedge.tui.settings.tui_defaults`.
         opener: called with a source file's path to open it (tests pass a recorder).
         debounce: seconds of quiet after a keystroke before the search-as-you-type starts.
         test_mode: deterministic screens for snapshot tests: latency masked, no cursor blink.
@@ -91,7 +93,8 @@ class LexedgeApp(App):
         super().__init__()
         self.index_path, self.bundle_path = index_path, bundle
         self.searcher = searcher
-        self.settings = settings or SearchSettings()
+        self.controls = SearchControls() if settings is None \
+            else SearchControls.starting_from(settings)
         self.opener = opener
         self.debounce = debounce
         self.test_mode = test_mode
@@ -175,8 +178,8 @@ class LexedgeApp(App):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter":
-            self.settings.filters = parse_filter(event.value, self._has_law_field,
-                                                 self._title_style)
+            self.controls.set_filters(parse_filter(event.value, self._has_law_field,
+                                                   self._title_style))
             self.refresh_controls()
         if self._debounce is not None:
             self._debounce.stop()
@@ -202,14 +205,14 @@ class LexedgeApp(App):
             self.show_idle()
             return
         self.status_search(query, running=True)
-        self.run_search(self.searches_started, query, self.settings.search_arguments(live),
-                        live)
+        self.run_search(self.searches_started, query, self.controls.request(live), live)
 
     @work(exclusive=True, thread=True, group="search")
-    def run_search(self, request: int, query: str, arguments: dict, live: bool) -> None:
+    def run_search(self, request: int, query: str, settings: SearchSettings,
+                   live: bool) -> None:
         worker = get_current_worker()
         try:
-            result = self.searcher.search(query, **arguments)
+            result = self.searcher.search(query, settings)
         except LexedgeError as exc:
             if not worker.is_cancelled:
                 self.call_from_thread(self.say, str(exc), severity="error")
@@ -228,7 +231,7 @@ class LexedgeApp(App):
         if not result.hits:
             self.query_one(Preview).show(Content(displayable(
                 f"No results for “{result.query}” (filter: "
-                f"{describe(self.settings.filters)}).")))
+                f"{describe(self.controls.settings.filters)}).")))
         self.status_search(result.query)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -264,9 +267,9 @@ class LexedgeApp(App):
         elif self.result is not None:
             hits = len(self.result.hits)
             latency = "– ms" if self.test_mode else f"{self.result.timings_ms['total']:.0f} ms"
-            mode = "typing: K≤50, no rerank" if self.result_live else "full"
+            mode = f"typing: K≤{LIVE_BUDGET}, no rerank" if self.result_live else "full"
             parts.append(f"{hits} hit{'s' * (hits != 1)} in {latency} ({mode})")
-        parts.append(f"filter: {describe(self.settings.filters)}")
+        parts.append(f"filter: {describe(self.controls.settings.filters)}")
         self.status(" │ ".join(parts))
 
     def show_idle(self) -> None:
@@ -279,13 +282,13 @@ class LexedgeApp(App):
 
     def refresh_controls(self) -> None:
         if self.searcher is not None:
-            self.query_one(ControlsBar).show(self.settings, self.searcher.has_dense,
+            self.query_one(ControlsBar).show(self.controls, self.searcher.has_dense,
                                              self.searcher.has_reranker)
 
     # -- actions -----------------------------------------------------------------------------
 
     def action_budget(self, direction: int) -> None:
-        self.settings.step_budget(direction)
+        self.controls.step_budget(direction)
         self.refresh_controls()
         self.search_now(live=False)
 
@@ -293,7 +296,7 @@ class LexedgeApp(App):
         if self.searcher is None or not self.searcher.has_dense:
             self.notify("alpha weighs dense against BM25: this index is BM25 only")
             return
-        self.settings.step_alpha(direction)
+        self.controls.step_alpha(direction)
         self.refresh_controls()
         self.search_now(live=False)
 
@@ -302,7 +305,7 @@ class LexedgeApp(App):
             self.notify("no reranker: this index's bundle has none" if self.searcher and
                         self.searcher.has_dense else "no reranker: this index is BM25 only")
             return
-        self.settings.rerank = not self.settings.rerank
+        self.controls.toggle_rerank()
         self.refresh_controls()
         self.search_now(live=False)
 

@@ -1,5 +1,6 @@
 """The search controls a person turns in the TUI: the retrieval budget K, reranking on or
-off, and the hybrid weight alpha (issue #7).
+off, and the hybrid weight alpha (issue #7), over the runtime's
+:class:`~lexedge.runtime.settings.SearchSettings`, whose defaults they start from.
 
 K is the quality/latency knob of the runtime (see ``runtime/searcher.py`` and ``bench/``): it
 moves along a ladder of round numbers so a few presses of ``[`` / ``]`` span 10 to 1000.
@@ -11,51 +12,71 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lexedge.runtime.settings import SearchSettings
+
 BUDGET_LADDER = (10, 20, 50, 100, 200, 500, 1000)
 LIVE_BUDGET = 50  # the most candidates a search-as-you-type keystroke asks for
 ALPHA_STEP = 0.1
+#: Hits listed: the results table scrolls, so it holds more than ``lexedge search`` prints.
+LISTED = 20
+
+
+def tui_defaults() -> SearchSettings:
+    """The settings the TUI starts from: ``SearchSettings``' own, listing :data:`LISTED`."""
+    return SearchSettings(top=LISTED)
 
 
 @dataclass
-class SearchSettings:
+class SearchControls:
     """What the next search asks the :class:`~lexedge.runtime.searcher.Searcher` for.
 
     Args:
-        budget: K, candidates taken from each first-stage retriever.
-        rerank: whether the bundle's cross-encoder re-scores the head of the list.
-        rerank_depth: N, how many fused candidates it re-scores.
-        alpha: dense weight of the weighted fusion (0 = BM25 only, 1 = dense only).
-        top: hits listed.
-        filters: metadata filters (see :mod:`lexedge.tui.filters`).
+        settings: budget K, reranking depth N, alpha, filters … (``SearchSettings``).
+        rerank_on: whether the bundle's cross-encoder re-scores the head (Ctrl-R); turning it
+            off keeps N for when it is turned on again.
     """
 
-    budget: int = 100
-    rerank: bool = True
-    rerank_depth: int = 20
-    alpha: float = 0.5
-    top: int = 20
-    filters: dict = field(default_factory=dict)
+    settings: SearchSettings = field(default_factory=tui_defaults)
+    rerank_on: bool = True
+
+    @classmethod
+    def starting_from(cls, settings: SearchSettings) -> SearchControls:
+        """Controls set as ``settings`` say; ``rerank=0`` starts with reranking off, and
+        Ctrl-R then re-scores ``SearchSettings``' default N."""
+        if settings.rerank == 0:
+            return cls(settings.replace(rerank=SearchSettings().rerank), rerank_on=False)
+        return cls(settings)
 
     def step_budget(self, direction: int) -> int:
         """Move K one rung up (+1) or down (-1) the ladder, from wherever it is now."""
+        budget = self.settings.budget
         if direction > 0:
-            self.budget = next((k for k in BUDGET_LADDER if k > self.budget), BUDGET_LADDER[-1])
+            budget = next((k for k in BUDGET_LADDER if k > budget), BUDGET_LADDER[-1])
         else:
-            self.budget = next((k for k in reversed(BUDGET_LADDER) if k < self.budget),
-                               BUDGET_LADDER[0])
-        return self.budget
+            budget = next((k for k in reversed(BUDGET_LADDER) if k < budget), BUDGET_LADDER[0])
+        self.settings = self.settings.replace(budget=budget)
+        return budget
 
     def step_alpha(self, direction: int) -> float:
-        self.alpha = round(min(1.0, max(0.0, self.alpha + direction * ALPHA_STEP)), 2)
-        return self.alpha
+        alpha = round(min(1.0, max(0.0, self.settings.alpha + direction * ALPHA_STEP)), 2)
+        self.settings = self.settings.replace(alpha=alpha)
+        return alpha
 
-    def search_arguments(self, live: bool) -> dict:
-        """Keyword arguments for ``Searcher.search``; ``live`` for a search-as-you-type."""
-        return {"budget": min(self.budget, LIVE_BUDGET) if live else self.budget,
-                "rerank": self.rerank_depth if self.rerank and not live else 0,
-                "alpha": self.alpha, "top": self.top, "filters": dict(self.filters)}
+    def toggle_rerank(self) -> bool:
+        self.rerank_on = not self.rerank_on
+        return self.rerank_on
+
+    def set_filters(self, filters: dict) -> None:
+        self.settings = self.settings.replace(filters=filters)
+
+    def request(self, live: bool) -> SearchSettings:
+        """The settings of the next search; ``live`` for a search-as-you-type."""
+        if live:
+            return self.settings.replace(budget=min(self.settings.budget, LIVE_BUDGET),
+                                         rerank=0)
+        return self.settings if self.rerank_on else self.settings.replace(rerank=0)
 
     def budget_gauge(self) -> str:
         """K's place on the ladder, e.g. ``▮▮▮▮▯▯▯`` for 100."""
-        rung = sum(1 for k in BUDGET_LADDER if k <= self.budget)
+        rung = sum(1 for k in BUDGET_LADDER if k <= self.settings.budget)
         return "▮" * rung + "▯" * (len(BUDGET_LADDER) - rung)

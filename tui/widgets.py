@@ -16,7 +16,7 @@ from lexedge.runtime.snippets import displayable
 
 from .context import law_of, split_title
 from .highlight import display_terms, term_spans
-from .settings import SearchSettings
+from .settings import SearchControls
 
 HIGHLIGHT = "bold $text-warning on $warning-muted"
 
@@ -45,11 +45,12 @@ class QueryInput(SearchBox):
 class ControlsBar(Static):
     """Budget K, reranking and alpha, each clickable as well as bound to keys."""
 
-    def show(self, settings: SearchSettings, has_dense: bool, has_reranker: bool) -> None:
+    def show(self, controls: SearchControls, has_dense: bool, has_reranker: bool) -> None:
+        settings = controls.settings
         budget = (f"K [@click='app.budget(-1)']◂[/] [b]{settings.budget}[/b] "
-                  f"[@click='app.budget(1)']▸[/] {settings.budget_gauge()}")
+                  f"[@click='app.budget(1)']▸[/] {controls.budget_gauge()}")
         if has_reranker:
-            state = f"on, top {settings.rerank_depth}" if settings.rerank else "off"
+            state = f"on, top {settings.rerank}" if controls.rerank_on else "off"
             rerank = f"[@click=app.toggle_rerank]rerank [b]{state}[/b][/]"
         else:
             rerank = "[dim]rerank n/a[/dim]"

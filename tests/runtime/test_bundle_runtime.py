@@ -15,6 +15,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors  # noqa: E4
 
 from lexedge.runtime.bundle import Bundle, write_manifest  # noqa: E402
 from lexedge.runtime.errors import LexedgeError  # noqa: E402
+from lexedge.runtime.provenance import provenance  # noqa: E402
 
 WORDS = ("[PAD] [UNK] [CLS] [SEP] contract void public order tort damages liability "
          "employer worker hours consent personal data third party copyright author").split()
@@ -94,7 +95,7 @@ def bundle_dir(tmp_path):
     common = {"max_length": 32, "pad_id": 0, "query_prefix": "", "passage_prefix": "",
               "precision": "fp32"}
     manifest = {
-        "format": 1, "lexedge_version": "test", "created": "2025-01-01T00:00:00+00:00",
+        "format": 1, "provenance": provenance("test"),
         "embedder": {"file": "embedder.onnx", "tokenizer": "embedder.tokenizer.json",
                      "inputs": ["input_ids", "attention_mask"], "output": "sentence_embedding",
                      "dimension": DIM, "pooling": "mean", "normalize": True, **common},

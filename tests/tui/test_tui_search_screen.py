@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.widgets import Input
 from tui_support import SIZE, RecordingSearcher, make_app, settle, type_query
 
+from lexedge.runtime.settings import SearchSettings
 from lexedge.tui.screens import HelpScreen, key_table
 from lexedge.tui.widgets import Preview, ResultsTable
 
@@ -55,15 +56,15 @@ async def test_budget_keys_change_k_and_rerun_the_search(tiny_index):
     app = make_app(searcher=searcher)
     async with app.run_test(size=SIZE) as pilot:
         await type_query(app, pilot, "民法")
-        assert searcher.calls[-1][1]["budget"] == 50  # typing: capped at the live budget
+        assert searcher.calls[-1][1].budget == 50  # typing: capped at the live budget
         await pilot.press("right_square_bracket")  # works while the search box has focus
         await settle(app, pilot)
-        assert app.settings.budget == 200
+        assert app.controls.settings.budget == 200
         assert searcher.calls[-1][0] == "民法"
-        assert searcher.calls[-1][1]["budget"] == 200
+        assert searcher.calls[-1][1].budget == 200
         await pilot.press("left_square_bracket", "left_square_bracket")
         await settle(app, pilot)
-        assert searcher.calls[-1][1]["budget"] == 50
+        assert searcher.calls[-1][1].budget == 50
         assert "K ◂ 50 ▸" in str(app.query_one("#controls").render())
         assert app.query_one("#query", Input).value == "民法"  # the keys were not typed
 
@@ -73,11 +74,11 @@ async def test_enter_searches_at_the_full_budget_with_reranking(tiny_index):
     app = make_app(searcher=searcher)
     async with app.run_test(size=SIZE) as pilot:
         await type_query(app, pilot, "民法")
-        assert searcher.calls[-1][1]["rerank"] == 0  # typing: no cross-encoder
+        assert searcher.calls[-1][1].rerank == 0  # typing: no cross-encoder
         await pilot.press("enter")
         await settle(app, pilot)
-        assert searcher.calls[-1][1]["budget"] == 100
-        assert searcher.calls[-1][1]["rerank"] == 20
+        assert searcher.calls[-1][1].budget == SearchSettings().budget
+        assert searcher.calls[-1][1].rerank == SearchSettings().rerank
 
 
 async def test_ctrl_r_toggles_reranking(tiny_index):
@@ -87,12 +88,12 @@ async def test_ctrl_r_toggles_reranking(tiny_index):
         await type_query(app, pilot, "民法")
         await pilot.press("ctrl+r")
         await settle(app, pilot)
-        assert app.settings.rerank is False
-        assert searcher.calls[-1][1]["rerank"] == 0
+        assert app.controls.rerank_on is False
+        assert searcher.calls[-1][1].rerank == 0
         assert "rerank off" in str(app.query_one("#controls").render())
         await pilot.press("ctrl+r")
         await settle(app, pilot)
-        assert searcher.calls[-1][1]["rerank"] == 20
+        assert searcher.calls[-1][1].rerank == SearchSettings().rerank  # N kept while off
 
 
 async def test_reranking_key_explains_a_bm25_only_index(tiny_index):
@@ -101,7 +102,7 @@ async def test_reranking_key_explains_a_bm25_only_index(tiny_index):
         await settle(app, pilot)
         await pilot.press("ctrl+r")
         await pilot.pause()
-        assert app.settings.rerank is True  # nothing to turn off
+        assert app.controls.rerank_on is True  # nothing to turn off
         assert any("BM25 only" in n.message for n in app._notifications)
         assert "BM25 only" in str(app.query_one("#status").render())
 
@@ -115,7 +116,7 @@ async def test_filter_box_limits_results_to_one_law(tiny_index):
         await pilot.press("ctrl+f")
         assert app.query_one("#filter").has_focus
         await type_query(app, pilot, "民法", box="#filter")
-        assert app.settings.filters == {"title": "民法 *"}
+        assert app.controls.settings.filters == {"title": "民法 *"}
         assert app.result.hits
         assert {h.title.split()[0] for h in app.result.hits} == {"民法"}
 
@@ -203,7 +204,7 @@ async def test_mouse_clicks_the_budget_arrow_and_a_result(tiny_index):
         await type_query(app, pilot, "民法 法律")
         await pilot.click("#controls", offset=(9, 0))  # "K ◂ 100 ▸": the ▸
         await settle(app, pilot)
-        assert app.settings.budget == 200
+        assert app.controls.settings.budget == 200
         await pilot.click(ResultsTable, offset=(10, 2))  # header, row 1, row 2
         await pilot.pause()
         assert app.selected_hit is app.result.hits[1]

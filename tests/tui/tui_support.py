@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lexedge.runtime.searcher import Searcher
+from lexedge.runtime.settings import SearchSettings
 from lexedge.tui.app import LexedgeApp
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -31,17 +32,18 @@ class RecordingSearcher:
         self.gate = gate
         self.has_dense = False
         self.has_reranker = has_reranker
-        self.calls: list[tuple[str, dict]] = []
+        self.calls: list[tuple[str, SearchSettings]] = []
         self.in_flight = threading.Event()
 
-    def search(self, query: str, **arguments):
-        self.calls.append((query, arguments))
+    def search(self, query: str, settings: SearchSettings | None = None, **overrides):
+        settings = (settings or SearchSettings()).replace(**overrides)
+        self.calls.append((query, settings))
         self.in_flight.set()
         try:
             time.sleep(self.delay)
             if self.gate is not None:
                 self.gate.wait(timeout=60)
-            return self.inner.search(query, **arguments)
+            return self.inner.search(query, settings)
         finally:
             self.in_flight.clear()
 

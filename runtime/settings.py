@@ -1,0 +1,122 @@
+"""What a search asks for: the one place each search setting is declared, with its default.
+
+``lexedge search``, ``lexedge demo``, ``lexedge eval``, ``lexedge tui`` and the Python API
+(:meth:`~lexedge.runtime.searcher.Searcher.search`) all take a :class:`SearchSettings`: the
+command lines build their options from its fields (default and help text included, see
+:func:`lexedge.runtime.cli.add_search_settings`), eval's config and the TUI's controls start
+from its defaults, and its validation is the only check of the values (issue 18, item 3).
+
+Example::
+
+    settings = SearchSettings(budget=200, rerank=0)
+    searcher.search("解雇の予告", settings)
+    searcher.search("解雇の予告", budget=200, rerank=0)  # the same, as keywords
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .errors import LexedgeError
+
+#: The first-stage fusions :func:`lexedge.runtime.fusion.fuse` implements.
+FUSIONS = ("weighted", "rrf")
+
+# How each setting's values are checked, here and (by the same name) by the command line's
+# argparse types in lexedge.runtime.cli.
+POSITIVE = "positive"  # an integer >= 1
+NON_NEGATIVE = "non-negative"  # an integer >= 0
+FRACTION = "fraction"  # a number within [0, 1]
+CHOICE = "choice"  # one of metadata["choices"]
+FILTERS = "filters"  # a mapping of metadata names to text
+
+
+def _setting(kind: str, help: str, **metadata):
+    return {"kind": kind, "help": help, **metadata}
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """The settings of one search; each is checked when the settings are made.
+
+    Args:
+        budget: K, candidates taken from each first-stage retriever (dense and BM25): the
+            quality/latency knob (recall grows with K, and so does the work; see ``bench/``).
+        rerank: N, how many fused candidates the bundle's cross-encoder re-scores (0: none;
+            ignored when the bundle has no reranker).
+        rerank_weight: the re-ranked head is ordered by ``w * reranker + (1 - w) * first
+            stage`` (both min-max normalised over the head); 1 is pure re-ranking. ``None``:
+            the bundle's (chosen by ``lexedge select``), else 1.
+        alpha: dense weight in the weighted fusion (0 = BM25 only, 1 = dense only).
+        fusion: ``weighted`` (normalised scores, 2412.19265) or ``rrf`` (reciprocal rank).
+        top: hits returned.
+        filters: metadata equality filters, e.g. ``{"law": "民法"}``; a value may also be a
+            prefix ending in ``*`` (``{"source": "contracts/*"}``).
+
+    Raises:
+        LexedgeError: one line naming the setting that is out of range, e.g. ``budget -5:
+            must be a positive integer``.
+    """
+
+    budget: int = field(default=100, metadata=_setting(
+        POSITIVE, "retrieval budget K: candidates per first-stage retriever", metavar="K"))
+    rerank: int = field(default=20, metadata=_setting(
+        NON_NEGATIVE, "re-score the top N with the bundle's reranker; 0: off", metavar="N"))
+    rerank_weight: float | None = field(default=None, metadata=_setting(
+        FRACTION, "order the re-scored N by W x reranker + (1 - W) x first stage "
+                  "(default: the bundle's, else 1: reranker alone)", metavar="W"))
+    alpha: float = field(default=0.5, metadata=_setting(
+        FRACTION, "dense weight in the weighted fusion: 0 = BM25 only, 1 = dense only"))
+    fusion: str = field(default="weighted", metadata=_setting(
+        CHOICE, "how the dense and BM25 candidates are fused", choices=FUSIONS))
+    top: int = field(default=10, metadata=_setting(POSITIVE, "results to show", metavar="N"))
+    filters: Mapping[str, str] = field(default_factory=dict, metadata=_setting(
+        FILTERS, "metadata filter, e.g. law=民法 or source=contracts/* (repeatable)",
+        metavar="KEY=VALUE"))
+
+    def __post_init__(self):
+        filters = {} if self.filters is None else self.filters
+        if isinstance(filters, Mapping):
+            # a copy: the caller's dict may change after the search was asked for
+            object.__setattr__(self, "filters", dict(filters))
+        for setting in dataclasses.fields(self):
+            _check(setting, getattr(self, setting.name))
+
+    def replace(self, **changes) -> SearchSettings:
+        """These settings with ``changes`` (checked too); an unknown name is a TypeError."""
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _check(setting: dataclasses.Field, value) -> None:
+    kind, name = setting.metadata["kind"], setting.name.replace("_", " ")
+    if value is None and setting.default is None:
+        return
+    if kind in (POSITIVE, NON_NEGATIVE):
+        minimum = 1 if kind == POSITIVE else 0
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+            raise LexedgeError(f"{name} {_shown(value)}: must be a {kind} integer")
+    elif kind == FRACTION:
+        # ``not 0 <= value <= 1`` also refuses NaN
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                or not 0.0 <= value <= 1.0:
+            raise LexedgeError(f"{name} {_shown(value)}: must be within [0, 1]")
+    elif kind == CHOICE:
+        if value not in setting.metadata["choices"]:
+            raise LexedgeError(f"{name} {_shown(value)}: must be one of "
+                               f"{', '.join(setting.metadata['choices'])}")
+    elif kind == FILTERS:
+        if not isinstance(value, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise LexedgeError(f"{name} {value!r}: must map metadata names to text")
+
+
+def _shown(value) -> str:
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        return f"{value:g}"
+    return str(value) if isinstance(value, numbers.Number) else repr(value)
