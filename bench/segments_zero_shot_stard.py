@@ -1,6 +1,6 @@
 """Zero-shot check behind the reranker's ``segments`` head: multilingual-e5-small's first N
 layers, untrained, score a pair by the cosine of the mean of the query's tokens and the mean of
-the passage's tokens in one joint encoding (``lexedge.trainer.cross_encoder``'s own
+the passage's tokens in one joint encoding (``lexedge.trainer.reranker.model``'s own
 ``segment_cosine_logits``), re-ranking BM25's top 20 for the first Q dev queries of the STARD
 subset of ``bench/embedder_curriculum_stard.py``.
 
