@@ -163,9 +163,10 @@ def main(argv=None) -> int:
     import lexedge.trainer.plots  # noqa: F401
     from lexedge.runtime.evaluation import EvalConfig, run_evaluation
     from lexedge.runtime.storage import write_json_atomic
-    from lexedge.trainer.config import TrainEmbedderConfig, load_config
+    from lexedge.trainer.config import TrainEmbedderConfig
+    from lexedge.trainer.config_loader import load_config
     from lexedge.trainer.curriculum import Curriculum
-    from lexedge.trainer.embedder import EmbedderFamily
+    from lexedge.trainer.embedder.family import EmbedderFamily
     from lexedge.trainer.plots import plot_recall_vs_budget
     from lexedge.trainer.provenance import hardware
 

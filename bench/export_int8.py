@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(os.cpu_count() or 1)
     embedder, reranker = args.embedder, args.reranker
     if args.selection:
-        from lexedge.trainer.grid import read_selection
+        from lexedge.trainer.selection.select import read_selection
 
         selection = read_selection(args.selection)
         embedder = selection["embedder"]["path"]
@@ -184,14 +184,15 @@ def sample_queries(count: int, seed: int) -> list[str]:
 def torch_forward(spec: str, kind: str):
     """The model as the trainer runs it in torch FP32 (default SDPA attention), as a
     function of ``(input_ids, attention_mask, token_type_ids)``."""
+    from lexedge.trainer.embedder.model import Embedder
     from lexedge.trainer.lora import load_stage_backbone
-    from lexedge.trainer.modeling import Embedder, EncoderSettings
+    from lexedge.trainer.stage import EncoderSettings
 
     if kind == "embedder":
         backbone, chain = load_stage_backbone(spec)
         module = Embedder(backbone, EncoderSettings.read(chain)).eval()
         return lambda ids, mask, types: module(ids, mask)
-    from lexedge.trainer.cross_encoder import CrossEncoder, load_cross_encoder
+    from lexedge.trainer.reranker.model import CrossEncoder, load_cross_encoder
 
     model, chain = load_stage_backbone(spec, loader=load_cross_encoder)
     module = CrossEncoder(model, EncoderSettings.read(chain)).eval()

@@ -61,7 +61,8 @@ def shown_path(path: Path) -> str:
 def held_out_check(grid_config, rules, work: Path, seed: int) -> dict:
     """Choose on one half of the dev queries, measure on the other, both ways."""
     from lexedge.runtime.datasets import BeirDataset
-    from lexedge.trainer.grid import run_grid, select_stages
+    from lexedge.trainer.selection.grid import run_grid
+    from lexedge.trainer.selection.select import select_stages
 
     full = json.loads((Path(grid_config.out) / "grid.json").read_text(encoding="utf-8"))
     dataset = BeirDataset(Path(full["setup"]["data_dir"]))
@@ -123,7 +124,7 @@ def machine_of(hardware: dict) -> str:
 
 
 def render_markdown(results: dict, selection: dict) -> str:
-    from lexedge.trainer.grid import row_key
+    from lexedge.trainer.selection.grid import row_key
 
     setup = results["setup"]
     machine = machine_of(setup["hardware"])
@@ -282,11 +283,13 @@ def main(argv=None) -> int:
         return 0
 
     from lexedge.runtime.storage import write_json_atomic
-    from lexedge.trainer.config import TrainRerankerConfig, load_config
+    from lexedge.trainer.config import TrainRerankerConfig
+    from lexedge.trainer.config_loader import load_config
     from lexedge.trainer.curriculum import Curriculum
-    from lexedge.trainer.grid import GridConfig, SelectionRules, run_grid, select_stages
     from lexedge.trainer.provenance import hardware
-    from lexedge.trainer.reranker import RerankerFamily
+    from lexedge.trainer.reranker.family import RerankerFamily
+    from lexedge.trainer.selection.grid import GridConfig, run_grid
+    from lexedge.trainer.selection.select import SelectionRules, select_stages
 
     subset_dir = args.embedder_work / "stard_subset"
     embedder_run = args.embedder_work / "run"

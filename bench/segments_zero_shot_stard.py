@@ -1,6 +1,6 @@
 """Zero-shot check behind the reranker's ``segments`` head: multilingual-e5-small's first N
 layers, untrained, score a pair by the cosine of the mean of the query's tokens and the mean of
-the passage's tokens in one joint encoding (``lexedge.trainer.cross_encoder``'s own
+the passage's tokens in one joint encoding (``lexedge.trainer.reranker.model``'s own
 ``segment_cosine_logits``), re-ranking BM25's top 20 for the first Q dev queries of the STARD
 subset of ``bench/embedder_curriculum_stard.py``.
 
@@ -43,9 +43,9 @@ def main(argv=None) -> int:
     from lexedge.runtime.bm25 import BM25Index
     from lexedge.runtime.datasets import BeirDataset
     from lexedge.runtime.metrics import evaluate
-    from lexedge.trainer.cross_encoder import segment_cosine_logits
     from lexedge.trainer.lora import resolve_model
-    from lexedge.trainer.modeling import EncoderSettings
+    from lexedge.trainer.reranker.model import segment_cosine_logits
+    from lexedge.trainer.stage import EncoderSettings
 
     torch.set_num_threads(2)
     base = resolve_model("default")
@@ -104,7 +104,7 @@ def split_scores(encoder, tokenizer, settings, query: str, passages: list[str], 
     remaining layers over the two joined."""
     import torch
 
-    from lexedge.trainer.modeling import masked_mean
+    from lexedge.trainer.backbone import masked_mean
 
     def encode(texts, length):
         return tokenizer(texts, max_length=length, truncation=True, padding=True,

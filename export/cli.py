@@ -77,7 +77,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     embedder, reranker = args.embedder, args.reranker
     if args.selection:
-        from lexedge.trainer.grid import read_selection
+        from lexedge.trainer.selection.select import read_selection
 
         selection = read_selection(args.selection)
         embedder = embedder or selection["embedder"]["path"]

@@ -1,6 +1,7 @@
 """Fold a stage's LoRA stack into its base weights: one plain torch model to export.
 
-A *stage folder* is what ``lexedge train`` writes (format in ``lexedge.trainer.lora``):
+A *stage folder* is what ``lexedge train`` writes (format, file names and readers in
+:mod:`lexedge.trainer.stage`):
 either a Hugging Face model folder (``config.json`` and weights), or a peft adapter folder
 (``adapter_config.json``) whose ``base_model_name_or_path`` names the stage below (relative
 to the adapter folder, absolute, or a built-in base name such as ``default``). The stack is
@@ -20,12 +21,10 @@ from pathlib import Path
 
 from lexedge.runtime.errors import LexedgeError
 from lexedge.runtime.storage import sha256_file
+from lexedge.trainer.stage import (ADAPTER_CONFIG, MODEL_SETTINGS, STAGE_MANIFEST, STAGE_METRICS,
+                                   EncoderSettings, kind_of, read_model_settings)
 
 EMBEDDER, RERANKER = "embedder", "reranker"
-ADAPTER_CONFIG = "adapter_config.json"
-MODEL_SETTINGS = "lexedge_model.json"
-STAGE_METRICS = "metrics.json"
-STAGE_MANIFEST = "lexedge_stage.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
 
@@ -103,9 +102,7 @@ def _load_base(folder: Path, kind: str):
 def _check_reranker_head(base: Path, adapters: list[Path]) -> None:
     """A cross-encoder's one-logit head is trained: refuse a model that would get a fresh one
     (the ``segments`` head has no weights: a base that records it is a reranker)."""
-    settings_path = base / MODEL_SETTINGS
-    if settings_path.is_file() and json.loads(
-            settings_path.read_text(encoding="utf-8")).get("head") == "segments":
+    if read_model_settings(base).get("head") == "segments":
         return
     config = json.loads((base / "config.json").read_text(encoding="utf-8"))
     if any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or []):
@@ -124,8 +121,6 @@ def _check_reranker_head(base: Path, adapters: list[Path]) -> None:
 def _settings(stack: list[Path], config) -> dict:
     from dataclasses import asdict
 
-    from lexedge.trainer.modeling import EncoderSettings
-
     # The trainer's defaults, so a stage reads the same settings in both places.
     settings = {**asdict(EncoderSettings()),
                 "max_length": min(512, int(getattr(config, "max_position_embeddings", 512)))}
@@ -139,9 +134,8 @@ def _settings(stack: list[Path], config) -> dict:
             recorded = json.loads(st_config.read_text(encoding="utf-8"))
             if recorded.get("max_seq_length"):
                 settings["max_length"] = int(recorded["max_seq_length"])
-        if (folder / MODEL_SETTINGS).is_file():
-            recorded = json.loads((folder / MODEL_SETTINGS).read_text(encoding="utf-8"))
-            settings.update({k: recorded[k] for k in settings if k in recorded})
+        recorded = read_model_settings(folder)
+        settings.update({k: recorded[k] for k in settings if k in recorded})
     if settings["head"] not in ("pooler", "mean", "segments"):
         raise LexedgeError(f"{stack[0]}: reranker head {settings['head']!r} is not supported "
                            "(pooler, mean or segments)")
@@ -178,7 +172,7 @@ def _source(stack: list[Path]) -> dict | None:
     return {
         "path": str(folder),
         "stage": stage,
-        "kind": "lora-adapter" if (folder / ADAPTER_CONFIG).is_file() else "model",
+        "kind": kind_of(folder),
         "sha256": {p.name: sha256_file(p) for p in weights},
         "base": _source(stack[1:]),
     }

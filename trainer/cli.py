@@ -1,14 +1,18 @@
 """Trainer subcommands: ``lexedge train embedder|reranker``, ``lexedge grid`` and ``lexedge
-select``. Only argparse is imported here; torch loads when a handler runs, so ``lexedge
-search`` never pays for it."""
+select``, plus the trainer's ``lexedge eval`` methods (:mod:`lexedge.trainer.eval_methods`).
+Only argparse and that registry are imported here; each handler imports its modules (and
+torch) when it runs, so ``lexedge search`` never pays for them."""
 
 from __future__ import annotations
 
 import argparse
 
+from lexedge.trainer import eval_methods
+
 
 def add_commands(commands) -> None:
-    """Register ``train`` and make ``lexedge eval --method dense --model DIR`` work."""
+    """Register ``train``, ``grid`` and ``select``, and make ``lexedge eval --method dense
+    --model DIR`` and ``--method rerank --model DIR`` work."""
     train = commands.add_parser("train", help="train models (needs lexedge[train])")
     models = train.add_subparsers(dest="train_command", required=True, metavar="MODEL")
     embedder = models.add_parser(
@@ -72,11 +76,7 @@ def add_commands(commands) -> None:
     select.add_argument("--reranker-metric", default="ndcg@10",
                         help="reranker rule metric (default ndcg@10)")
     select.set_defaults(handler=run_select)
-
-    from lexedge.runtime.evaluation import register_method
-
-    register_method("dense-model", _dense_model_factory)
-    register_method("rerank-model", _rerank_model_factory)
+    eval_methods.register()
 
 
 def _curriculum_arguments(parser, config_class: str) -> None:
@@ -91,27 +91,16 @@ def _curriculum_arguments(parser, config_class: str) -> None:
                         help="continue an interrupted run from its last checkpoint")
 
 
-def _dense_model_factory(config, dataset):
-    from lexedge.trainer.retrieval import dense_model_retriever
-
-    return dense_model_retriever(config, dataset)
-
-
-def _rerank_model_factory(config, dataset):
-    from lexedge.trainer.reranker import rerank_model_retriever
-
-    return rerank_model_retriever(config, dataset)
-
-
 def run_train(args: argparse.Namespace) -> int:
-    from lexedge.trainer.config import TrainEmbedderConfig, TrainRerankerConfig, load_config
+    from lexedge.trainer.config import TrainEmbedderConfig, TrainRerankerConfig
+    from lexedge.trainer.config_loader import load_config
     from lexedge.trainer.curriculum import Curriculum
 
     if args.family == "reranker":
-        from lexedge.trainer.reranker import RerankerFamily as family
+        from lexedge.trainer.reranker.family import RerankerFamily as family
         config_class = TrainRerankerConfig
     else:
-        from lexedge.trainer.embedder import EmbedderFamily as family
+        from lexedge.trainer.embedder.family import EmbedderFamily as family
         config_class = TrainEmbedderConfig
     overrides = list(args.overrides)
     if args.phases:
@@ -128,7 +117,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_grid_command(args: argparse.Namespace) -> int:
     from lexedge.runtime.errors import LexedgeError
-    from lexedge.trainer.grid import GridConfig, run_grid
+    from lexedge.trainer.selection.grid import GridConfig, run_grid
 
     try:
         budgets = sorted({int(b) for b in args.budgets.split(",") if b.strip()})
@@ -158,7 +147,7 @@ def run_grid_command(args: argparse.Namespace) -> int:
 
 
 def run_select(args: argparse.Namespace) -> int:
-    from lexedge.trainer.grid import SelectionRules, select_stages
+    from lexedge.trainer.selection.select import SelectionRules, select_stages
 
     selection = select_stages(args.runs, SelectionRules(
         budget=args.budget, embedder_metric=args.embedder_metric,

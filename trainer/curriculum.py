@@ -7,7 +7,7 @@ Run folder::
     <output_dir>/
       train_config.json        the resolved configuration
       mlm/                     phase 0 (a full model folder), when run
-      stage1/ stage2/ stage3/  stage folders (format: :mod:`lexedge.trainer.lora`)
+      stage1/ stage2/ stage3/  stage folders (format: :mod:`lexedge.trainer.stage`)
       metrics/<name>.json      dev metrics of base, mlm, stage1..3 (``lexedge eval``'s JSON)
       curriculum.json          per-stage metrics and wall times
       recall_vs_budget.png     Recall@K against K, one line per stage
@@ -20,7 +20,8 @@ from its checkpoint and skips finished ones.
 A family (:class:`lexedge.trainer.family.Family`: the embedder's and the reranker's) provides
 ``name``, ``lora_options``, ``prepare_base``, ``load_backbone``, ``wrap``,
 ``attach_negatives``, ``make_batches``, ``compute_loss``, ``save_full``, ``peft_model`` and
-``evaluation_config``.
+``evaluation_config``. Every stage is measured through ``lexedge eval``'s engine, with the
+methods :mod:`lexedge.trainer.eval_methods` registers.
 """
 
 from __future__ import annotations
@@ -32,18 +33,27 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
+import torch
+
 from lexedge.runtime.errors import LexedgeError
-from lexedge.runtime.storage import atomic_directory, write_json_atomic
-from lexedge.trainer.config import CONFIG_FILE, STAGES, config_to_dict, save_config
-from lexedge.trainer.data import base_examples, epoch_rng, read_examples, write_examples
-from lexedge.trainer.lora import (STAGE_FORMAT, STAGE_MANIFEST, attach_lora, default_model_cache,
-                                  load_stage_backbone, resolve_model, save_adapter, stage_chain)
+from lexedge.runtime.evaluation import run_evaluation
+from lexedge.runtime.storage import atomic_directory, sha256_file, write_json_atomic
+from lexedge.trainer import eval_methods
+from lexedge.trainer.backbone import resolve_device
+from lexedge.trainer.config import STAGES
+from lexedge.trainer.config_loader import config_to_dict
+from lexedge.trainer.data import (TrainingData, base_examples, epoch_rng, read_examples,
+                                  write_examples)
+from lexedge.trainer.lora import (attach_lora, default_model_cache, load_stage_backbone,
+                                  resolve_model)
+from lexedge.trainer.mlm import run_mlm
+from lexedge.trainer.plots import plot_recall_vs_budget
 from lexedge.trainer.provenance import dataset_hashes, hardware, library_versions
+from lexedge.trainer.stage import (copy_model_files, has_config, hard_negatives_path,
+                                   is_complete, kind_of, record_model_settings, save_adapter,
+                                   write_config, write_manifest, write_metrics)
 from lexedge.trainer.training import (TrainingPlan, barrier, distributed, run_training,
                                       steps_for)
-
-COPIED_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                "sentencepiece.bpe.model", "vocab.txt", "lexedge_model.json", "NOTICE")
 
 
 class Curriculum:
@@ -61,18 +71,12 @@ class Curriculum:
 
     def __init__(self, config, family_factory: Callable, *, resume: bool = False,
                  hooks: list[Callable[[int], None]] = (), log: Callable[[str], None] = print):
-        import torch
-
-        from lexedge.trainer.data import TrainingData
-        from lexedge.trainer.modeling import resolve_device
-        from lexedge.trainer.retrieval import register
-
         self.config, self.resume, self.hooks, self.log = config, resume, list(hooks), log
         self.output = Path(config.output_dir)
         # Under torchrun every rank trains (DDP) and mines (deterministically, so alike);
         # rank 0 alone writes folders and evaluates.
         self.rank, self.world = distributed()
-        if (self.output / CONFIG_FILE).is_file() and not resume:
+        if has_config(self.output) and not resume:
             raise LexedgeError(f"{self.output}: holds a run already; pass --resume to continue "
                                "it or choose another output_dir")
         if config.runtime.threads:
@@ -90,9 +94,9 @@ class Curriculum:
         self.hashes = dataset_hashes(self.data.dataset, [config.train_split,
                                                          config.evaluation.split])
         self.timings: dict[str, dict] = {}
-        register()
+        eval_methods.register()
         if self.rank == 0:
-            save_config(config, self.output / CONFIG_FILE)
+            write_config(self.output, config)
         barrier(self.world)
 
     # -- the run --------------------------------------------------------------------------
@@ -103,32 +107,26 @@ class Curriculum:
             self.evaluate("base", self.base)
         below = self.base
         mlm_dir = self.output / "mlm"
-        if "mlm" in phases and not _complete(mlm_dir):
-            from lexedge.trainer.mlm import run_mlm
-
+        if "mlm" in phases and not is_complete(mlm_dir):
             started = time.perf_counter()
             run_mlm(self, below, mlm_dir)
             self.timings.setdefault("mlm", {})["train_seconds"] = _since(started)
-        if _complete(mlm_dir):
+        if is_complete(mlm_dir):
             below = mlm_dir
             self.evaluate("mlm", mlm_dir)
         for index, name in enumerate(STAGES, start=1):
             stage_dir = self.output / name
-            if str(index) in phases and not _complete(stage_dir):
+            if str(index) in phases and not is_complete(stage_dir):
                 started = time.perf_counter()
                 self.train_stage(name, index, below)
                 self.timings.setdefault(name, {})["train_seconds"] = _since(started)
-            if _complete(stage_dir):
+            if is_complete(stage_dir):
                 self.evaluate(name, stage_dir)
                 below = stage_dir
         return self.summarise()
 
     def train_stage(self, name: str, index: int, below: Path) -> Path:
         """Train stage ``name`` on top of ``below``; return its folder."""
-        import torch
-
-        from lexedge.trainer.modeling import record_model_settings
-
         config, stage = self.config, getattr(self.config, name)
         work = self.output / ".work" / name
         if work.exists() and not self.resume:
@@ -198,9 +196,9 @@ class Curriculum:
                 self.family.save_full(module, staging)
             copy_model_files(chain, staging)
             record_model_settings(staging, self.family.model_settings())
-            save_config(config, staging / CONFIG_FILE)
-            write_examples(staging / "hard_negatives.jsonl", current["trained"])
-            write_json_atomic(staging / STAGE_MANIFEST, self._manifest(
+            write_config(staging, config)
+            write_examples(hard_negatives_path(staging), current["trained"])
+            write_manifest(staging, self._manifest(
                 name, stage, staging, stage_dir, chain, result, plan, len(examples), mining))
         shutil.rmtree(work, ignore_errors=True)
         barrier(self.world)
@@ -250,16 +248,14 @@ class Curriculum:
         path = self.output / "metrics" / f"{name}.json"
         if path.is_file():
             return json.loads(path.read_text(encoding="utf-8"))
-        from lexedge.runtime.evaluation import run_evaluation
-
         started = time.perf_counter()
         metrics, _run = run_evaluation(self.family.evaluation_config(model_dir))
         metrics["stage"] = name
         metrics["eval_seconds"] = _since(started)
         self.timings.setdefault(name, {})["eval_seconds"] = metrics["eval_seconds"]
         write_json_atomic(path, metrics)
-        if (Path(model_dir) / STAGE_MANIFEST).is_file():
-            write_json_atomic(Path(model_dir) / "metrics.json", metrics)
+        if is_complete(model_dir):
+            write_metrics(model_dir, metrics)
         self.log(f"{name}: recall@10 {metrics['recall@10']:.4f}  recall@100 "
                  f"{metrics['recall@100']:.4f}  mrr@10 {metrics['mrr@10']:.4f}  ndcg@10 "
                  f"{metrics['ndcg@10']:.4f}")
@@ -278,8 +274,6 @@ class Curriculum:
                    "timings": self.timings, "config": config_to_dict(self.config)}
         write_json_atomic(self.output / "curriculum.json", summary)
         if rows:
-            from lexedge.trainer.plots import plot_recall_vs_budget
-
             plot_recall_vs_budget(rows, self.output / "recall_vs_budget.png",
                                   title=f"{self.family.name} on {Path(self.config.data_dir).name}"
                                         f" [{self.config.evaluation.split}]")
@@ -287,14 +281,11 @@ class Curriculum:
 
     def _manifest(self, name, stage, staging, final, chain, result, plan, examples,
                   mining) -> dict:
-        from lexedge.runtime.storage import sha256_file
-
         weights = {p.name: sha256_file(p) for p in sorted(staging.glob("*.safetensors"))}
-        below = [{"path": str(p), "kind": "lora-adapter" if (p / "adapter_config.json").is_file()
-                  else "model"} for p in chain]
+        below = [{"path": str(p), "kind": kind_of(p)} for p in chain]
         curve_every = max(1, len(result.losses) // 50)
         return {
-            "format": STAGE_FORMAT, "family": self.family.name, "stage": name,
+            "family": self.family.name, "stage": name,
             "mode": stage.mode, "created": datetime.now(timezone.utc).isoformat(),
             "weights_sha256": weights,
             "chain": [{"path": str(final.resolve()), "kind": "lora-adapter"
@@ -323,31 +314,9 @@ def _read_json(path: Path, default):
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else default
 
 
-def _complete(folder: Path) -> bool:
-    return (folder / STAGE_MANIFEST).is_file()
-
-
 def _since(started: float) -> float:
     return round(time.perf_counter() - started, 2)
 
 
 def _display(path: Path) -> str:
     return Path(path).name
-
-
-def copy_model_files(chain: list[Path], out_dir: Path) -> None:
-    """Tokenizer and model settings from the nearest folder that has them."""
-    for file in COPIED_FILES:
-        for folder in chain:
-            if (folder / file).is_file():
-                shutil.copyfile(folder / file, out_dir / file)
-                break
-
-
-def stage_folders(output_dir: str | Path) -> list[Path]:
-    """The finished stage folders of a run, bottom up."""
-    output_dir = Path(output_dir)
-    return [output_dir / n for n in ("mlm", *STAGES) if _complete(output_dir / n)]
-
-
-__all__ = ["Curriculum", "copy_model_files", "stage_folders", "stage_chain"]

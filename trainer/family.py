@@ -1,11 +1,12 @@
-"""What the embedder and the reranker families share: the negatives of each stage, the
-shuffled batches, and the corpus candidates an embedder returns (2602.00805 trains both
-components through the same three stages, and a reranker's stage-2 negatives are the
-embedder's candidates).
+"""The base of a curriculum model family: what the embedder's and the reranker's families
+share, namely the negatives of each stage (BM25's, or a model's through
+:meth:`Family.model_rankings`), the shuffled batches grouped by kind, and negative sampling
+(2602.00805 trains both components through the same three stages).
 
 A family adds how its model loads and is wrapped, how a batch becomes a loss, how it is
-saved and how a stage is evaluated; :class:`~lexedge.trainer.curriculum.Curriculum` owns the
-rest.
+saved and how a stage is evaluated (:mod:`lexedge.trainer.embedder.family`,
+:mod:`lexedge.trainer.reranker.family`); :class:`~lexedge.trainer.curriculum.Curriculum`
+owns the rest.
 """
 
 from __future__ import annotations
@@ -125,36 +126,3 @@ class Family:
     def evaluation_config(self, model_dir: Path):
         """The ``lexedge eval`` configuration that measures one stage on the dev split."""
         raise NotImplementedError
-
-
-def embedder_rankings(data: TrainingData, runtime, embedder, tokenizer,
-                      examples: list[Example], *, depth: int, query_length: int,
-                      passage_length: int, model_key: Path | None):
-    """Exact dense top-``depth`` (plus room for judged articles) of every example's query
-    with ``embedder`` (an :class:`~lexedge.trainer.modeling.Embedder`), in bounded memory,
-    and the score of each example's positive under the same model. ``model_key`` names the
-    saved stage ``embedder`` is, so its corpus encoding is shared with evaluation (None for a
-    model mid-training).
-    """
-    from lexedge.trainer.mining import streaming_top_k
-    from lexedge.trainer.modeling import encode
-    from lexedge.trainer.retrieval import corpus_embeddings
-
-    settings = embedder.settings
-    corpus = corpus_embeddings(embedder, tokenizer, settings, data, model_key=model_key,
-                               max_length=passage_length, batch_size=runtime.encode_batch_size,
-                               progress=runtime.progress)
-    unique = list(dict.fromkeys(e.query for e in examples))
-    vectors = encode(embedder, tokenizer, [settings.query_prefix + q for q in unique],
-                     max_length=query_length, batch_size=runtime.encode_batch_size)
-    extra = max(len(e.judged) for e in examples)
-    scores, indices = streaming_top_k(vectors, corpus, depth + extra)
-    row = {q: i for i, q in enumerate(unique)}
-    position = {doc_id: i for i, doc_id in enumerate(data.documents)}
-    doc_ids = data.doc_ids
-    rankings, positive_scores = [], []
-    for example in examples:
-        r = row[example.query]
-        rankings.append([(doc_ids[int(i)], float(s)) for s, i in zip(scores[r], indices[r])])
-        positive_scores.append(float(vectors[r] @ corpus[position[example.positive]]))
-    return rankings, positive_scores

@@ -2,44 +2,26 @@
 weights (2602.00805, section 3.5 deploys such a stack; LoRA: Hu et al., 2021,
 arXiv:2106.09685).
 
-Stage folder format (read by ``lexedge eval --method dense --model DIR``, by the next stage,
-and by ``lexedge.export.merge``)::
-
-    runs/stard/stage2/
-      adapter_config.json        peft's; base_model_name_or_path names the stage below:
-                                 a path relative to this folder ("../stage1"), an absolute
-                                 model folder, or a built-in base name ("default")
-      adapter_model.safetensors  this stage's LoRA matrices only
-      (mode = "full" instead: config.json + model.safetensors, a whole model; the stack
-       ends there)
-      tokenizer.json, tokenizer_config.json   copies, so the folder loads standalone
-      lexedge_model.json         pooling, normalize, prefixes, max_length (from the base)
-      lexedge_stage.json         manifest: format, family, stage, mode, chain (this folder
-                                 down to the base model, each with its kind and weight
-                                 sha256), seed, data hashes (sha256 of corpus, queries,
-                                 qrels), library versions, hardware, training statistics,
-                                 wall time
-      train_config.json          the resolved run configuration
-      metrics.json               its dev metrics, written once evaluated
-      hard_negatives.jsonl       the negatives it trained on (the last epoch's for stage 3)
-
+A stack is a chain of stage folders (their format: :mod:`lexedge.trainer.stage`), each
+adapter naming the stage below it, down to a full model folder or a built-in base name.
 Rebuilding a stage: load the base model, then for each adapter from the bottom up
 ``PeftModel.from_pretrained(model, adapter).merge_and_unload()`` —
-``W ← W + (alpha / r) B A`` — which is what :func:`load_stage_backbone` does. Moving a run
-folder keeps it loadable because stages name each other by relative paths.
+``W ← W + (alpha / r) B A`` — which is what :func:`load_stage_backbone` does for the next
+stage, for ``lexedge eval --model``, for ``lexedge grid`` and for ``lexedge.export.merge``.
+Moving a run folder keeps it loadable because stages name each other by relative paths.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import re
 from pathlib import Path
 
 from lexedge.runtime.errors import LexedgeError
+from lexedge.trainer.backbone import load_backbone
+from lexedge.trainer.base_models import BUILTIN_BASE_MODELS, resolve_base_model
+from lexedge.trainer.stage import ADAPTER_CONFIG, below_reference, is_adapter
 
-ADAPTER_CONFIG = "adapter_config.json"
-STAGE_MANIFEST = "lexedge_stage.json"
-STAGE_FORMAT = "lexedge-stage/1"
 MAX_STACK = 16
 
 
@@ -51,13 +33,11 @@ def default_model_cache() -> Path:
 
 def resolve_model(name_or_path: str | Path, cache_dir: str | Path | None = None) -> Path:
     """A stage or model folder for a path, or a built-in base name imported on first use."""
-    from lexedge.trainer.base_models import BUILTIN_BASE_MODELS, resolve_base_model
-
     name = str(name_or_path)
     if name in BUILTIN_BASE_MODELS:
         return resolve_base_model(name, cache_dir or default_model_cache())
     path = Path(name).expanduser()
-    if not (path / ADAPTER_CONFIG).is_file() and not (path / "config.json").is_file():
+    if not is_adapter(path) and not (path / "config.json").is_file():
         raise LexedgeError(f"{path}: neither a model folder (config.json) nor a LoRA stage "
                            f"({ADAPTER_CONFIG})")
     return path.resolve()
@@ -66,12 +46,9 @@ def resolve_model(name_or_path: str | Path, cache_dir: str | Path | None = None)
 def stage_chain(top: str | Path, cache_dir: str | Path | None = None) -> list[Path]:
     """Folders from ``top`` down to its base model: ``[top, ..., base model]``."""
     chain = [resolve_model(top, cache_dir)]
-    while (chain[-1] / ADAPTER_CONFIG).is_file():
+    while is_adapter(chain[-1]):
         config_path = chain[-1] / ADAPTER_CONFIG
-        try:
-            below = json.loads(config_path.read_text(encoding="utf-8"))["base_model_name_or_path"]
-        except (json.JSONDecodeError, KeyError) as exc:
-            raise LexedgeError(f"{config_path}: no base_model_name_or_path ({exc})") from None
+        below = below_reference(chain[-1])
         relative = chain[-1] / str(below)
         folder = resolve_model(relative if relative.is_dir() else below, cache_dir)
         if folder in chain or len(chain) >= MAX_STACK:
@@ -92,14 +69,12 @@ def load_stage_backbone(top: str | Path, *, cache_dir=None, device=None,
         load_in_4bit: QLoRA loading of the base (adapters then merge into 4-bit weights,
             which re-quantises them: fine for training the next adapter, not for export).
         loader: ``(folder, load_in_4bit=..., device=...) -> model``; the embedder's
-            :func:`~lexedge.trainer.modeling.load_backbone` by default, a reranker passes
+            :func:`~lexedge.trainer.backbone.load_backbone` by default, a reranker passes
             its own.
 
     Returns:
         ``(backbone, chain)``: a plain model and the folders it was built from.
     """
-    from lexedge.trainer.modeling import load_backbone
-
     chain = stage_chain(top, cache_dir)
     model = (loader or load_backbone)(chain[-1], load_in_4bit=load_in_4bit, device=device)
     for adapter in reversed(chain[:-1]):
@@ -117,8 +92,6 @@ def merge_adapter(model, adapter_dir: str | Path):
 def target_pattern(target_modules: list[str], layers: list[int]) -> str:
     """A peft ``target_modules`` regex: the named projections inside transformer blocks only
     (never a pooler's or a classifier's ``dense``), optionally only in ``layers``."""
-    import re
-
     modules = "|".join(re.escape(m) for m in target_modules)
     indices = "|".join(str(int(i)) for i in layers) if layers else r"\d+"
     return rf"(?:.*\.)?(?:layer|layers|h|block)\.(?:{indices})\.(?:.*\.)?(?:{modules})"
@@ -145,23 +118,3 @@ def attach_lora(backbone, settings, *, modules_to_save: list[str] | None = None,
         return get_peft_model(backbone, config)
     except ValueError as exc:
         raise LexedgeError(f"LoRA: {exc}") from None
-
-
-def save_adapter(peft_model, out_dir: Path, below: Path) -> None:
-    """Save the adapter and point it at the stage below by a relative path."""
-    peft_model.save_pretrained(str(out_dir), safe_serialization=True)
-    (out_dir / "README.md").unlink(missing_ok=True)  # peft's empty model-card template
-    config_path = out_dir / ADAPTER_CONFIG
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    config["base_model_name_or_path"] = _reference(below, out_dir)
-    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n",
-                           encoding="utf-8")
-
-
-def _reference(below: Path, out_dir: Path) -> str:
-    """``../stage1`` for a sibling stage (out_dir may be a staging folder beside its final
-    name, so siblings are judged by parent), otherwise the absolute path."""
-    below = Path(below).resolve()
-    if below.parent == Path(out_dir).resolve().parent:
-        return f"../{below.name}"
-    return str(below)

@@ -22,11 +22,13 @@ import numpy as np
 import torch
 
 from lexedge.runtime.errors import LexedgeError
-from lexedge.runtime.storage import atomic_directory, write_json_atomic
-from lexedge.trainer.config import CONFIG_FILE, config_to_dict, save_config
+from lexedge.runtime.storage import atomic_directory
+from lexedge.trainer.backbone import load_tokenizer
+from lexedge.trainer.config_loader import config_to_dict
 from lexedge.trainer.data import epoch_rng
-from lexedge.trainer.lora import STAGE_FORMAT, STAGE_MANIFEST
+from lexedge.trainer.lora import stage_chain
 from lexedge.trainer.provenance import hardware, library_versions
+from lexedge.trainer.stage import copy_model_files, write_config, write_manifest
 from lexedge.trainer.training import TrainingPlan, barrier, run_training, steps_for
 
 MLM_STAGE_INDEX = 0
@@ -72,9 +74,6 @@ class _MaskedLM(torch.nn.Module):
 def run_mlm(curriculum, below: Path, out_dir: Path) -> Path:
     """Continue MLM pretraining of ``below`` on the run's corpus into ``out_dir``."""
     from transformers import AutoModelForMaskedLM
-
-    from lexedge.trainer.lora import stage_chain
-    from lexedge.trainer.modeling import load_tokenizer
 
     config, settings = curriculum.config, curriculum.config.mlm
     chain = stage_chain(below, curriculum.cache)
@@ -135,12 +134,10 @@ def run_mlm(curriculum, below: Path, out_dir: Path) -> Path:
         return out_dir
     with atomic_directory(out_dir, kind="stage") as staging:
         model.base_model.save_pretrained(str(staging), safe_serialization=True)
-        from lexedge.trainer.curriculum import copy_model_files
-
         copy_model_files(chain, staging)
-        save_config(config, staging / CONFIG_FILE)
-        write_json_atomic(staging / STAGE_MANIFEST, {
-            "format": STAGE_FORMAT, "family": "encoder", "stage": "mlm", "mode": "full",
+        write_config(staging, config)
+        write_manifest(staging, {
+            "family": "encoder", "stage": "mlm", "mode": "full",
             "chain": [{"path": str(out_dir.resolve()), "kind": "model"},
                       {"path": str(below), "kind": "model", "role": "initialisation"}],
             "seed": config.seed, "mlm": config_to_dict(settings),

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
+from lexedge.trainer.backbone import autocast
 from lexedge.trainer.checkpoint import load_checkpoint, save_checkpoint
-from lexedge.trainer.modeling import autocast
 
 CHECKPOINT_DIR = "checkpoint"
 

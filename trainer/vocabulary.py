@@ -37,11 +37,11 @@ import numpy as np
 
 from lexedge.runtime.errors import LexedgeError
 from lexedge.runtime.storage import atomic_directory, sha256_file
+from lexedge.trainer.stage import MODEL_SETTINGS
 
 TOKENIZER_FILE = "tokenizer.json"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-MODEL_RECORD_FILE = "lexedge_model.json"
 WORD_BOUNDARY = "\u2581"  # SentencePiece's ▁
 #: Code point ranges of the scripts ``keep_list(scripts=...)`` can keep whole.
 SCRIPTS = {"cjk": ((0x3000, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF),
@@ -148,7 +148,7 @@ def trim_model(model_dir: str | Path, out_dir: str | Path, keep: Sequence[int],
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
         (staging / TOKENIZER_FILE).write_text(
             json.dumps(trim_tokenizer(spec, keep), ensure_ascii=False), encoding="utf-8")
-        model_record = staging / MODEL_RECORD_FILE
+        model_record = staging / MODEL_SETTINGS
         facts = json.loads(model_record.read_text(encoding="utf-8")) \
             if model_record.is_file() else {}
         facts["vocabulary"] = {"kept": len(keep), "of": pieces,

@@ -17,8 +17,8 @@ from lexedge.export.merge import load_merged  # noqa: E402
 from lexedge.export.onnx_export import export_onnx  # noqa: E402
 from lexedge.export.parity import Gates  # noqa: E402
 from lexedge.runtime.bundle import Bundle  # noqa: E402
-from lexedge.runtime.storage import MARKER_FILE  # noqa: E402
 from lexedge.runtime.errors import LexedgeError  # noqa: E402
+from lexedge.runtime.storage import MARKER_FILE  # noqa: E402
 
 QUERIES = ["worker hours", "tenant lease notice court", "copyright author", "consent"]
 # Random tiny models embed everything alike, so their top-10 lists are noise: the gate
@@ -263,8 +263,8 @@ def test_segments_head_reranker_exports_the_trainers_logit(reranker_dir, base_mo
     temperature) exports to a graph that scores exactly as the trainer's CrossEncoder."""
     import transformers
 
-    from lexedge.trainer.cross_encoder import CrossEncoder
-    from lexedge.trainer.modeling import EncoderSettings
+    from lexedge.trainer.reranker.model import CrossEncoder
+    from lexedge.trainer.stage import EncoderSettings
 
     segments_dir, sep, _ = _segments_stage(reranker_dir, tmp_path / "segments-reranker",
                                            "[CLS] $A [SEP] $B:1 [SEP]:1", head_temperature=0.1)
@@ -289,8 +289,8 @@ def test_split_attention_reranker_exports_the_trainers_logit(reranker_dir, base_
     ids."""
     import transformers
 
-    from lexedge.trainer.cross_encoder import CrossEncoder
-    from lexedge.trainer.modeling import EncoderSettings
+    from lexedge.trainer.reranker.model import CrossEncoder
+    from lexedge.trainer.stage import EncoderSettings
 
     split_dir, sep, cls = _segments_stage(
         reranker_dir, tmp_path / "split-reranker", "[CLS] $A [SEP] [SEP] $B [SEP]",

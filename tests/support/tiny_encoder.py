@@ -100,9 +100,10 @@ def tiny_config_overrides(data_dir: Path, model_dir: Path, output_dir: Path) -> 
 def train_tiny_reranker(data_dir: Path, model_dir: Path, output_dir: Path, *overrides: str):
     """Run the tiny reranker curriculum (no mlm, no stage-3 overrides of the embedder's) with
     ``overrides`` on top; return ``(summary, config)``."""
-    from lexedge.trainer.config import TrainRerankerConfig, load_config
+    from lexedge.trainer.config import TrainRerankerConfig
+    from lexedge.trainer.config_loader import load_config
     from lexedge.trainer.curriculum import Curriculum
-    from lexedge.trainer.reranker import RerankerFamily
+    from lexedge.trainer.reranker.family import RerankerFamily
 
     base = [o for o in tiny_config_overrides(data_dir, model_dir, output_dir)
             if not o.startswith(("mlm.", "stage3."))]

@@ -27,7 +27,8 @@ def tiny_model(tmp_path_factory, tiny_data):
 @pytest.fixture
 def make_config(tmp_path, tiny_data, tiny_model):
     """``make_config(*overrides, output=...)`` → a TrainEmbedderConfig for the tiny run."""
-    from lexedge.trainer.config import TrainEmbedderConfig, load_config
+    from lexedge.trainer.config import TrainEmbedderConfig
+    from lexedge.trainer.config_loader import load_config
 
     def make(*overrides, output=None):
         output = output or tmp_path / "run"
@@ -40,9 +41,10 @@ def make_config(tmp_path, tiny_data, tiny_model):
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory, tiny_data, tiny_model):
     """Every phase (mlm, 1, 2, 3) of the tiny run, evaluated on dev."""
-    from lexedge.trainer.config import TrainEmbedderConfig, load_config
+    from lexedge.trainer.config import TrainEmbedderConfig
+    from lexedge.trainer.config_loader import load_config
     from lexedge.trainer.curriculum import Curriculum
-    from lexedge.trainer.embedder import EmbedderFamily
+    from lexedge.trainer.embedder.family import EmbedderFamily
 
     output = tmp_path_factory.mktemp("finished") / "run"
     config = load_config(TrainEmbedderConfig, None,
@@ -56,9 +58,10 @@ def finished_run(tmp_path_factory, tiny_data, tiny_model):
 def reranker_run(tmp_path_factory, tiny_data, tiny_model, finished_run):
     """Every stage of a tiny reranker (first layer of the tiny BERT only) whose stage 2 and 3
     candidates come from the finished embedder run's stage 2."""
-    from lexedge.trainer.config import TrainRerankerConfig, load_config
+    from lexedge.trainer.config import TrainRerankerConfig
+    from lexedge.trainer.config_loader import load_config
     from lexedge.trainer.curriculum import Curriculum
-    from lexedge.trainer.reranker import RerankerFamily
+    from lexedge.trainer.reranker.family import RerankerFamily
 
     embedder_run, _ = finished_run
     output = tmp_path_factory.mktemp("reranker") / "run"

@@ -3,7 +3,8 @@
 import pytest
 
 from lexedge.runtime.errors import LexedgeError
-from lexedge.trainer.config import TrainEmbedderConfig, load_config
+from lexedge.trainer.config import TrainEmbedderConfig
+from lexedge.trainer.config_loader import load_config
 
 TOML = """
 data_dir = "data"

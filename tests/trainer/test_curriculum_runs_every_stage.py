@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from lexedge.runtime.metrics import RECALL_CUTOFFS
-from lexedge.trainer.lora import STAGE_MANIFEST, load_stage_backbone, stage_chain
+from lexedge.trainer.lora import load_stage_backbone, stage_chain
+from lexedge.trainer.stage import STAGE_MANIFEST
 
 STAGES = ("mlm", "stage1", "stage2", "stage3")
 
@@ -72,7 +73,7 @@ def test_a_moved_run_folder_still_loads(finished_run, tmp_path):
 def test_existing_run_needs_resume(finished_run, make_config):
     from lexedge.runtime.errors import LexedgeError
     from lexedge.trainer.curriculum import Curriculum
-    from lexedge.trainer.embedder import EmbedderFamily
+    from lexedge.trainer.embedder.family import EmbedderFamily
 
     output, _ = finished_run
     with pytest.raises(LexedgeError, match="--resume"):

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from lexedge.trainer.curriculum import Curriculum
-from lexedge.trainer.embedder import EmbedderFamily
+from lexedge.trainer.embedder.family import EmbedderFamily
 from lexedge.trainer.lora import stage_chain
 
 

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from lexedge.runtime.errors import LexedgeError
-from lexedge.trainer.grid import (GridConfig, SelectionRules, read_selection, run_grid,
-                                  select_stages)
+from lexedge.trainer.selection.grid import GridConfig, run_grid
+from lexedge.trainer.selection.select import SelectionRules, read_selection, select_stages
 
 BUDGETS = [4, 8]
 WEIGHTS = [1.0, 0.5, 0.0]

@@ -4,8 +4,8 @@ same encoder as the peft stack with every adapter active, unmerged."""
 import torch
 from peft import PeftModel
 
+from lexedge.trainer.backbone import load_backbone
 from lexedge.trainer.lora import load_stage_backbone, stage_chain
-from lexedge.trainer.modeling import load_backbone
 
 ATOL = 1e-5
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from lexedge.runtime.errors import LexedgeError
-from lexedge.trainer.lora import STAGE_MANIFEST, load_stage_backbone, stage_chain
+from lexedge.trainer.lora import load_stage_backbone, stage_chain
 from lexedge.trainer.mining import streaming_top_k
+from lexedge.trainer.stage import STAGE_MANIFEST
 
 
 def test_every_stage_is_saved_evaluated_and_stacked(reranker_run):
@@ -32,8 +33,10 @@ def test_every_stage_is_saved_evaluated_and_stacked(reranker_run):
 
 def _embedder_windows(embedder_stage, data_dir, lines: list[dict], depth: int) -> list:
     """The embedder's top ``depth`` for each mined example, recomputed independently."""
-    from lexedge.trainer.modeling import Embedder, EncoderSettings, encode, load_tokenizer
+    from lexedge.trainer.backbone import load_tokenizer
     from lexedge.trainer.data import TrainingData
+    from lexedge.trainer.embedder.model import Embedder, encode
+    from lexedge.trainer.stage import EncoderSettings
 
     backbone, chain = load_stage_backbone(embedder_stage)
     embedder = Embedder(backbone, EncoderSettings.read(chain)).eval()
@@ -76,7 +79,7 @@ def test_stage3_takes_the_rerankers_top_among_the_embedders_candidates(
     12 but not all in its top 3 (the window alone would have cut the embedder's list at 3).
     Stage 2's deeper pass serves stage 3: the embedder runs once."""
     from support.tiny_encoder import train_tiny_reranker
-    from lexedge.trainer.reranker import RerankerFamily
+    from lexedge.trainer.reranker.family import RerankerFamily
 
     depths = []
     original = RerankerFamily._first_stage
@@ -107,7 +110,8 @@ def test_stage3_takes_the_rerankers_top_among_the_embedders_candidates(
     ("stage3.candidates=2", "at least rank_window's end"),
 ])
 def test_candidates_setting_is_checked(setting, message):
-    from lexedge.trainer.config import TrainRerankerConfig, load_config
+    from lexedge.trainer.config import TrainRerankerConfig
+    from lexedge.trainer.config_loader import load_config
 
     with pytest.raises(LexedgeError, match=message):
         load_config(TrainRerankerConfig, None, ['data_dir="d"', 'output_dir="o"', setting,
@@ -126,7 +130,7 @@ def test_merged_reranker_scores_like_the_adapter_stack(reranker_run):
     the merged model give the same logits."""
     from peft import PeftModel
 
-    from lexedge.trainer.cross_encoder import load_cross_encoder
+    from lexedge.trainer.reranker.model import load_cross_encoder
 
     output, _, _ = reranker_run
     merged, chain = load_stage_backbone(output / "stage3", loader=load_cross_encoder)
@@ -144,7 +148,8 @@ def test_merged_reranker_scores_like_the_adapter_stack(reranker_run):
 
 
 def test_reranker_config_refuses_mlm(tmp_path):
-    from lexedge.trainer.config import TrainRerankerConfig, load_config
+    from lexedge.trainer.config import TrainRerankerConfig
+    from lexedge.trainer.config_loader import load_config
 
     with pytest.raises(LexedgeError, match="no mlm phase"):
         load_config(TrainRerankerConfig, None, ['data_dir="d"', 'output_dir="o"',
@@ -175,7 +180,7 @@ def test_stage3_epochs_share_one_pass_of_the_embedder(tmp_path, tiny_data, tiny_
     """Each stage-3 epoch mines its own draw, but the embedder's candidates are computed once,
     for every example the stage can draw, and looked up after that."""
     from support.tiny_encoder import train_tiny_reranker
-    from lexedge.trainer.reranker import RerankerFamily
+    from lexedge.trainer.reranker.family import RerankerFamily
 
     passes = []
     original = RerankerFamily._first_stage

@@ -35,8 +35,8 @@ def test_a_distillation_step_moves_the_student_towards_the_teacher():
 
 
 def test_embedder_teacher_scores_are_its_cosines_over_the_temperature(finished_run):
-    from lexedge.trainer.modeling import encode
-    from lexedge.trainer.teacher import EmbedderTeacher
+    from lexedge.trainer.embedder.model import encode
+    from lexedge.trainer.reranker.teacher import EmbedderTeacher
 
     output, _ = finished_run
     teacher = EmbedderTeacher(str(output / "stage2"), torch.device("cpu"), temperature=0.05)
@@ -57,7 +57,7 @@ def test_reranker_stage_trains_with_distillation(tmp_path, tiny_data, tiny_model
                                                  finished_run, monkeypatch):
     from support.tiny_encoder import train_tiny_reranker
 
-    from lexedge.trainer.reranker import RerankerFamily
+    from lexedge.trainer.reranker.family import RerankerFamily
 
     embedder_run, _ = finished_run
     calls = []
@@ -77,7 +77,8 @@ def test_reranker_stage_trains_with_distillation(tmp_path, tiny_data, tiny_model
 
 
 def test_distillation_needs_a_teacher_and_a_reranker():
-    from lexedge.trainer.config import TrainEmbedderConfig, TrainRerankerConfig, load_config
+    from lexedge.trainer.config import TrainEmbedderConfig, TrainRerankerConfig
+    from lexedge.trainer.config_loader import load_config
 
     base = ['data_dir="d"', 'output_dir="o"']
     with pytest.raises(LexedgeError, match="stage2.distill_weight = 0.5 needs a teacher"):

@@ -26,8 +26,9 @@ def mean_head_run(tmp_path_factory, tiny_data, tiny_model):
 
 
 def _pairs(chain):
-    from lexedge.trainer.modeling import EncoderSettings, load_tokenizer
-    from lexedge.trainer.cross_encoder import tokenize_pairs
+    from lexedge.trainer.backbone import load_tokenizer
+    from lexedge.trainer.reranker.model import tokenize_pairs
+    from lexedge.trainer.stage import EncoderSettings
 
     return tokenize_pairs(load_tokenizer(chain), EncoderSettings.read(chain),
                           ["worker hours", "lease notice"],
@@ -48,8 +49,8 @@ def test_every_stage_records_the_mean_head(mean_head_run):
 def test_mean_head_logit_is_the_classifier_over_mean_pooled_tokens(mean_head_run):
     """Recompute the logit by hand from the merged model: mean of the unmasked last-layer
     tokens, then the trained classifier; the CLS pooler path gives something else."""
-    from lexedge.trainer.modeling import EncoderSettings
-    from lexedge.trainer.cross_encoder import CrossEncoder, load_cross_encoder
+    from lexedge.trainer.reranker.model import CrossEncoder, load_cross_encoder
+    from lexedge.trainer.stage import EncoderSettings
 
     output, _, _ = mean_head_run
     model, chain = load_stage_backbone(output / "stage2", loader=load_cross_encoder)
@@ -70,8 +71,8 @@ def test_mean_head_logit_is_the_classifier_over_mean_pooled_tokens(mean_head_run
 def test_merged_mean_head_stack_scores_like_the_unmerged_adapters(mean_head_run):
     from peft import PeftModel
 
-    from lexedge.trainer.modeling import EncoderSettings
-    from lexedge.trainer.cross_encoder import CrossEncoder, load_cross_encoder
+    from lexedge.trainer.reranker.model import CrossEncoder, load_cross_encoder
+    from lexedge.trainer.stage import EncoderSettings
 
     output, _, _ = mean_head_run
     merged, chain = load_stage_backbone(output / "stage2", loader=load_cross_encoder)
@@ -88,8 +89,8 @@ def test_merged_mean_head_stack_scores_like_the_unmerged_adapters(mean_head_run)
 def test_a_stack_keeps_its_head(mean_head_run):
     import dataclasses
 
-    from lexedge.trainer.cross_encoder import load_cross_encoder
-    from lexedge.trainer.reranker import RerankerFamily
+    from lexedge.trainer.reranker.family import RerankerFamily
+    from lexedge.trainer.reranker.model import load_cross_encoder
 
     output, _, config = mean_head_run
     backbone, chain = load_stage_backbone(output / "stage2", loader=load_cross_encoder)
@@ -100,7 +101,8 @@ def test_a_stack_keeps_its_head(mean_head_run):
 
 
 def test_unknown_head_is_refused():
-    from lexedge.trainer.config import TrainRerankerConfig, load_config
+    from lexedge.trainer.config import TrainRerankerConfig
+    from lexedge.trainer.config_loader import load_config
 
     with pytest.raises(LexedgeError, match="head = 'max'"):
         load_config(TrainRerankerConfig, None, ['data_dir="d"', 'output_dir="o"',
@@ -121,9 +123,10 @@ def segments_run(tmp_path_factory, tiny_data, tiny_model):
 
 def test_a_segments_stack_keeps_its_temperature(segments_run):
     """Logits over another temperature would silently rescale what the stages below learnt."""
-    from lexedge.trainer.config import TrainRerankerConfig, load_config
-    from lexedge.trainer.cross_encoder import load_cross_encoder
-    from lexedge.trainer.reranker import RerankerFamily
+    from lexedge.trainer.config import TrainRerankerConfig
+    from lexedge.trainer.config_loader import load_config
+    from lexedge.trainer.reranker.family import RerankerFamily
+    from lexedge.trainer.reranker.model import load_cross_encoder
 
     backbone, chain = load_stage_backbone(segments_run / "stage1", loader=load_cross_encoder)
     for temperature, refused in ((0.1, False), (0.05, True)):
@@ -141,8 +144,9 @@ def test_a_segments_stack_keeps_its_temperature(segments_run):
 def test_segments_head_is_the_cosine_of_query_and_passage_token_means(segments_run):
     """The logit, recomputed by hand: [CLS] query [SEP] passage [SEP]; the query's tokens are
     those before the first separator, the passage's those after it (separators excluded)."""
-    from lexedge.trainer.modeling import EncoderSettings, load_tokenizer
-    from lexedge.trainer.cross_encoder import CrossEncoder, load_cross_encoder
+    from lexedge.trainer.backbone import load_tokenizer
+    from lexedge.trainer.reranker.model import CrossEncoder, load_cross_encoder
+    from lexedge.trainer.stage import EncoderSettings
 
     model, chain = load_stage_backbone(segments_run / "stage1", loader=load_cross_encoder)
     settings = EncoderSettings.read(chain)
@@ -174,8 +178,8 @@ def test_reranker_starts_from_a_merged_embedder_stage(tmp_path, tiny_data, tiny_
     from safetensors.torch import load_file
 
     from support.tiny_encoder import train_tiny_reranker
+    from lexedge.trainer.backbone import load_backbone
     from lexedge.trainer.lora import stage_chain
-    from lexedge.trainer.modeling import load_backbone
 
     embedder_stage = finished_run[0] / "stage2"
     output = tmp_path / "run"
@@ -200,7 +204,7 @@ def test_reranker_starts_from_a_merged_embedder_stage(tmp_path, tiny_data, tiny_
     assert derived["head"] == "segments" and derived["sep_token_id"] >= 0
 
     from lexedge.export.merge import load_merged
-    from lexedge.trainer.grid import GridConfig, run_grid
+    from lexedge.trainer.selection.grid import GridConfig, run_grid
 
     grid = run_grid(GridConfig(embedders=str(finished_run[0]), rerankers=str(output),
                                out=str(tmp_path / "grid"), budgets=[4], rerank_weights=[1.0],

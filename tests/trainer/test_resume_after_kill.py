@@ -5,7 +5,7 @@ import pytest
 from safetensors.torch import load_file
 
 from lexedge.trainer.curriculum import Curriculum
-from lexedge.trainer.embedder import EmbedderFamily
+from lexedge.trainer.embedder.family import EmbedderFamily
 
 OVERRIDES = ("phases=1,3", "evaluation.enabled=false", "stage1.steps=3",
              "stage3.epochs=2", "stage3.examples_per_epoch=12", "runtime.checkpoint_every=2")

@@ -44,8 +44,9 @@ def split_model(request, tiny_model, xlmr_model):
 
 def _split_model(folder):
     """The tiny two-layer encoder as a split-attention reranker (one separate layer)."""
-    from lexedge.trainer.cross_encoder import CrossEncoder, load_cross_encoder
-    from lexedge.trainer.modeling import EncoderSettings, load_tokenizer
+    from lexedge.trainer.backbone import load_tokenizer
+    from lexedge.trainer.reranker.model import CrossEncoder, load_cross_encoder
+    from lexedge.trainer.stage import EncoderSettings
 
     tokenizer = load_tokenizer([folder])
 
@@ -61,7 +62,7 @@ def _split_model(folder):
 
 
 def _pair_logits(module, tokenizer):
-    from lexedge.trainer.cross_encoder import tokenize_pairs
+    from lexedge.trainer.reranker.model import tokenize_pairs
 
     with torch.no_grad():
         return module(**tokenize_pairs(tokenizer, module.settings, QUERIES, PASSAGES, 60, "cpu"))
@@ -73,7 +74,9 @@ def test_without_cross_attention_the_split_reranker_is_the_embedder(xlmr_model):
     pair template whose passage opens with a separator, as E5's (XLM-R's) does; under BERT's
     the passage has no leading special token (and the cached states drop it likewise). Any
     cross attention changes the logit."""
-    from lexedge.trainer.modeling import (Embedder, EncoderSettings, load_backbone, tokenize)
+    from lexedge.trainer.backbone import load_backbone
+    from lexedge.trainer.embedder.model import Embedder, tokenize
+    from lexedge.trainer.stage import EncoderSettings
 
     make, tokenizer, folder = _split_model(xlmr_model)
     settings = EncoderSettings.read([folder])
@@ -92,7 +95,7 @@ def test_without_cross_attention_the_split_reranker_is_the_embedder(xlmr_model):
 def test_cached_lower_states_give_the_pair_logits_and_train_only_the_top(split_model):
     """The training path (lower states cached per text, top layers over them) computes the
     served pair logits; its gradients reach the top layer only."""
-    from lexedge.trainer.cross_encoder import SplitStates
+    from lexedge.trainer.reranker.model import SplitStates
 
     make, tokenizer, _ = split_model
     module = make(-2.0)
@@ -141,7 +144,7 @@ def test_a_split_run_adapts_only_the_layers_above_the_split(split_run):
              (output / "stage3" / "hard_negatives.jsonl").read_text().splitlines()]
     assert any(record["negatives"] for record in mined)
 
-    from lexedge.trainer.cross_encoder import load_cross_encoder
+    from lexedge.trainer.reranker.model import load_cross_encoder
 
     base, _ = load_stage_backbone(output / "base-merged", loader=load_cross_encoder)
     top, _ = load_stage_backbone(output / "stage3", loader=load_cross_encoder)
@@ -154,9 +157,10 @@ def test_a_split_run_adapts_only_the_layers_above_the_split(split_run):
 
 
 def test_a_split_stack_keeps_its_split(split_run):
-    from lexedge.trainer.config import TrainRerankerConfig, load_config
-    from lexedge.trainer.cross_encoder import load_cross_encoder
-    from lexedge.trainer.reranker import RerankerFamily
+    from lexedge.trainer.config import TrainRerankerConfig
+    from lexedge.trainer.config_loader import load_config
+    from lexedge.trainer.reranker.family import RerankerFamily
+    from lexedge.trainer.reranker.model import load_cross_encoder
 
     output, _, _ = split_run
     backbone, chain = load_stage_backbone(output / "stage1", loader=load_cross_encoder)
@@ -176,7 +180,8 @@ def test_a_split_stack_keeps_its_split(split_run):
      "stage2.mode = 'full' would train the lower layers"),
 ])
 def test_split_settings_that_cannot_work_are_refused(overrides, message):
-    from lexedge.trainer.config import TrainRerankerConfig, load_config
+    from lexedge.trainer.config import TrainRerankerConfig
+    from lexedge.trainer.config_loader import load_config
 
     with pytest.raises(LexedgeError, match=message):
         load_config(TrainRerankerConfig, None, ['data_dir="d"', 'output_dir="o"', *overrides])

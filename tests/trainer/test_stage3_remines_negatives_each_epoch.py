@@ -1,7 +1,7 @@
 """Stage 3 re-encodes the corpus with the current model and re-mines before every epoch."""
 
 from lexedge.trainer.curriculum import Curriculum
-from lexedge.trainer.embedder import EmbedderFamily
+from lexedge.trainer.embedder.family import EmbedderFamily
 
 
 def test_stage3_remines_negatives_each_epoch(make_config, monkeypatch):

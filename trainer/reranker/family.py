@@ -16,28 +16,36 @@ Negatives per stage:
 
 The run folder, LoRA stacking, checkpoints, resume, progress and devices are the
 curriculum's (:mod:`lexedge.trainer.curriculum`), the model and its heads are
-:mod:`lexedge.trainer.cross_encoder`'s; only loading, batches, loss and evaluation are here. The classification head and BERT's pooler are fresh, so each stage's adapter saves
+:mod:`lexedge.trainer.reranker.model`'s, the starting encoder's surgery
+:mod:`lexedge.trainer.reranker.surgery`'s and the distillation teacher
+:mod:`lexedge.trainer.reranker.teacher`'s; only loading, batches, loss and evaluation are
+here. The classification head and BERT's pooler are fresh, so each stage's adapter saves
 them in full (peft ``modules_to_save``) and the stack merges like the embedder's.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from lexedge.runtime.errors import LexedgeError
-from lexedge.trainer.cross_encoder import (CrossEncoder, SplitStates, quiet_transformers,
-                                           load_cross_encoder, recorded_head,
-                                           recorded_head_entries, score_pairs,
-                                           tokenize_pairs)
+from lexedge.runtime.evaluation import EvalConfig
+from lexedge.trainer.backbone import load_tokenizer, run_batched
 from lexedge.trainer.data import Example, TrainingData, base_examples
-from lexedge.trainer.family import Family, embedder_rankings
-from lexedge.trainer.lora import ADAPTER_CONFIG, stage_chain
+from lexedge.trainer.embedder.model import load_stage_embedder
+from lexedge.trainer.embedder.retriever import embedder_rankings
+from lexedge.trainer.family import Family
+from lexedge.trainer.lora import resolve_model, stage_chain
 from lexedge.trainer.losses import ListwiseDistillationLoss, ListwiseSoftmaxLoss
-from lexedge.trainer.modeling import (EncoderSettings, load_tokenizer,
-                                      record_model_settings)
+from lexedge.trainer.reranker.model import (CrossEncoder, SplitStates, load_cross_encoder,
+                                            score_pairs, tokenize_pairs)
+from lexedge.trainer.reranker.surgery import merge_embedder_stage, truncate_encoder
+from lexedge.trainer.reranker.teacher import EmbedderTeacher
+from lexedge.trainer.stage import (EncoderSettings, is_adapter, record_model_settings,
+                                   recorded_head, recorded_head_entries)
 
 HEAD_MODULES = ["classifier", "pooler"]
 # What a stack of segments stages keeps from its first stage on: changing any of these would
@@ -48,60 +56,6 @@ STACK_CONSTANTS = ("head_temperature", "separate_layers", "cross_attention_bias"
 def pair_length(config) -> int:
     """Tokens of one pair: the query's and the passage's budgets together."""
     return int(config.max_query_length + config.max_passage_length)
-
-
-def truncate_encoder(source: Path, out: Path, layers: int) -> Path:
-    """Write the first ``layers`` transformer layers of the encoder in ``source`` as a model
-    folder ``out`` (written under a temporary name, then renamed), with its tokenizer and
-    settings; an existing complete ``out`` is reused."""
-    from transformers import AutoConfig, AutoModel
-
-    if _complete_model(out):
-        return out
-    config = AutoConfig.from_pretrained(str(source))
-    total = int(getattr(config, "num_hidden_layers", 0))
-    if not 0 < layers <= total:
-        raise LexedgeError(f"base_layers = {layers}: {source} has {total} layers")
-    config.num_hidden_layers = layers
-    options = {"add_pooling_layer": False} if config.model_type == "bert" else {}
-    with quiet_transformers():  # the dropped layers are "unexpected" keys, on purpose
-        model = AutoModel.from_pretrained(str(source), config=config, dtype=torch.float32,
-                                          **options)
-    return _save_encoder(model, [source], out, {"path": str(source), "layers_kept": layers,
-                                                "layers_total": total})
-
-
-def merge_embedder_stage(stage: Path, out: Path, cache_dir=None) -> Path:
-    """Write a trained embedder stage, its LoRA stack merged, as a plain model folder ``out``
-    (temporary name, then renamed; an existing complete ``out`` is reused): the starting
-    encoder of a reranker that begins from the domain-trained embedder instead of the base.
-
-    An embedder's adapters name ``BertModel``'s modules, a cross-encoder's the modules of
-    ``BertForSequenceClassification`` (``bert.`` in front): merged here with the embedder's
-    own loader, they cannot silently fail to apply."""
-    from lexedge.trainer.lora import load_stage_backbone
-
-    if _complete_model(out):
-        return out
-    model, chain = load_stage_backbone(stage, cache_dir=cache_dir)
-    return _save_encoder(model, chain, out, {"path": str(stage), "merged": [str(c)
-                                                                          for c in chain]})
-
-
-def _complete_model(folder: Path) -> bool:
-    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
-
-
-def _save_encoder(model, chain: list[Path], out: Path, derived_from: dict) -> Path:
-    """``model`` with the nearest tokenizer files and settings of ``chain``, atomically."""
-    from lexedge.runtime.storage import atomic_directory
-    from lexedge.trainer.curriculum import copy_model_files
-
-    with atomic_directory(out, kind="model") as staging:
-        model.save_pretrained(str(staging), safe_serialization=True)
-        copy_model_files([Path(c) for c in chain], staging)
-        record_model_settings(staging, {"derived_from": derived_from})
-    return out
 
 
 class RerankerFamily(Family):
@@ -132,7 +86,7 @@ class RerankerFamily(Family):
         base written here records its head and is evaluated (and gridded) as stage 0."""
         cache = self.config.model_cache or None
         prepared = base
-        if (base / ADAPTER_CONFIG).is_file() and recorded_head(stage_chain(base, cache)) is None:
+        if is_adapter(base) and recorded_head(stage_chain(base, cache)) is None:
             # A trained embedder stage: its domain training is where the reranker starts.
             prepared = merge_embedder_stage(base, output / "base-merged", cache)
         if self.config.base_layers:
@@ -152,8 +106,6 @@ class RerankerFamily(Family):
     def _train_only_joint_layers(self, base: Path) -> None:
         """LoRA on the layers above ``separate_layers`` only (all of them unless
         ``lora.layers`` names some): the lower layers' states are computed once per text."""
-        import json
-
         bottom = stage_chain(base, self.config.model_cache or None)[-1]
         config = json.loads((bottom / "config.json").read_text(encoding="utf-8"))
         total = int(config.get("num_hidden_layers", 0))
@@ -252,8 +204,6 @@ class RerankerFamily(Family):
 
     def _split_scores(self, model, texts: list[tuple[str, str]], stage):
         """Logits of ``texts`` through the cached lower states (eval mode, batched)."""
-        from lexedge.trainer.modeling import run_batched
-
         out = run_batched(
             model, len(texts), lambda i: len(texts[i][0]) + len(texts[i][1]),
             lambda rows, device: self._split.logits(
@@ -281,9 +231,6 @@ class RerankerFamily(Family):
         if not self.config.embedder:
             found = (self.bm25_rankings(examples, depth), [None] * len(examples))
         else:
-            from lexedge.trainer.lora import resolve_model
-            from lexedge.trainer.retrieval import load_stage_embedder
-
             folder = resolve_model(self.config.embedder)
             stage = load_stage_embedder(folder, self.device)
             # At the lengths the embedder was evaluated (and will be served) at.
@@ -328,8 +275,6 @@ class RerankerFamily(Family):
     def teacher(self):
         """The distillation teacher, loaded on first use."""
         if self._teacher is None:
-            from lexedge.trainer.teacher import EmbedderTeacher
-
             self._teacher = EmbedderTeacher(self.config.teacher, self.device,
                                             temperature=self.config.teacher_temperature,
                                             batch_size=self.runtime.encode_batch_size)
@@ -345,8 +290,6 @@ class RerankerFamily(Family):
     def evaluation_config(self, model_dir: Path):
         """Reranker-only metrics: the first stage's top ``evaluation.candidates`` on the dev
         split re-ordered by the stage (``lexedge eval --method rerank --model DIR``)."""
-        from lexedge.runtime.evaluation import EvalConfig
-
         evaluation = self.config.evaluation
         return EvalConfig(data_dir=self.config.data_dir, split=evaluation.split,
                           method="rerank", model=str(model_dir),
@@ -357,68 +300,3 @@ class RerankerFamily(Family):
                               "max_query_length": evaluation.max_query_length,
                               "max_passage_length": evaluation.max_passage_length,
                               "progress": self.runtime.progress})
-
-
-def rerank_model_retriever(config, dataset):
-    """``lexedge eval --method rerank --model STAGE_DIR``: the first stage's top
-    ``config.rerank`` re-ordered by a reranker stage in torch, the rest of the first stage's
-    ranking kept below them.
-
-    ``config.extra`` may set ``first_stage`` (``bm25``, the default, or an embedder stage
-    folder), ``device``, ``batch_size``, ``max_query_length``, ``max_passage_length`` and
-    ``progress``. The reranking time is reported per query.
-    """
-    import dataclasses
-    import time
-
-    from lexedge.runtime.evaluation import METHODS, Retriever
-    from lexedge.trainer.lora import load_stage_backbone
-    from lexedge.trainer.modeling import resolve_device
-    from lexedge.trainer.retrieval import dense_model_retriever
-
-    extra = dict(config.extra or {})
-    first = str(extra.get("first_stage") or "bm25")
-    if first == "bm25":
-        first_retriever = METHODS["bm25"](dataclasses.replace(config, method="bm25"), dataset)
-    else:  # the embedder at the lengths it was evaluated at, not the reranker's
-        first_extra = {k: v for k, v in extra.items()
-                       if k in ("device", "batch_size", "progress")}
-        first_retriever = dense_model_retriever(
-            dataclasses.replace(config, method="dense", model=first, extra=first_extra),
-            dataset)
-    device = resolve_device(extra.get("device", "auto"))
-    model, chain = load_stage_backbone(config.model, device=device, loader=load_cross_encoder)
-    reranker = CrossEncoder(model, EncoderSettings.read(chain)).eval()
-    tokenizer = load_tokenizer(chain)
-    query_length = int(extra.get("max_query_length", 64))
-    passage_length = int(extra.get("max_passage_length", 128))
-    batch_size = int(extra.get("batch_size", 32))
-    depth = int(config.rerank)
-    if depth < 1:
-        raise LexedgeError("--method rerank needs --rerank N >= 1 candidates")
-    texts = {doc.id: doc.indexed_text for doc in dataset.corpus()}
-    timing = {"rerank_seconds_per_query": None, "rerank_pairs": 0}
-
-    def search_many(queries, k):
-        first_runs = first_retriever.search_many(queries, max(k, depth))
-        runs, seconds = [], 0.0
-        for query, ranking in zip(queries, first_runs):
-            head, tail = ranking[:depth], ranking[depth:]
-            started = time.perf_counter()
-            scores = score_pairs(reranker, tokenizer, [(query, texts[d]) for d, _ in head],
-                                 max_length=query_length + passage_length,
-                                 batch_size=batch_size)
-            seconds += time.perf_counter() - started
-            timing["rerank_pairs"] += len(head)
-            reranked = sorted(zip([d for d, _ in head], scores.tolist()), key=lambda x: -x[1])
-            floor = min((s for _, s in reranked), default=0.0)
-            runs.append(reranked + [(d, floor - 1.0 - i) for i, (d, _) in enumerate(tail)])
-        timing["rerank_seconds_per_query"] = round(seconds / max(len(queries), 1), 4)
-        return runs
-
-    setup = {key: value for key, value in first_retriever.setup.items()
-             if key in ("doc_ids", "corpus_size", "analyzer")}
-    setup.update({"model": str(chain[0]), "stack": [str(p) for p in chain],
-                  "first_stage": first, "rerank": depth, "pair_max_length":
-                  query_length + passage_length, "timing": timing})
-    return Retriever(search_many, setup)

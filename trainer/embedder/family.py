@@ -3,8 +3,8 @@ stage trains on, how a batch becomes a loss, and how it is saved and evaluated.
 
 The curriculum (:mod:`lexedge.trainer.curriculum`) owns everything else — stage order, LoRA
 stacking, checkpoints, resume, progress, devices — so the reranker of issue #4 is another
-family with the same methods (a cross-encoder backbone with a one-logit head, pairs scored
-jointly, a listwise loss) and reuses all of it.
+family with the same methods (:mod:`lexedge.trainer.reranker.family`: a cross-encoder
+backbone with a one-logit head, pairs scored jointly, a listwise loss) and reuses all of it.
 
 Negatives per stage (2602.00805, section 2; 2412.13205's BM25 then model-mined phases):
 
@@ -21,11 +21,15 @@ from pathlib import Path
 
 import torch
 
+from lexedge.runtime.evaluation import EvalConfig
+from lexedge.trainer.backbone import load_backbone, load_tokenizer
 from lexedge.trainer.data import Example, TrainingData
-from lexedge.trainer.family import Family, embedder_rankings
+from lexedge.trainer.embedder.model import Embedder, tokenize
+from lexedge.trainer.embedder.retriever import embedder_rankings
+from lexedge.trainer.family import Family
 from lexedge.trainer.losses import InfoNCELoss
-from lexedge.trainer.modeling import (Embedder, EncoderSettings, load_backbone, load_tokenizer,
-                                      tokenize)
+from lexedge.trainer.stage import EncoderSettings
+
 
 class EmbedderFamily(Family):
     """Bi-encoder retriever trained with InfoNCE over in-batch and hard negatives.
@@ -104,8 +108,6 @@ class EmbedderFamily(Family):
     def evaluation_config(self, model_dir: Path):
         """Exact dense retrieval with the stage in torch (``lexedge eval --method dense
         --model DIR``)."""
-        from lexedge.runtime.evaluation import EvalConfig
-
         evaluation = self.config.evaluation
         return EvalConfig(data_dir=self.config.data_dir, split=evaluation.split, method="dense",
                           model=str(model_dir), extra={

@@ -19,7 +19,8 @@ largest budget once; the time per query at budget K is K × the measured time pe
 First-stage rankings and pair scores are kept under ``OUT/.cache`` so an interrupted grid
 resumes where it stopped.
 
-``lexedge select --runs OUT`` reads ``OUT/grid.json`` and writes ``OUT/selection.json``.
+``lexedge select --runs OUT`` then reads ``OUT/grid.json``
+(:mod:`lexedge.trainer.selection.select`).
 """
 
 from __future__ import annotations
@@ -31,13 +32,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lexedge.runtime.datasets import BeirDataset
 from lexedge.runtime.errors import LexedgeError
+from lexedge.runtime.evaluation import METHODS, EvalConfig
+from lexedge.runtime.fusion import fuse, interpolate
+from lexedge.runtime.metrics import RECALL_CUTOFFS, evaluate
 from lexedge.runtime.storage import sha256_file, write_json_atomic
+from lexedge.trainer.backbone import load_tokenizer, resolve_device
+from lexedge.trainer.embedder.retriever import dense_model_retriever
+from lexedge.trainer.lora import load_stage_backbone, resolve_model, stage_chain
+from lexedge.trainer.reranker.model import CrossEncoder, load_cross_encoder, score_pairs
+from lexedge.trainer.stage import (EncoderSettings, read_run_config, recorded_head,
+                                   stage_folders)
 
 GRID_FILE = "grid.json"
-SELECTION_FILE = "selection.json"
-SELECTION_FORMAT = "lexedge-selection/1"
-RERANK_CUTOFF = 10
 
 
 @dataclass
@@ -91,28 +99,10 @@ def stage_label(folder_name: str) -> str:
     return {"base": "0", "mlm": "mlm"}.get(folder_name, folder_name.removeprefix("stage"))
 
 
-def _run_config(run: Path) -> dict:
-    path = run / "train_config.json"
-    if not path.is_file():
-        raise LexedgeError(f"{run}: not a training run (no train_config.json)")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def run_grid(config: GridConfig, log=print) -> dict:
     """Measure the grid and write ``out/grid.json``; return its rows."""
-    from lexedge.runtime.datasets import BeirDataset
-    from lexedge.runtime.evaluation import METHODS, EvalConfig
-    from lexedge.runtime.fusion import interpolate
-    from lexedge.runtime.metrics import RECALL_CUTOFFS, evaluate
-    from lexedge.trainer.curriculum import stage_folders
-    from lexedge.trainer.lora import load_stage_backbone, resolve_model, stage_chain
-    from lexedge.trainer.modeling import EncoderSettings, load_tokenizer, resolve_device
-    from lexedge.trainer.cross_encoder import (CrossEncoder, load_cross_encoder, recorded_head,
-                                               score_pairs)
-    from lexedge.trainer.retrieval import dense_model_retriever
-
     embedder_run, reranker_run = Path(config.embedders), Path(config.rerankers)
-    emb_config, rr_config = _run_config(embedder_run), _run_config(reranker_run)
+    emb_config, rr_config = read_run_config(embedder_run), read_run_config(reranker_run)
     data_dir = config.data_dir or rr_config["data_dir"]
     out = Path(config.out)
     cache = Path(config.cache_dir) if config.cache_dir else out / ".cache"
@@ -246,8 +236,6 @@ def run_grid(config: GridConfig, log=print) -> dict:
 
 
 def _fused(dense: list, bm25: list, k: int, alpha: float) -> list:
-    from lexedge.runtime.fusion import fuse
-
     return [fuse([tuple(x) for x in d[:k]], [tuple(x) for x in b[:k]], k, alpha=alpha)
             for d, b in zip(dense, bm25)]
 
@@ -256,8 +244,6 @@ def model_identity(folder: Path) -> str:
     """A short hash of the weights a stage folder stands for (its own and those of every
     folder below it): the grid's cache names carry it, so a retrained stage is measured
     afresh instead of being served the scores of the one it replaced."""
-    from lexedge.trainer.lora import stage_chain
-
     digest = hashlib.sha256()
     for member in stage_chain(Path(folder)):
         for weights in sorted(Path(member).glob("*.safetensors")):
@@ -280,122 +266,3 @@ def _cached(path: Path, compute) -> list:
     value = [[[str(d), float(s)] for d, s in ranking] for ranking in compute()]
     write_json_atomic(path, value)
     return value
-
-
-# -- selection ------------------------------------------------------------------------------
-@dataclass
-class SelectionRules:
-    """How each component's stage is chosen from the grid.
-
-    Args:
-        budget: the serving budget K.
-        embedder_metric: the embedder stage maximises this on its own at K (Recall@K: the
-            reranker can only re-order what the first stage found).
-        reranker_metric: the reranker stage maximises this end to end behind the chosen
-            first stage at K.
-    """
-
-    budget: int = 100
-    embedder_metric: str = ""
-    reranker_metric: str = "ndcg@10"
-
-    def embedder_key(self) -> str:
-        return self.embedder_metric or f"recall@{self.budget}"
-
-
-def select_stages(grid_dir: str | Path, rules: SelectionRules | None = None) -> dict:
-    """Choose the embedder stage, the first stage (dense or fused with BM25) and the reranker
-    stage from ``grid_dir/grid.json``; write and return ``grid_dir/selection.json``. The
-    reranker is ``None`` when no stage of it beats the chosen first stage alone."""
-    rules = rules or SelectionRules()
-    grid_dir = Path(grid_dir)
-    path = grid_dir / GRID_FILE
-    grid = _read_json(path, f"{grid_dir}: no {GRID_FILE}; run lexedge grid first")
-    setup = grid.get("setup", {})
-    budget, e_key, r_key = rules.budget, rules.embedder_key(), rules.reranker_metric
-    if budget not in setup.get("budgets", []):
-        raise LexedgeError(f"{path}: budget {budget} was not measured "
-                           f"(budgets: {setup.get('budgets')})")
-    embedders, rerankers = setup.get("embedders", {}), setup.get("rerankers", {})
-    for key in (e_key, r_key):
-        if key not in grid.get("bm25", {}):
-            raise LexedgeError(f"{path}: no metric {key!r} in the grid's rows")
-
-    def order(label: str):  # ties go to the earlier stage: less training, same quality
-        return ["0", "mlm", "1", "2", "3"].index(label) if label in ("0", "mlm", "1", "2", "3") \
-            else 99
-
-    embedder_table = [{"stage": e, e_key: grid[f"emb{e}"][e_key],
-                       "mrr@10": grid[f"emb{e}"]["mrr@10"]} for e in embedders]
-    embedder = max(embedder_table, key=lambda r: (r[e_key], r["mrr@10"], -order(r["stage"])))
-    e = embedder["stage"]
-    fusion_table = [{"first_stage": name, e_key: grid[name][e_key],
-                     "mrr@10": grid[name]["mrr@10"]} for name in (f"emb{e}", f"emb{e}+bm25")]
-    first = max(fusion_table, key=lambda r: (r[e_key], r["mrr@10"]))["first_stage"]
-    reranker_table = [{"stage": r, "rerank_weight": w, "row": row_key(first, r, budget, w),
-                       r_key: grid[row_key(first, r, budget, w)][r_key],
-                       "mrr@10": grid[row_key(first, r, budget, w)]["mrr@10"]}
-                      for r in rerankers for w in setup.get("rerank_weights", [1.0])
-                      if row_key(first, r, budget, w) in grid]
-    # Ties: MRR@10, then the earlier stage, then the larger reranker weight.
-    reranker = max(reranker_table, key=lambda r: (r[r_key], r["mrr@10"], -order(r["stage"]),
-                                                  r["rerank_weight"]))
-    # A reranker that does not beat its own first stage is not worth its latency.
-    helps = reranker[r_key] > grid[first][r_key]
-    chosen_row = reranker["row"] if helps else first
-    selection = {
-        "format": SELECTION_FORMAT,
-        "grid": str(path.resolve()),
-        "budget": budget,
-        "first_stage": "hybrid" if first.endswith("+bm25") else "dense",
-        "alpha": setup.get("alpha") if first.endswith("+bm25") else 1.0,
-        "embedder": {"stage": e, "path": embedders[e]},
-        "reranker": {"stage": reranker["stage"], "path": rerankers[reranker["stage"]],
-                     "rerank_weight": reranker["rerank_weight"]} if helps else None,
-        "reranker_rejected": None if helps else {
-            "stage": reranker["stage"], "rerank_weight": reranker["rerank_weight"],
-            r_key: reranker[r_key],
-            "first_stage_alone": grid[first][r_key],
-            "reason": f"the best reranker stage does not raise {r_key} above the first "
-                      "stage alone"},
-        "rules": {"embedder": f"max {e_key} of the embedder alone (ties: MRR@10, then the "
-                              "earlier stage)",
-                  "first_stage": f"dense or fused with BM25, max {e_key} for that embedder",
-                  "reranker": f"max end-to-end {r_key} over reranker stage x reranker "
-                              f"weight behind the chosen first stage at K = {budget} (ties: "
-                              f"MRR@10, the earlier stage, the larger weight), kept only if "
-                              f"above the first stage alone"},
-        "tables": {"embedder": embedder_table, "first_stage": fusion_table,
-                   "reranker": reranker_table},
-        "end_to_end": {"row": chosen_row, **{k: grid[chosen_row].get(k, 0.0) for k in
-                                             ("recall@10", f"recall@{budget}", "mrr@10",
-                                              "ndcg@10", "rerank_ms_per_query")}},
-        "baselines": {name: {k: grid[name][k] for k in ("mrr@10", "ndcg@10")}
-                      for name in ("bm25", "embedder_only")},
-    }
-    write_json_atomic(grid_dir / SELECTION_FILE, selection)
-    return selection
-
-
-def read_selection(path: str | Path) -> dict:
-    """A ``selection.json``, checked: its format and the stage paths export needs."""
-    path = Path(path)
-    selection = _read_json(path, f"{path}: selection file not found")
-    if selection.get("format") != SELECTION_FORMAT:
-        raise LexedgeError(f"{path}: format is {selection.get('format')!r}, expected "
-                           f"{SELECTION_FORMAT!r}")
-    if not (selection.get("embedder") or {}).get("path"):
-        raise LexedgeError(f"{path}: field embedder.path is missing")
-    reranker = selection.get("reranker")
-    if reranker is not None and not reranker.get("path"):
-        raise LexedgeError(f"{path}: field reranker.path is missing (null: no reranker)")
-    return selection
-
-
-def _read_json(path: Path, missing: str) -> dict:
-    if not path.is_file():
-        raise LexedgeError(missing)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise LexedgeError(f"{path}: malformed JSON ({exc.msg}, line {exc.lineno})") from None

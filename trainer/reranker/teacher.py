@@ -12,6 +12,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from lexedge.trainer.embedder.model import encode, load_stage_embedder
+from lexedge.trainer.lora import resolve_model
+
 
 class EmbedderTeacher:
     """Cosine similarities of an embedder stage, divided by ``temperature``.
@@ -28,9 +31,6 @@ class EmbedderTeacher:
 
     def __init__(self, folder: str, device, *, temperature: float = 0.01,
                  batch_size: int = 32):
-        from lexedge.trainer.lora import resolve_model
-        from lexedge.trainer.retrieval import load_stage_embedder
-
         self.stage = load_stage_embedder(resolve_model(folder), device)
         self.temperature = temperature
         self.batch_size = batch_size
@@ -38,8 +38,6 @@ class EmbedderTeacher:
 
     def logits(self, queries: list[str], groups: list[list[str]]) -> torch.Tensor:
         """``[len(queries), group size]``: query ``i`` against each passage of ``groups[i]``."""
-        from lexedge.trainer.modeling import encode
-
         stage = self.stage
         missing = list(dict.fromkeys(p for group in groups for p in group
                                      if p not in self._passages))

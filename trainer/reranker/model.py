@@ -1,20 +1,19 @@
-"""The cross-encoder: an encoder over ``query [SEP] passage`` with one logit per pair, the
-heads that logit can read, and batched scoring. :mod:`lexedge.trainer.reranker` trains it
-through the curriculum; :mod:`lexedge.export.onnx_export` exports the same computation.
+"""The reranker: a cross-encoder over ``query [SEP] passage`` with one logit per pair, the
+heads that logit can read, and batched scoring. :mod:`lexedge.trainer.reranker.family` trains
+it through the curriculum; :mod:`lexedge.export.onnx_export` exports the same computation.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from lexedge.runtime.errors import LexedgeError
-from lexedge.trainer.modeling import (MODEL_SETTINGS, EncoderSettings, four_bit_options,
-                                      masked_mean, place_model, run_batched)
+from lexedge.trainer.backbone import four_bit_options, masked_mean, place_model, run_batched
+from lexedge.trainer.stage import EncoderSettings
 
 
 class CrossEncoder(torch.nn.Module):
@@ -310,24 +309,6 @@ def quiet_transformers():
         yield
     finally:
         hf_logging.set_verbosity(verbosity)
-
-
-def recorded_head(chain: list[Path]) -> str | None:
-    """The head the nearest trained stage of ``chain`` recorded (``None`` below the first
-    stage: a base model has no head yet)."""
-    return recorded_head_entries(chain).get("head")
-
-
-def recorded_head_entries(chain: list[Path]) -> dict:
-    """``lexedge_model.json`` of the nearest folder of ``chain`` that records a head ({} if
-    none does): the head and, for ``segments``, its temperature and separator."""
-    for folder in chain:
-        path = Path(folder) / MODEL_SETTINGS
-        if path.is_file():
-            recorded = json.loads(path.read_text(encoding="utf-8"))
-            if "head" in recorded:
-                return recorded
-    return {}
 
 
 def tokenize_pairs(tokenizer, settings: EncoderSettings, queries: list[str],

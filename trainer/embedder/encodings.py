@@ -1,0 +1,49 @@
+"""Corpus encodings shared by evaluation and mining: a stage's dev evaluation encodes the corpus
+with exactly the model the next stage mines with, so the encoding is kept for it (memoised per
+model folder, corpus hash and settings, the last two in this process).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from lexedge.trainer.embedder.model import encode
+from lexedge.trainer.provenance import file_hash
+
+_ENCODINGS: OrderedDict = OrderedDict()
+_MAX_ENCODINGS = 2
+
+
+def cached_encoding(key: tuple, compute):
+    """Corpus embeddings memoised per (model folder, corpus hash, settings) in this process."""
+    if key in _ENCODINGS:
+        _ENCODINGS.move_to_end(key)
+        return _ENCODINGS[key]
+    value = compute()
+    _ENCODINGS[key] = value
+    while len(_ENCODINGS) > _MAX_ENCODINGS:
+        _ENCODINGS.popitem(last=False)
+    return value
+
+
+def encoding_key(model_dir, corpus_path, max_length: int, prefix: str) -> tuple:
+    return (str(Path(model_dir).resolve()), file_hash(corpus_path), int(max_length), prefix)
+
+
+def corpus_embeddings(embedder, tokenizer, settings, data, *, model_key, max_length: int,
+                      batch_size: int, progress: bool) -> np.ndarray:
+    """Corpus embeddings for mining; shared with evaluation when ``model_key`` names a saved
+    stage folder, recomputed when it is None (a model mid-training)."""
+
+    def compute():
+        texts = [settings.passage_prefix + data.passage(doc_id) for doc_id in data.documents]
+        return encode(embedder, tokenizer, texts, max_length=max_length, batch_size=batch_size,
+                      progress=progress, description="encoding corpus for mining")
+
+    if model_key is None:
+        return compute()
+    return cached_encoding(encoding_key(model_key, data.dataset.corpus_path, max_length,
+                                        settings.passage_prefix), compute)
