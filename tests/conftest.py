@@ -6,11 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from lexedge import disable_telemetry
+
 sys.path.insert(0, str(Path(__file__).parent))  # tests/support helpers
 
 # Nothing may reach a model hub, in tests or anywhere else.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# Nor onnxruntime's telemetry: before any test module imports it, and for every subprocess a
+# test starts (they inherit the variable). Importing lexedge did it; said here so it is seen.
+disable_telemetry()
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -8,7 +8,7 @@ import importlib
 import os
 import sys
 
-from lexedge import __version__
+from lexedge import __version__, disable_telemetry
 
 OPTIONAL_PARTS = ("trainer", "export", "tui")
 
@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # Every model comes from a local path: never let a library wait on a hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # Importing lexedge already did this; again here because a program may call main() long
+    # after that, and the handlers below are what first import onnxruntime.
+    disable_telemetry()
     args = build_parser().parse_args(argv)
     try:
         code = args.handler(args) or 0

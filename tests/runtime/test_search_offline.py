@@ -26,6 +26,9 @@ def test_search_never_imports_torch(tiny_dataset, tmp_path):
 
 
 def test_search_opens_no_socket(tiny_dataset, tmp_path):
+    """Python's own socket module, refused: catches a Python library reaching a hub, and runs
+    where strace is missing. Native code (onnxruntime's telemetry) goes around it; the
+    system-call proof is ``test_no_telemetry.py`` (issue 20, finding 2)."""
     report = run_isolated(f"""
         import json, socket
         attempts = []
