@@ -179,15 +179,6 @@ class Index:
     def document(self, doc_id: str) -> Document:
         return self.docs.get(self.row_of(doc_id))
 
-    def search(self, query: str, k: int = 10) -> list[dict]:
-        """BM25 hits as dictionaries, best first (the lexical path of :class:`Searcher`)."""
-        from .searcher import Searcher
-
-        result = Searcher(self).search(query, budget=k, top=k, rerank=0, alpha=0.0)
-        return [hit.to_dict() for hit in result.hits]
-
-    # -- incremental changes: each writes a new copy of the index and renames it into place --
-
     # Each change takes the index's writer lock and applies itself to the index as it is on
     # disk then, not to this (possibly outdated) copy, so concurrent writers never lose one
     # another's changes. Hold :meth:`writing` around a read-decide-change sequence.

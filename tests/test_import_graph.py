@@ -78,10 +78,7 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-@pytest.mark.parametrize("part", [
-    pytest.param("runtime", marks=pytest.mark.xfail(
-        reason="runtime/index.py imports runtime/searcher.py, which imports it (not issue 18's)")),
-    "trainer", "export", "tui"])
+@pytest.mark.parametrize("part", ["runtime", "trainer", "export", "tui"])
 def test_no_import_cycle_within_a_part(part):
     loop = find_cycle(graph(part))
     assert loop is None, f"{part}: import cycle {' -> '.join(loop)}"

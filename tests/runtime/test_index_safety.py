@@ -136,7 +136,7 @@ def test_two_concurrent_removals_both_land(tiny_dataset, tmp_path):
                   ("index", "remove", "--index", tmp_path / "idx", "--ids", "d2"))
     index = Index.load(tmp_path / "idx")
     assert len(index) == 4
-    assert not {"d1", "d2"} & {hit["id"] for hit in index.search("法律 権利 無効", k=10)}
+    assert not {"d1", "d2"} & {hit.id for hit in Searcher(index).search("法律 権利 無効").hits}
 
 
 def test_threads_adding_through_the_python_api_lose_nothing(tiny_dataset, tmp_path):
@@ -157,7 +157,7 @@ def test_threads_adding_through_the_python_api_lose_nothing(tiny_dataset, tmp_pa
     assert not errors
     index = Index.load(tmp_path / "idx")
     assert len(index) == 10
-    assert {hit["id"] for hit in index.search("契約", k=10)} >= {"t0", "t1", "t2", "t3"}
+    assert {hit.id for hit in Searcher(index).search("契約").hits} >= {"t0", "t1", "t2", "t3"}
 
 
 LOCK_STRESS = textwrap.dedent("""
