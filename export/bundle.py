@@ -53,6 +53,12 @@ class ExportConfig:
         keep_fp32: node groups left unquantised (``lexedge.export.quantize.KEEP_FP32_GROUPS``).
         compare_per_tensor: also measure a per-tensor INT8 graph (recorded, not shipped).
         exporter: ``torchscript`` (attention fuses) or ``dynamo``.
+        trim_vocabulary: corpora (``corpus.jsonl`` files or BEIR folders, whose corpus and
+            training queries are read) whose pieces the bundle's tokenizer keeps, with the
+            special tokens and every one-character piece (:mod:`lexedge.trainer.vocabulary`);
+            empty: the full vocabulary.
+        keep_scripts: scripts whose pieces are all kept too (``cjk``), for text the corpora
+            never used.
     """
 
     out: Path
@@ -73,6 +79,8 @@ class ExportConfig:
     threads: int | None = None
     calibration_passages: int = 200
     calibration_queries: int = 50
+    trim_vocabulary: tuple[Path, ...] = ()
+    keep_scripts: tuple[str, ...] = ()
 
 
 def export_bundle(config: ExportConfig, log=print) -> Bundle:
@@ -133,6 +141,8 @@ def _export_stage(kind: str, spec: str, staging: Path, work: Path, config: Expor
     started = time.perf_counter()
     stage = load_merged(spec, kind, config.model_cache)
     log(f"{kind}: {stage.source['path']} ({_stack_summary(stage.source)})")
+    vocabulary = _trim(kind, stage, work, config, calibration, log) \
+        if config.trim_vocabulary or config.keep_scripts else None
     raw, fp32 = work / f"{kind}.raw.onnx", work / f"{kind}.fp32.onnx"
     graph = export_onnx(stage, raw, config.exporter, config.opset)
     graph.update(optimize_graph(raw, fp32, stage))
@@ -185,12 +195,51 @@ def _export_stage(kind: str, spec: str, staging: Path, work: Path, config: Expor
         entry["quantization"] = None
         shutil.copyfile(fp32, shipped)
     measured["gates"] = parity.evaluate_gates(kind, measured, config.gates)
-    entry.update(graph=graph, source=source, parity=measured,
+    entry.update(graph=graph, source=source, parity=measured, vocabulary=vocabulary,
                  sizes={"fp32_bytes": fp32.stat().st_size, "bytes": shipped.stat().st_size},
                  export_seconds=round(time.perf_counter() - started, 1))
     log(f"{kind}: {_parity_summary(measured)}; {shipped.stat().st_size / 1e6:.1f} MB "
         f"({config.precision}), {entry['export_seconds']} s")
     return entry, metrics
+
+
+def _trim(kind: str, stage, work: Path, config: ExportConfig,
+          calibration: parity.Calibration, log) -> dict:
+    """Cut the merged model's vocabulary to what ``config.trim_vocabulary`` uses (issue 19)
+    and point the stage at the trimmed tokenizer; what was kept and how the calibration texts
+    tokenise against the full tokenizer go into the manifest."""
+    from lexedge.trainer.vocabulary import keep_list, tokenization_identity, trim_loaded_model
+
+    texts = [text for source in config.trim_vocabulary for text in _vocabulary_texts(source)]
+    # the model reads every text behind its prefix (E5: "query: ", "passage: ")
+    texts += [prefix for prefix in (stage.settings.get("query_prefix"),
+                                    stage.settings.get("passage_prefix")) if prefix]
+    full = stage.tokenizer_file
+    keep = keep_list(full, texts, scripts=config.keep_scripts)
+    trimmed = work / f"{kind}.trimmed.tokenizer.json"
+    trim_loaded_model(stage.model, full, keep, trimmed)
+    stage.tokenizer_file = trimmed
+    pieces = len(json.loads(Path(full).read_text(encoding="utf-8"))["model"]["vocab"])
+    identity = tokenization_identity(full, trimmed, calibration.passages + calibration.queries)
+    log(f"{kind}: vocabulary trimmed to {len(keep):,} of {pieces:,} pieces; calibration texts "
+        f"tokenised identically: {identity['identical_fraction']:.4f}")
+    return {"kept": len(keep), "of": pieces, "scripts": list(config.keep_scripts),
+            "sources": [str(Path(source).resolve()) for source in config.trim_vocabulary],
+            "texts": len(texts), "identity_on_calibration": identity}
+
+
+def _vocabulary_texts(source: Path) -> list[str]:
+    """Titles and texts of a corpus, plus a BEIR folder's training queries."""
+    from lexedge.runtime.datasets import BeirDataset
+    from lexedge.runtime.ingest import iter_documents
+
+    texts = [t for d in iter_documents(source) for t in (d.title, d.text) if t]
+    folder = Path(source)
+    if folder.is_dir() and (folder / "qrels" / "train.tsv").is_file():
+        dataset = BeirDataset(folder)
+        wanted = set(dataset.qrels("train"))
+        texts += [text for qid, text in dataset.queries().items() if qid in wanted]
+    return texts
 
 
 def _compare(kind, reference, candidate, calibration) -> dict:
@@ -276,6 +325,8 @@ def _stack_summary(source: dict) -> str:
 def _jsonable(value):
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
     if isinstance(value, Path):
         return str(value)
     return value

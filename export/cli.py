@@ -60,6 +60,14 @@ def add_commands(commands) -> None:
                         help="where built-in base models are imported "
                              "(default $LEXEDGE_MODEL_CACHE or ~/.cache/lexedge/models)")
     export.add_argument("--threads", type=int, help="onnxruntime threads for the parity runs")
+    export.add_argument("--trim-vocabulary", nargs="+", type=Path, default=[],
+                        metavar="CORPUS|DATA_DIR",
+                        help="keep only the tokenizer pieces these corpora (and a BEIR folder's "
+                             "training queries) use, plus special tokens and every "
+                             "one-character piece: a smaller model and tokenizer")
+    export.add_argument("--keep-script", action="append", default=[], choices=("cjk",),
+                        help="with --trim-vocabulary: keep every piece of this script too "
+                             "(text the corpora never used keeps its pieces)")
     export.set_defaults(handler=run_export)
 
 
@@ -91,7 +99,8 @@ def run_export(args: argparse.Namespace) -> int:
                     min_spearman=args.min_spearman),
         per_channel=not args.per_tensor, keep_fp32=tuple(args.keep_fp32),
         compare_per_tensor=args.compare_per_tensor,
-        exporter=args.exporter, model_cache=args.model_cache, threads=args.threads)
+        exporter=args.exporter, model_cache=args.model_cache, threads=args.threads,
+        trim_vocabulary=tuple(args.trim_vocabulary), keep_scripts=tuple(args.keep_script))
     bundle = export_bundle(config, log=lambda line: print(line, file=sys.stderr, flush=True))
     manifest = bundle.manifest
     sizes = ", ".join(f"{name} {(bundle.path / name).stat().st_size / 1e6:.1f} MB"

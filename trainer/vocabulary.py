@@ -159,10 +159,37 @@ def trim_model(model_dir: str | Path, out_dir: str | Path, keep: Sequence[int],
     return Path(out_dir)
 
 
+def trim_loaded_model(model, tokenizer_file: str | Path, keep: Sequence[int],
+                      out_tokenizer: str | Path) -> None:
+    """Cut a loaded ``transformers`` model's input embeddings to the rows ``keep`` in place
+    (the export's path, after the LoRA stack is merged), and write the matching trimmed
+    ``tokenizer.json`` to ``out_tokenizer``."""
+    import torch
+
+    spec = json.loads(Path(tokenizer_file).read_text(encoding="utf-8"))
+    keep = list(keep)
+    embeddings = model.get_input_embeddings()
+    new_id = {old: new for new, old in enumerate(keep)}
+    pad = getattr(model.config, "pad_token_id", None)
+    trimmed = torch.nn.Embedding(len(keep), embeddings.embedding_dim,
+                                 padding_idx=new_id.get(pad) if pad is not None else None)
+    with torch.no_grad():
+        trimmed.weight.copy_(embeddings.weight[torch.as_tensor(keep)])
+    model.set_input_embeddings(trimmed)
+    model.config.vocab_size = len(keep)
+    for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        old = getattr(model.config, name, None)
+        if old is not None:
+            setattr(model.config, name, new_id[old])
+    Path(out_tokenizer).write_text(json.dumps(trim_tokenizer(spec, keep), ensure_ascii=False),
+                                   encoding="utf-8")
+
+
 def tokenization_identity(full_tokenizer: str | Path, trimmed_model: str | Path,
                           texts: Iterable[str]) -> dict:
-    """How the trimmed tokenizer treats ``texts`` against the full one: how many are tokenised
-    identically (ids mapped back), and how many gained ``<unk>`` tokens.
+    """How the trimmed tokenizer (``trimmed_model``: its folder or its ``tokenizer.json``)
+    treats ``texts`` against the full one: how many are tokenised identically (ids mapped
+    back), and how many gained ``<unk>`` tokens.
 
     Returns:
         ``{"texts", "identical", "identical_fraction", "with_new_unknown"}``.
@@ -170,7 +197,8 @@ def tokenization_identity(full_tokenizer: str | Path, trimmed_model: str | Path,
     from tokenizers import Tokenizer
 
     full = Tokenizer.from_file(str(full_tokenizer))
-    trimmed_path = Path(trimmed_model) / TOKENIZER_FILE
+    trimmed_path = Path(trimmed_model)
+    trimmed_path = trimmed_path / TOKENIZER_FILE if trimmed_path.is_dir() else trimmed_path
     trimmed = Tokenizer.from_file(str(trimmed_path))
     full_spec = json.loads(Path(full_tokenizer).read_text(encoding="utf-8"))
     kept_pieces = [piece for piece, _ in _unigram(
