@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from .settings import FUSIONS, SearchSettings
+
 Ranking = Sequence[tuple[str, float]]
 
 
@@ -73,9 +75,10 @@ def interpolate(head: Ranking, rerank_scores: Sequence[float], weight: float,
     return [(head[i][0], final[i], rerank[i]) for i in order]
 
 
-def fuse(dense: Ranking, bm25: Ranking, k: int, method: str = "weighted",
-         alpha: float = 0.5) -> list[tuple[str, float]]:
-    """Fuse a dense and a BM25 list; ``alpha`` is the dense weight for ``weighted``."""
+def fuse(dense: Ranking, bm25: Ranking, k: int, method: str = SearchSettings.fusion,
+         alpha: float = SearchSettings.alpha) -> list[tuple[str, float]]:
+    """Fuse a dense and a BM25 list; ``alpha`` is the dense weight for ``weighted``
+    (defaults: :class:`~lexedge.runtime.settings.SearchSettings`'s)."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be within [0, 1], got {alpha}")
     rankings = {"dense": dense, "bm25": bm25}
@@ -83,4 +86,4 @@ def fuse(dense: Ranking, bm25: Ranking, k: int, method: str = "weighted",
         return rrf_fusion(rankings, k)
     if method == "weighted":
         return weighted_fusion(rankings, {"dense": alpha, "bm25": 1.0 - alpha}, k)
-    raise ValueError(f"unknown fusion {method!r} (choose weighted or rrf)")
+    raise ValueError(f"unknown fusion {method!r} (choose {' or '.join(FUSIONS)})")

@@ -23,8 +23,9 @@ The steps, in order:
 * ``losses.py`` — InfoNCE, listwise softmax and listwise distillation.
 * ``training.py`` / ``checkpoint.py`` — the optimisation loop, resumable checkpoints.
 * ``family.py`` — what both model families share: per-stage negatives, batches, sampling.
-* ``curriculum.py`` — phases mlm, 1, 2, 3 over any family; ``provenance.py`` — the hashes and
-  versions every stage manifest records; ``plots.py`` — recall against retrieval budget.
+* ``curriculum.py`` — phases mlm, 1, 2, 3 over any family; ``provenance.py`` — the training
+  data and hardware a stage manifest adds to the runtime's provenance; ``plots.py`` —
+  recall against retrieval budget.
 * ``embedder/`` and ``reranker/`` — the two families, built alike: ``model.py`` (the torch
   module and how a stage loads), ``family.py`` (how the curriculum trains it),
   ``retriever.py`` (its ``lexedge eval --model`` method); the embedder adds

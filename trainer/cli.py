@@ -1,12 +1,14 @@
 """Trainer subcommands: ``lexedge train embedder|reranker``, ``lexedge grid`` and ``lexedge
 select``, plus the trainer's ``lexedge eval`` methods (:mod:`lexedge.trainer.eval_methods`).
-Only argparse and that registry are imported here; each handler imports its modules (and
-torch) when it runs, so ``lexedge search`` never pays for them."""
+Only argparse, that registry and the runtime's search settings are imported here; each
+handler imports its modules (and torch) when it runs, so ``lexedge search`` never pays for
+them."""
 
 from __future__ import annotations
 
 import argparse
 
+from lexedge.runtime.cli import add_search_settings
 from lexedge.trainer import eval_methods
 
 
@@ -48,8 +50,8 @@ def add_commands(commands) -> None:
                       help="BEIR folder (default: the reranker run's)")
     grid.add_argument("--split", default="dev", help="qrels split (default: dev)")
     grid.add_argument("--budgets", default="20,60,100", help="budgets K (default 20,60,100)")
-    grid.add_argument("--alpha", type=float, default=0.5,
-                      help="dense weight of the BM25-fused first stage (default 0.5)")
+    # the fused first stage's dense weight: the served setting, its default and check
+    add_search_settings(grid, names=("alpha",))
     grid.add_argument("--rerank-weights", default="1,0.5,0.3,0.2,0.1", metavar="W,W,...",
                       help="reranker weights W against the first stage's scores, each a row "
                            "..._w<W> (1: the reranker alone; default 1,0.5,0.3,0.2,0.1)")
@@ -70,9 +72,10 @@ def add_commands(commands) -> None:
                     "stage by end-to-end nDCG@10. lexedge export --selection consumes it.")
     select.add_argument("--runs", required=True, metavar="GRID_DIR",
                         help="the folder lexedge grid wrote")
-    select.add_argument("--budget", type=int, default=100, help="serving budget K (default 100)")
+    # the serving budget K the stages are chosen for: the served setting, default and check
+    add_search_settings(select, names=("budget",))
     select.add_argument("--embedder-metric", default="",
-                        help="embedder rule metric (default recall@BUDGET)")
+                        help="embedder rule metric (default recall@K)")
     select.add_argument("--reranker-metric", default="ndcg@10",
                         help="reranker rule metric (default ndcg@10)")
     select.set_defaults(handler=run_select)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lexedge.runtime.errors import LexedgeError
+from lexedge.runtime.settings import SearchSettings
 
 STAGES = ("stage1", "stage2", "stage3")
 PHASES = ("mlm", "1", "2", "3")
@@ -278,9 +279,10 @@ RERANKER_HEADS = ("pooler", "mean", "segments")
 @dataclass
 class RerankerEvaluationSettings(EvaluationSettings):
     """Reranker-only metrics of every stage: the first stage's top ``candidates`` on the
-    dev split, re-ordered by the reranker (the same candidates for every stage)."""
+    dev split, re-ordered by the reranker (the same candidates for every stage); by default
+    as many as a search re-ranks (``SearchSettings.rerank``)."""
 
-    candidates: int = 20
+    candidates: int = SearchSettings.rerank
 
 
 @dataclass

@@ -30,13 +30,13 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
 from lexedge.runtime.errors import LexedgeError
 from lexedge.runtime.evaluation import run_evaluation
+from lexedge.runtime.provenance import PROVENANCE, provenance
 from lexedge.runtime.storage import atomic_directory, sha256_file, write_json_atomic
 from lexedge.trainer import eval_methods
 from lexedge.trainer.backbone import resolve_device
@@ -48,7 +48,7 @@ from lexedge.trainer.lora import (attach_lora, default_model_cache, load_stage_b
                                   resolve_model)
 from lexedge.trainer.mlm import run_mlm
 from lexedge.trainer.plots import plot_recall_vs_budget
-from lexedge.trainer.provenance import dataset_hashes, hardware, library_versions
+from lexedge.trainer.provenance import dataset_hashes, hardware, training_inputs
 from lexedge.trainer.stage import (copy_model_files, has_config, hard_negatives_path,
                                    is_complete, kind_of, record_model_settings, save_adapter,
                                    write_config, write_manifest, write_metrics)
@@ -91,8 +91,11 @@ class Curriculum:
         barrier(self.world)
         if self.rank != 0:
             self.base = self.family.prepare_base(self.base, self.output)
-        self.hashes = dataset_hashes(self.data.dataset, [config.train_split,
-                                                         config.evaluation.split])
+        splits = [config.train_split, config.evaluation.split]
+        self.inputs = training_inputs(self.data.dataset, splits)
+        # hashed now, before any training: a missing or unreadable file fails here, and every
+        # stage's manifest reuses the memoised hashes (lexedge.runtime.provenance.file_sha256)
+        dataset_hashes(self.data.dataset, splits)
         self.timings: dict[str, dict] = {}
         eval_methods.register()
         if self.rank == 0:
@@ -286,21 +289,21 @@ class Curriculum:
         curve_every = max(1, len(result.losses) // 50)
         return {
             "family": self.family.name, "stage": name,
-            "mode": stage.mode, "created": datetime.now(timezone.utc).isoformat(),
-            "weights_sha256": weights,
+            "mode": stage.mode, "weights_sha256": weights,
             "chain": [{"path": str(final.resolve()), "kind": "lora-adapter"
                        if stage.mode == "lora" else "model"}] + below,
             "seed": self.config.seed, "stage_settings": config_to_dict(stage),
             "lora": config_to_dict(self.config.lora) if stage.mode == "lora" else None,
             "data": {"dir": self.config.data_dir, "train_split": self.config.train_split,
-                     "sha256": self.hashes, "examples": examples},
+                     "examples": examples},
             "mining": mining,
             "training": {"steps": result.steps, "steps_per_epoch": plan.steps_per_epoch,
                          "epochs": round(result.steps / plan.steps_per_epoch, 3),
                          "resumed_from": result.resumed_from, "seconds": result.seconds,
                          "loss_first": result.losses[0], "loss_last": result.losses[-1],
                          "loss_curve": result.losses[::curve_every]},
-            "libraries": library_versions(), "hardware": hardware(),
+            PROVENANCE: provenance(f"lexedge train {self.family.name}", inputs=self.inputs),
+            "hardware": hardware(),
         }
 
 

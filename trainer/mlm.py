@@ -22,12 +22,13 @@ import numpy as np
 import torch
 
 from lexedge.runtime.errors import LexedgeError
+from lexedge.runtime.provenance import PROVENANCE, provenance
 from lexedge.runtime.storage import atomic_directory
 from lexedge.trainer.backbone import load_tokenizer
 from lexedge.trainer.config_loader import config_to_dict
 from lexedge.trainer.data import epoch_rng
 from lexedge.trainer.lora import stage_chain
-from lexedge.trainer.provenance import hardware, library_versions
+from lexedge.trainer.provenance import hardware
 from lexedge.trainer.stage import copy_model_files, write_config, write_manifest
 from lexedge.trainer.training import TrainingPlan, barrier, run_training, steps_for
 
@@ -141,13 +142,15 @@ def run_mlm(curriculum, below: Path, out_dir: Path) -> Path:
             "chain": [{"path": str(out_dir.resolve()), "kind": "model"},
                       {"path": str(below), "kind": "model", "role": "initialisation"}],
             "seed": config.seed, "mlm": config_to_dict(settings),
-            "data": {"dir": config.data_dir, "sha256": curriculum.hashes,
-                     "documents": len(texts)},
+            "data": {"dir": config.data_dir, "documents": len(texts)},
             "training": {"steps": result.steps, "seconds": result.seconds,
                          "resumed_from": result.resumed_from,
                          "loss_first": result.losses[0], "loss_last": result.losses[-1]},
             "head": "fresh MLM head (the base ships none), discarded after training",
-            "libraries": library_versions(), "hardware": hardware()})
+            # the phase of `lexedge train embedder`, the command that runs it
+            PROVENANCE: provenance(f"lexedge train {curriculum.family.name}",
+                                   inputs=curriculum.inputs),
+            "hardware": hardware()})
     shutil.rmtree(work, ignore_errors=True)
     barrier(curriculum.world)
     curriculum.log(f"mlm: saved {out_dir} (loss {result.losses[0]:.3f} → "

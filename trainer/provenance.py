@@ -1,52 +1,35 @@
-"""What made an artefact: input file hashes and library versions, for every stage manifest."""
+"""What only a training run adds to the one provenance vocabulary
+(:mod:`lexedge.runtime.provenance`, issue 18 item 3): the data files a stage was trained on,
+named as its manifest's ``provenance.inputs`` names them, and the hardware it ran on."""
 
 from __future__ import annotations
 
-import importlib.metadata
+import os
 import platform
 from pathlib import Path
 
-from lexedge.runtime.storage import sha256_file
-
-LIBRARIES = ("lexedge", "torch", "transformers", "peft", "safetensors", "tokenizers", "numpy",
-             "bm25s", "accelerate", "bitsandbytes")
-
-_HASH_MEMO: dict[tuple[str, int, int], str] = {}
+from lexedge.runtime.provenance import file_sha256
 
 
-def file_hash(path: str | Path) -> str:
-    """sha256 of a file, memoised on (path, size, mtime): a 25 MB corpus is hashed once."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASH_MEMO:
-        _HASH_MEMO[key] = sha256_file(path)
-    return _HASH_MEMO[key]
+def training_inputs(dataset, splits: list[str]) -> dict[str, Path]:
+    """``corpus.jsonl``, ``queries.jsonl`` and each named qrels split (``qrels/<split>.tsv``):
+    the files a stage is made from, for :func:`lexedge.runtime.provenance.provenance`'s
+    ``inputs``."""
+    inputs = {"corpus.jsonl": Path(dataset.corpus_path),
+              "queries.jsonl": Path(dataset.queries_path)}
+    for split in splits:
+        path = Path(dataset.qrels_path(split))
+        inputs[f"qrels/{path.name}"] = path
+    return inputs
 
 
 def dataset_hashes(dataset, splits: list[str]) -> dict[str, str]:
-    """sha256 of ``corpus.jsonl``, ``queries.jsonl`` and each named qrels split."""
-    hashes = {"corpus.jsonl": file_hash(dataset.corpus_path),
-              "queries.jsonl": file_hash(dataset.queries_path)}
-    for split in splits:
-        path = dataset.qrels_path(split)
-        hashes[f"qrels/{path.name}"] = file_hash(path)
-    return hashes
-
-
-def library_versions() -> dict[str, str | None]:
-    versions = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    """sha256 of each of :func:`training_inputs`, by the same names."""
+    return {name: file_sha256(path) for name, path in training_inputs(dataset, splits).items()}
 
 
 def hardware() -> dict:
-    import os
-
+    """The machine a stage trained on: not provenance of the weights, but of its wall times."""
     info = {"machine": platform.machine(), "processor": platform.processor() or None,
             "cpu_count": os.cpu_count()}
     try:

@@ -17,8 +17,9 @@ Stage folder format::
                                  a reranker's head: :class:`EncoderSettings`
       lexedge_stage.json         manifest: format, family, stage, mode, chain (this folder
                                  down to the base model, each with its kind and weight
-                                 sha256), seed, data hashes (sha256 of corpus, queries,
-                                 qrels), library versions, hardware, training statistics,
+                                 sha256), seed, provenance (lexedge.runtime.provenance: the
+                                 command, when, versions, and the sha256 of corpus, queries
+                                 and qrels as its inputs), hardware, training statistics,
                                  wall time
       train_config.json          the resolved run configuration
       metrics.json               its dev metrics, written once evaluated

@@ -8,6 +8,7 @@ from lexedge.runtime.analysis import JapaneseAnalyzer
 from lexedge.runtime.bm25 import BM25Index
 from lexedge.runtime.datasets import iter_corpus
 from lexedge.runtime.index import Index
+from lexedge.runtime.searcher import Searcher
 
 
 def test_relevant_article_ranks_first(tiny_dataset):
@@ -35,7 +36,7 @@ def test_saved_index_loads_memory_mapped_and_scores_identically(tiny_dataset, tm
     assert isinstance(reloaded.bm25.retriever.scores["data"], np.memmap)
     query = "他人の権利を侵害した損害"
     assert reloaded.bm25.search(query, 6) == index.bm25.search(query, 6)
-    hit = reloaded.search(query, 1)[0]
+    hit = Searcher(reloaded).search(query, top=1).hits[0].to_dict()
     assert hit["id"] == "d2" and hit["title"] == "民法 第七百九条"
     assert "侵害" in hit["matched_terms"] and "侵害" in hit["snippet"]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from lexedge.runtime.bundle import write_manifest
+from lexedge.runtime.provenance import PROVENANCE, provenance
 
 
 def _sha256(path: Path) -> str:
@@ -86,7 +87,7 @@ def build_tiny_bundle(out: Path, characters: str, reranker: bool = True, dimensi
     _embedder_graph(vocabulary, dimension, out / "embedder.onnx", seed)
     common = {"inputs": ["input_ids", "attention_mask"], "max_length": 64, "pad_id": 0,
               "query_prefix": "", "passage_prefix": "", "precision": "fp32"}
-    manifest = {"format": 1, "lexedge_version": "test", "created": "test",
+    manifest = {"format": 1, PROVENANCE: provenance("tests.support.tiny_bundle"),
                 "embedder": {"file": "embedder.onnx", "tokenizer": "embedder.tokenizer.json",
                              "output": "sentence_embedding", "dimension": dimension,
                              "pooling": "mean", "normalize": True, **common},

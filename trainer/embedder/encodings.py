@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lexedge.runtime.provenance import file_sha256
 from lexedge.trainer.embedder.model import encode
-from lexedge.trainer.provenance import file_hash
 
 _ENCODINGS: OrderedDict = OrderedDict()
 _MAX_ENCODINGS = 2
@@ -30,7 +30,7 @@ def cached_encoding(key: tuple, compute):
 
 
 def encoding_key(model_dir, corpus_path, max_length: int, prefix: str) -> tuple:
-    return (str(Path(model_dir).resolve()), file_hash(corpus_path), int(max_length), prefix)
+    return (str(Path(model_dir).resolve()), file_sha256(corpus_path), int(max_length), prefix)
 
 
 def corpus_embeddings(embedder, tokenizer, settings, data, *, model_key, max_length: int,

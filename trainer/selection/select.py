@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lexedge.runtime.errors import LexedgeError
+from lexedge.runtime.settings import SearchSettings
 from lexedge.runtime.storage import write_json_atomic
 from lexedge.trainer.selection.grid import GRID_FILE, row_key
 
@@ -24,14 +25,14 @@ class SelectionRules:
     """How each component's stage is chosen from the grid.
 
     Args:
-        budget: the serving budget K.
+        budget: the serving budget K (default: a search's, ``SearchSettings.budget``).
         embedder_metric: the embedder stage maximises this on its own at K (Recall@K: the
             reranker can only re-order what the first stage found).
         reranker_metric: the reranker stage maximises this end to end behind the chosen
             first stage at K.
     """
 
-    budget: int = 100
+    budget: int = SearchSettings.budget
     embedder_metric: str = ""
     reranker_metric: str = "ndcg@10"
 
