@@ -15,7 +15,6 @@ Writes ``bench/results/trimmed_bundle.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tui_support import SIZE, make_app, type_query
+from tui_support import make_app, type_query
 
 from lexedge.runtime.index import Index
 from lexedge.tui.widgets import Preview, ResultsTable
