@@ -22,6 +22,8 @@ from pathlib import Path
 
 from compute_bound import _cpu_flags
 
+from report import write_report
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
@@ -65,7 +67,6 @@ def main() -> int:
     parser.add_argument("--updates", type=int, default=5, help="single-document adds per round")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
-    from lexedge.runtime.storage import write_json_atomic
 
     runs = {True: [], False: []}
     with tempfile.TemporaryDirectory(prefix="lexedge-lock-bench-") as work:
@@ -106,9 +107,7 @@ def main() -> int:
         "",
         "Reproduce: `python bench/lock_fsync_cost.py`.",
     ]
-    write_json_atomic(args.out / "lock_fsync_cost.json", results)
-    (args.out / "lock_fsync_cost.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_report(args.out, "lock_fsync_cost", results, lines)
     return 0
 
 

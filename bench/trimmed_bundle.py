@@ -26,6 +26,8 @@ from compute_bound import _cpu_flags
 from lock_fsync_cost import cpu_model
 from vocabulary_trim import split_ids, texts_of
 
+from report import write_report
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
@@ -61,7 +63,6 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     from lexedge.runtime.bundle import Bundle
-    from lexedge.runtime.storage import write_json_atomic
 
     data = args.data
     sets = {
@@ -122,9 +123,7 @@ def main() -> int:
         "",
         "Reproduce: see the docstring of `bench/trimmed_bundle.py`.",
     ]
-    write_json_atomic(args.out / "trimmed_bundle.json", results)
-    (args.out / "trimmed_bundle.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_report(args.out, "trimmed_bundle", results, lines)
     return 0
 
 

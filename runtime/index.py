@@ -42,7 +42,7 @@ from .embedding_chunks import ChunkStore, embedding, saved_chunks_folder
 from .errors import LexedgeError
 from .provenance import PROVENANCE, provenance
 from .storage import (MANIFEST_HASH_FIELD, MARKER_FILE, atomic_directory, manifest_sha256,
-                      read_manifest, settle, sha256_file, writer_lock)
+                      manifest_with, read_manifest, settle, sha256_file, writer_lock)
 
 MANIFEST_FILE = "manifest.json"
 #: 2: the manifest lists every file's sha256 and hashes itself (issue 20).
@@ -319,13 +319,8 @@ def _read_json(path: Path):
         raise LexedgeError(f"{path}: unreadable ({exc}); {REBUILD}") from None
 
 
-def _legacy_index(folder: Path) -> bool:
-    """An index written before artefact markers (format 1): replaceable by a new build."""
-    try:
-        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and {"format", "analyzer", "bm25"} <= manifest.keys()
+#: An index written before artefact markers (format 1) is replaceable by a new build.
+_legacy_index = manifest_with("format", "analyzer", "bm25")
 
 
 def _refuse_source_as_out(source: Path, out: Path) -> None:

@@ -163,6 +163,18 @@ def refuse_foreign(destination: Path, kind: str,
                        f"{kind} folders: choose another path or move it away yourself")
 
 
+def manifest_with(*keys: str) -> Callable[[Path], bool]:
+    """A ``legacy`` test for :func:`atomic_directory`: the folder's ``manifest.json`` is a
+    JSON object holding ``keys`` (an index or bundle written before artefact markers)."""
+    def recognised(folder: Path) -> bool:
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(manifest, dict) and set(keys) <= manifest.keys()
+    return recognised
+
+
 def artefact_kind(folder: Path) -> str | None:
     """The kind recorded in ``folder``'s marker, or ``None``."""
     try:
