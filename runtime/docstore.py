@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -69,6 +70,7 @@ class DocStore:
         self.offsets = np.load(directory / OFFSETS_FILE, mmap_mode="r")
         self.ids = json.loads((directory / IDS_FILE).read_text(encoding="utf-8"))
         self._handle = open(self.path, "rb")
+        self._seek_lock = threading.Lock()
         if len(self.offsets) != len(self.ids) + 1:
             raise LexedgeError(f"{directory / OFFSETS_FILE}: {len(self.offsets)} offsets for "
                                f"{len(self.ids)} documents; rebuild the index")
@@ -79,9 +81,15 @@ class DocStore:
     def id_of(self, row: int) -> str:
         return self.ids[row]
 
+    def _read(self, offset: int, size: int) -> bytes:
+        if hasattr(os, "pread"):  # no shared file position: threads read at once
+            return os.pread(self._handle.fileno(), size, offset)
+        with self._seek_lock:  # Windows has no pread
+            self._handle.seek(offset)
+            return self._handle.read(size)
+
     def get(self, row: int) -> Document:
         start, end = int(self.offsets[row]), int(self.offsets[row + 1])
-        # pread: no shared file position, so threads may read at once
-        record = json.loads(os.pread(self._handle.fileno(), end - start, start))
+        record = json.loads(self._read(start, end - start))
         return Document(record["id"], record["text"], record.get("title", ""),
                         record.get("metadata", {}))
