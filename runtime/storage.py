@@ -23,8 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import shutil
-import socket
 import sys
 import time
 import uuid
@@ -85,7 +85,7 @@ def writer_lock(destination: str | Path, timeout: float | None = None) -> Iterat
                                ) from None
     try:
         if outermost:
-            owner.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+            owner.write_text(json.dumps({"host": platform.node(), "pid": os.getpid(),
                                          "since": time.strftime("%Y-%m-%dT%H:%M:%S")}))
         yield
     finally:
