@@ -22,6 +22,8 @@ from lexedge.runtime.datasets import BeirDataset
 from lexedge.runtime.index import Index
 from lexedge.runtime.metrics import evaluate
 
+from report import write_json_result, write_markdown_result
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -118,9 +120,9 @@ def main() -> None:
         "ratio_lexedge_over_plain": {k: lexedge[k] / plain[k] for k in keys},
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bm25_stard.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    write_json_result(args.out / "bm25_stard.json", result)
     markdown = render_markdown(result)
-    (args.out / "bm25_stard.md").write_text(markdown, encoding="utf-8")
+    write_markdown_result(args.out / "bm25_stard.md", markdown)
     print(markdown)
 
 

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from report import write_json_result, write_markdown_result
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 WEIGHTED_OPS = {"MatMul", "MatMulInteger", "Attention", "QAttention", "Gemm"}
@@ -204,7 +206,6 @@ def main(argv=None) -> int:
 
     from lexedge.runtime.bundle import Bundle
     from lexedge.runtime.datasets import BeirDataset, iter_corpus
-    from lexedge.runtime.storage import write_json_atomic
     from runtime_stard import bundle_recipe
 
     bundle = Bundle.load(args.bundle)
@@ -280,9 +281,9 @@ def main(argv=None) -> int:
             "tokens_that_fit_achieved": tokens * RERANK_TARGET_MS / rr_achieved_ms},
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / "compute_bound.json", results)
+    write_json_result(args.out / "compute_bound.json", results)
     markdown = render(results)
-    (args.out / "compute_bound.md").write_text(markdown, encoding="utf-8")
+    write_markdown_result(args.out / "compute_bound.md", markdown)
     print(markdown)
     return 0
 

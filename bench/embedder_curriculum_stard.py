@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from report import write_json_result, write_markdown_result
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 ROWS = ("bm25", "base", "mlm", "stage1", "stage2", "stage3")
@@ -234,8 +236,8 @@ def main(argv=None) -> int:
         results["compare"] = {label: {k: v for k, v in other.items() if k != "compare"}
                               for label, other in compare.items()}
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / f"{args.name}.json", results)
-    (args.out / f"{args.name}.md").write_text(render_markdown(results), encoding="utf-8")
+    write_json_result(args.out / f"{args.name}.json", results)
+    write_markdown_result(args.out / f"{args.name}.md", render_markdown(results))
     plot_recall_vs_budget({k: v for k, v in results.items() if k not in ("setup", "compare")},
                           args.out / f"{args.name}.png",
                           title=f"STARD dev, {subset['corpus']:,}-article subset, CPU")

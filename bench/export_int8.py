@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from report import write_json_result, write_markdown_result
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 STARD = REPO.parent / "shared" / "data" / "stard"
@@ -93,7 +95,6 @@ def main(argv=None) -> int:
 
     from lexedge.export.merge import EMBEDDER, RERANKER
     from lexedge.runtime.bundle import Bundle
-    from lexedge.runtime.storage import write_json_atomic
     from lexedge.trainer.provenance import hardware
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -166,9 +167,9 @@ def main(argv=None) -> int:
                             f" --selection {args.selection}" if args.selection else
                             (f" --reranker {reranker}" if reranker else ""))}
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / "export_int8.json", results)
+    write_json_result(args.out / "export_int8.json", results)
     markdown = render(results)
-    (args.out / "export_int8.md").write_text(markdown, encoding="utf-8")
+    write_markdown_result(args.out / "export_int8.md", markdown)
     print(markdown)
     return 0
 

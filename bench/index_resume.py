@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from report import write_json_result, write_markdown_result
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
@@ -84,7 +86,6 @@ def main(argv=None) -> int:
     parser.add_argument("--work", type=Path, default=REPO / "work-out" / "index_resume")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
-    from lexedge.runtime.storage import write_json_atomic
 
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
@@ -106,7 +107,7 @@ def main(argv=None) -> int:
               "command": f"python bench/index_resume.py --bundle B --documents "
                          f"{args.documents} --kill-after {args.kill_after}"}
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / "index_resume.json", result)
+    write_json_result(args.out / "index_resume.json", result)
     vectors = result["vectors"]
     markdown = "\n".join([
         "# A killed index build resumes", "",
@@ -123,7 +124,7 @@ def main(argv=None) -> int:
         f"| identical top-10 (dense + BM25, K = 100) | {result['identical_top10']} of "
         f"{result['queries']} queries |", "",
         f"Reproduce: `{result['command']}`.", ""])
-    (args.out / "index_resume.md").write_text(markdown, encoding="utf-8")
+    write_markdown_result(args.out / "index_resume.md", markdown)
     print(markdown)
     return 0
 

@@ -31,9 +31,10 @@ import dataclasses
 import json
 import os
 import random
-import shutil
 import time
 from pathlib import Path
+
+from report import write_json_result, write_markdown_result
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -278,11 +279,9 @@ def main(argv=None) -> int:
         results = json.loads((args.out / f"{args.name}.json").read_text(encoding="utf-8"))
         selection = json.loads((args.out / f"{args.name}_selection.json")
                                .read_text(encoding="utf-8"))
-        (args.out / f"{args.name}.md").write_text(render_markdown(results, selection),
-                                                  encoding="utf-8")
+        write_markdown_result(args.out / f"{args.name}.md", render_markdown(results, selection))
         return 0
 
-    from lexedge.runtime.storage import write_json_atomic
     from lexedge.trainer.config import TrainRerankerConfig
     from lexedge.trainer.config_loader import load_config
     from lexedge.trainer.curriculum import Curriculum
@@ -360,11 +359,11 @@ def main(argv=None) -> int:
                          "grid": round(grid_seconds, 1)},
         "remark": args.remark, "command": " ".join(command)}
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / f"{args.name}.json", results)
-    shutil.copyfile(args.work / "grid" / "selection.json",
-                    args.out / f"{args.name}_selection.json")
+    write_json_result(args.out / f"{args.name}.json", results)
+    write_json_result(args.out / f"{args.name}_selection.json", json.loads(
+        (args.work / "grid" / "selection.json").read_text(encoding="utf-8")))
     markdown = render_markdown(results, selection)
-    (args.out / f"{args.name}.md").write_text(markdown, encoding="utf-8")
+    write_markdown_result(args.out / f"{args.name}.md", markdown)
     print(markdown)
     return 0
 

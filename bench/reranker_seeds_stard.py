@@ -16,6 +16,8 @@ import json
 import statistics
 from pathlib import Path
 
+from report import write_json_result, write_markdown_result
+
 HERE = Path(__file__).resolve().parent
 METRICS = ("mrr@10", "ndcg@10")
 
@@ -94,7 +96,6 @@ def render(runs: list[dict], summary: dict) -> str:
 
 
 def main(argv=None) -> int:
-    from lexedge.runtime.storage import write_json_atomic
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--names", default="reranker_grid_stard,reranker_grid_stard_seed14,"
@@ -119,9 +120,9 @@ def main(argv=None) -> int:
     summary["held-out gain over its first stage"] = {
         m: spread([r["held_out"]["pipeline"][m] - r["held_out"]["first_stage"][m] for r in runs])
         for m in METRICS}
-    write_json_atomic(args.results / f"{args.out}.json", {"runs": runs, "summary": summary})
+    write_json_result(args.results / f"{args.out}.json", {"runs": runs, "summary": summary})
     markdown = render(runs, summary)
-    (args.results / f"{args.out}.md").write_text(markdown, encoding="utf-8")
+    write_markdown_result(args.results / f"{args.out}.md", markdown)
     print(markdown)
     return 0
 

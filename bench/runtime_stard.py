@@ -22,6 +22,8 @@ from pathlib import Path
 
 from lexedge.runtime.settings import SearchSettings
 
+from report import write_json_result, write_markdown_result
+
 HERE = Path(__file__).resolve().parent
 BUDGETS = (20, 60, 100, 200)
 SERVED = SearchSettings()  # what `lexedge search` does unless told otherwise
@@ -203,10 +205,10 @@ def main() -> None:
         "search": json.loads(search.stdout.strip().splitlines()[-1]),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "runtime_stard.json").write_text(json.dumps(result, indent=2))
+    write_json_result(args.out / "runtime_stard.json", result)
     plot(result, args.out / "runtime_stard.png")
     markdown = render(result)
-    (args.out / "runtime_stard.md").write_text(markdown, encoding="utf-8")
+    write_markdown_result(args.out / "runtime_stard.md", markdown)
     print(markdown)
 
 

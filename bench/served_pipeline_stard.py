@@ -23,6 +23,8 @@ from pathlib import Path
 
 from lexedge.runtime.settings import SearchSettings
 
+from report import write_json_result, write_markdown_result
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SUBSET = REPO / "work-out" / "embedder_curriculum_stard_full" / "stard_subset"
@@ -79,7 +81,6 @@ def main(argv=None) -> int:
     from lexedge.runtime.datasets import BeirDataset
     from lexedge.runtime.evaluation import EvalConfig, run_evaluation
     from lexedge.runtime.index import MANIFEST_FILE, Index
-    from lexedge.runtime.storage import write_json_atomic
 
     bundle = Bundle.load(args.bundle)
     if not bundle.has_reranker:
@@ -126,7 +127,7 @@ def main(argv=None) -> int:
                                          if k in row} for name, row in rows.items()},
                "paired_vs_hybrid": paired}
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / f"{args.name}.json", results)
+    write_json_result(args.out / f"{args.name}.json", results)
     lines = [
         "# The served pipeline on the STARD subset (INT8 bundle, ONNX + HNSW + BM25)", "",
         f"{rows['bm25']['queries']} {args.split} queries over the "
@@ -149,7 +150,7 @@ def main(argv=None) -> int:
             f"p = {t['p_value']:.3g}, {t['better']} / {t['worse']}"
             for t in (tests[m] for m in PAIRED)) + " |")
     lines += ["", f"Reproduce: `{setup['command']}`.", ""]
-    (args.out / f"{args.name}.md").write_text("\n".join(lines), encoding="utf-8")
+    write_markdown_result(args.out / f"{args.name}.md", "\n".join(lines))
     print("\n".join(lines))
     print(json.dumps(setup, indent=2))
     return 0
