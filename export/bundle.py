@@ -59,6 +59,9 @@ class ExportConfig:
             empty: the full vocabulary.
         keep_scripts: scripts whose pieces are all kept too (``cjk``), for text the corpora
             never used.
+        card: a JSON file whose object is recorded as the manifest's ``card``: what
+            ``lexedge bundle info`` shows of languages, training data, measured quality and
+            licences (the built-in bundle's is ``bench/builtin_card.json``).
     """
 
     out: Path
@@ -81,6 +84,7 @@ class ExportConfig:
     calibration_queries: int = 50
     trim_vocabulary: tuple[Path, ...] = ()
     keep_scripts: tuple[str, ...] = ()
+    card: Path | None = None
 
 
 def export_bundle(config: ExportConfig, log=print) -> Bundle:
@@ -91,6 +95,7 @@ def export_bundle(config: ExportConfig, log=print) -> Bundle:
     out = Path(config.out)
     refuse_foreign(out, "bundle", legacy=_legacy_bundle)  # before the long export
     selection = _read_selection(config.selection)
+    card = _read_card(config.card)
     rerank_weight = _rerank_weight(config, selection)  # checked before the long export
     calibration = parity.load_calibration(config.calibration, config.calibration_passages,
                                           config.calibration_queries)
@@ -123,6 +128,7 @@ def export_bundle(config: ExportConfig, log=print) -> Bundle:
             "embedder": entries[EMBEDDER],
             "reranker": entries[RERANKER],
             "selection": selection,
+            "card": card,
             "metrics": metrics if any(metrics.values()) else None,
             "gates": {"status": status, "failed": [g["gate"] for g in failed]},
             "export": {"seconds": round(time.perf_counter() - started, 1),
@@ -150,7 +156,8 @@ def _export_stage(kind: str, spec: str, staging: Path, work: Path, config: Expor
     log(f"{kind}: exported ({config.exporter}), fused {graph['fused'] or 'nothing'}")
 
     entry = {"file": f"{kind}.onnx", "tokenizer": f"{kind}.tokenizer.json",
-             "inputs": graph_inputs(stage), "output": OUTPUTS[kind]}
+             "inputs": graph_inputs(stage), "output": OUTPUTS[kind],
+             "layers": int(stage.model.config.num_hidden_layers)}
     if kind == EMBEDDER:
         entry.update(dimension=int(stage.model.config.hidden_size),
                      pooling=stage.settings["pooling"], normalize=stage.settings["normalize"])
@@ -277,6 +284,18 @@ def _rerank_weight(config: ExportConfig, selection: dict | None) -> float:
 
 #: A bundle written before artefact markers is replaceable by a new export.
 _legacy_bundle = manifest_with("format", "embedder", "files")
+
+
+def _read_card(path: Path | None) -> dict | None:
+    if path is None:
+        return None
+    try:
+        card = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LexedgeError(f"--card {path}: cannot read it as JSON ({exc})") from None
+    if not isinstance(card, dict):
+        raise LexedgeError(f"--card {path}: expected a JSON object")
+    return card
 
 
 def _read_selection(path: Path | None):

@@ -25,6 +25,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from .builtin import bundle_location, is_builtin
 from .errors import LexedgeError
 from .onnx_models import OnnxEmbedder, OnnxReranker, SharedTokenizer
 from .storage import MANIFEST_HASH_FIELD, manifest_sha256, read_manifest, sha256_file
@@ -63,10 +64,13 @@ class Bundle:
         """Read ``path/manifest.json`` and check its own hash; with ``verify`` check every
         listed file's sha256 too.
 
+        ``path`` may be the name ``"builtin"``: the bundle shipped in the package
+        (:mod:`lexedge.runtime.builtin`).
+
         Raises:
             LexedgeError: one line naming the missing, malformed, changed or absent file.
         """
-        path = Path(path)
+        path = bundle_location(path)
         manifest_path = path / MANIFEST_FILE
         manifest = read_manifest(path, "bundle", FORMAT_VERSION,
                                  "make one with `lexedge export`")
@@ -116,6 +120,12 @@ class Bundle:
                         "pooling", "normalize", "query_prefix", "passage_prefix", "max_length",
                         "dimension", "output")}}
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+    @property
+    def reference(self) -> str:
+        """How an index records this bundle: ``builtin`` for the built-in one (it moves with
+        the package), else its absolute path."""
+        return "builtin" if is_builtin(self.path) else str(Path(self.path).resolve())
 
     @property
     def has_reranker(self) -> bool:

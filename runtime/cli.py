@@ -130,7 +130,9 @@ def add_commands(commands) -> None:
                           help="BM25 k1 (default 1.2)")
     evaluate.add_argument("--b", type=fraction, default=0.75, help="BM25 b (default 0.75)")
     evaluate.add_argument("--index", help="evaluate a saved index instead of building one")
-    evaluate.add_argument("--bundle", help="bundle whose models serve dense/hybrid/pipeline")
+    evaluate.add_argument("--bundle", metavar="builtin|DIR",
+                          help="bundle whose models serve dense/hybrid/pipeline: 'builtin' "
+                               "(shipped with lexedge) or a folder")
     evaluate.add_argument("--model", help="a trainer model or stage folder (--method dense)")
     add_search_settings(evaluate, names=EVAL_SETTINGS)
     evaluate.add_argument("--first-stage", default="bm25", metavar="bm25|EMBEDDER_DIR",
@@ -147,7 +149,9 @@ def add_commands(commands) -> None:
     build.add_argument("--docs", required=True, type=Path,
                        help="corpus.jsonl, a BEIR dataset folder, or a folder of documents")
     build.add_argument("--out", required=True, type=Path, help="index folder to write")
-    build.add_argument("--bundle", type=Path, help="bundle whose embedder adds dense vectors")
+    build.add_argument("--bundle", metavar="builtin|DIR",
+                       help="bundle whose embedder adds dense vectors: 'builtin' (shipped with"
+                            " lexedge) or a folder; without it the index is BM25 only")
     build.add_argument("--analyzer", default="auto", choices=("auto", "ja", "zh", "word"))
     build.add_argument("--k1", type=non_negative_float, default=1.2)
     build.add_argument("--b", type=fraction, default=0.75)
@@ -172,21 +176,45 @@ def add_commands(commands) -> None:
     add_search_options(search)
     search.set_defaults(handler=run_search)
 
+    bundle = commands.add_parser("bundle", help="describe a bundle")
+    bundle_commands = bundle.add_subparsers(dest="bundle_command", required=True,
+                                            metavar="ACTION")
+    info = bundle_commands.add_parser(
+        "info", help="what a bundle holds: models, size, languages, training data, quality, "
+                     "licences")
+    info.add_argument("bundle", metavar="builtin|DIR")
+    info.add_argument("--json", action="store_true", help="print it as JSON")
+    info.set_defaults(handler=run_bundle_info)
+
     add_demo_command(commands)
+
+
+def run_bundle_info(args: argparse.Namespace) -> int:
+    from .builtin import describe, format_info
+    from .bundle import Bundle
+    from .snippets import displayable
+
+    info = describe(Bundle.load(args.bundle))
+    print(json.dumps(info, ensure_ascii=False, indent=2) if args.json
+          else displayable(format_info(info)))
+    return 0
 
 
 def add_demo_command(commands) -> None:
     demo = commands.add_parser(
         "demo", help="search the sample of Japanese statutes shipped with lexedge",
         description="Index the bundled sample (3,610 articles of 12 Japanese laws) into "
-                    "OUT/index once, then answer QUERY. With --bundle default (needs the "
-                    "[export] extra) it first exports the offline multilingual-e5-small as an "
-                    "INT8 bundle into OUT/bundle and serves hybrid BM25 + dense search.")
+                    "OUT/index once, then answer QUERY with hybrid BM25 + dense search and "
+                    "the models shipped with lexedge (--bundle builtin, the default). "
+                    "--bundle none searches with BM25 only; --bundle default (needs the "
+                    "[export] extra) first exports the zero-shot multilingual-e5-small as an "
+                    "INT8 bundle into OUT/bundle.")
     demo.add_argument("query", nargs="?", default=DEMO_QUERY)
     demo.add_argument("--out", required=True, type=Path,
                       help="working folder: OUT/index (and OUT/bundle), created once")
-    demo.add_argument("--bundle", metavar="default|DIR",
-                      help="serve with this bundle: a folder, or 'default' to export one")
+    demo.add_argument("--bundle", metavar="builtin|none|default|DIR",
+                      help="serve with this bundle: builtin (the default when installed), "
+                           "none (BM25 only), a folder, or 'default' to export one")
     add_search_settings(demo, defaults=SearchSettings(top=DEMO_TOP))
     demo.set_defaults(handler=run_demo)
 
@@ -198,6 +226,7 @@ DEMO_TOP = 5  # the demo shows the answer, not a result list: fewer hits than a 
 def run_demo(args: argparse.Namespace) -> int:
     from importlib.resources import files
 
+    from .builtin import BUILTIN, has_builtin
     from .bundle import Bundle
     from .errors import LexedgeError
     from .index import MANIFEST_FILE, Index
@@ -206,7 +235,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
     sample = Path(str(files("lexedge.runtime") / "samples" / "ja_statutes_sample.jsonl.gz"))
     bundle = None
-    if args.bundle in BUNDLE_BUILDERS:
+    if args.bundle is None:
+        args.bundle = BUILTIN if has_builtin() else "none"
+    if args.bundle == BUILTIN:
+        bundle = Bundle.load(BUILTIN)
+    elif args.bundle == "none":
+        bundle = None
+    elif args.bundle in BUNDLE_BUILDERS:
         bundle_path = args.out / "bundle"
         if not (bundle_path / MANIFEST_FILE).is_file():
             print(f"exporting the {args.bundle} bundle into {bundle_path} …", flush=True)
@@ -223,7 +258,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"indexing the bundled sample into {index_path} …", flush=True)
         Index.build(sample, index_path, bundle=bundle)
     args.index, args.json = index_path, False
-    args.bundle = None if bundle is None else bundle.path
+    args.bundle = None if bundle is None else bundle.reference
     check_query(args.query)  # before it is printed
     print(f"query: {displayable(args.query)}")
     return run_search(args)
@@ -244,8 +279,9 @@ def _demo_index_serves(index_path: Path, bundle) -> bool:
 
 
 def add_search_options(parser) -> None:
-    parser.add_argument("--bundle", type=Path,
-                        help="bundle folder (default: the one the index was built with)")
+    parser.add_argument("--bundle", metavar="builtin|DIR",
+                        help="bundle: 'builtin' or a folder (default: the one the index was "
+                             "built with)")
     add_search_settings(parser)
     parser.add_argument("--json", action="store_true", help="print results as JSON")
 

@@ -35,6 +35,7 @@ def add_commands(commands) -> None:
                     "the embedder's top candidates.")
     _curriculum_arguments(reranker, "TrainRerankerConfig")
     reranker.set_defaults(handler=run_train, family="reranker")
+    add_student_command(models)
 
     grid = commands.add_parser(
         "grid", help="measure every embedder stage x reranker stage x budget end to end",
@@ -92,6 +93,82 @@ def _curriculum_arguments(parser, config_class: str) -> None:
                                          "the embedder, 1,2,3 for the reranker)")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run from its last checkpoint")
+
+
+def add_student_command(models) -> None:
+    student = models.add_parser(
+        "student", help="a shallower embedder distilled from a teacher (a laptop model)",
+        description="Cut a student from the teacher's --layers, then distil: the teacher's "
+                    "vectors (every text), its scores over each training query's in-batch "
+                    "positives and BM25 hard negatives (KL), and the training judgments "
+                    "(InfoNCE). Writes a model folder lexedge export takes as --embedder.")
+    student.add_argument("--teacher", default="default",
+                         help="teacher embedder: a model folder, or a built-in base name "
+                              "(default: default, multilingual-e5-small)")
+    student.add_argument("--layers", required=True, metavar="I,J,...",
+                         help="teacher layers (0-based) that start the student's layers")
+    student.add_argument("--data", nargs="+", required=True, metavar="DATA_DIR",
+                         help="BEIR folders whose train judgments give the triples")
+    student.add_argument("--passages", nargs="*", default=[], metavar="CORPUS|DATA_DIR",
+                         help="corpora whose random passages keep the student near the "
+                              "teacher on text without queries")
+    student.add_argument("--per-corpus", type=int, default=1000,
+                         help="passages drawn from each --passages corpus (default 1000)")
+    student.add_argument("--out", required=True, help="model folder to write")
+    student.add_argument("--epochs", type=int, default=2)
+    student.add_argument("--batch-size", type=int, default=16)
+    student.add_argument("--learning-rate", type=float, default=1e-4)
+    student.add_argument("--passage-length", type=int, default=256)
+    student.add_argument("--seed", type=int, default=13)
+    student.set_defaults(handler=run_train_student)
+
+
+def run_train_student(args: argparse.Namespace) -> int:
+    import shutil
+    from pathlib import Path
+
+    import numpy as np
+
+    from lexedge.runtime.errors import LexedgeError
+    from lexedge.runtime.storage import refuse_foreign
+    from lexedge.trainer.base_models import resolve_base_model
+    from lexedge.trainer.lora import default_model_cache
+    from lexedge.trainer.student import (DistillSettings, distill, make_student, mine_triples,
+                                         sample_passages)
+
+    try:
+        layers = tuple(int(part) for part in args.layers.split(","))
+    except ValueError:
+        raise LexedgeError(f"--layers {args.layers}: expected comma-separated integers") \
+            from None
+    settings = DistillSettings(layers=layers, epochs=args.epochs, batch_size=args.batch_size,
+                               learning_rate=args.learning_rate,
+                               passage_length=args.passage_length, seed=args.seed).validate()
+    out = Path(args.out)
+    refuse_foreign(out, "model")  # before the long run
+    rng = np.random.default_rng(args.seed)
+    triples = []
+    for folder in args.data:
+        found, info = mine_triples(folder, seed=rng)
+        print(f"{folder}: {info['triples']} triples from {info['queries']} train queries "
+              f"over {info['corpus']:,} articles", flush=True)
+        triples += found
+    used = {text for t in triples for text in (t.positive, t.negative)}
+    passages = [text for corpus in args.passages
+                for text in sample_passages(corpus, args.per_corpus, seed=rng, exclude=used)]
+    teacher = resolve_base_model(args.teacher, default_model_cache())
+    init = out.parent / f".{out.name}.init"  # the cut, before training; removed after
+    try:
+        make_student(teacher, init, layers)
+        stats = distill(init, teacher, triples, passages, out, settings)
+    finally:
+        shutil.rmtree(init, ignore_errors=True)
+    last = stats["epochs"][-1]
+    print(f"wrote {out}: {len(layers)} layers from teacher layers {list(layers)}; last epoch "
+          f"loss {last['loss']:.4f} (embedding {last['embedding']:.4f}, score "
+          f"{last['score']:.4f}); teacher {stats['teacher_seconds']} s, training "
+          f"{stats['train_seconds']} s")
+    return 0
 
 
 def run_train(args: argparse.Namespace) -> int:

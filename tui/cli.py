@@ -20,8 +20,9 @@ def add_commands(commands) -> None:
                     "the retrieval budget ([ and ]), reranking (Ctrl-R; --rerank 0 starts it "
                     "off) and alpha ({ and }) at a key. F1 lists every key.")
     tui.add_argument("--index", required=True, type=Path, help="index folder")
-    tui.add_argument("--bundle", type=Path,
-                     help="bundle folder (default: the one the index was built with)")
+    tui.add_argument("--bundle", metavar="builtin|DIR",
+                     help="bundle: 'builtin' or a folder (default: the one the index was built "
+                          "with)")
     add_search_settings(tui, defaults=tui_defaults(), names=TUI_SETTINGS)
     tui.add_argument("--theme", choices=("dark", "light"), default="dark")
     tui.set_defaults(handler=run_tui)

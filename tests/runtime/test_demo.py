@@ -4,6 +4,7 @@ from lexedge.cli import main
 
 
 def test_demo_finds_the_consent_article(tmp_path, capsys):
+    """The default: the built-in bundle's hybrid search, no export step."""
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
     first_hit = next(line for line in out.splitlines() if line.strip().startswith("1."))
@@ -18,7 +19,7 @@ def test_demo_serves_hybrid_with_a_bundle_and_rebuilds_for_another(tmp_path, tin
     import json
 
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out)]) == 0
+    assert main(["demo", "--out", str(out), "--bundle", "none"]) == 0
     assert json.loads((out / "index" / "manifest.json").read_text())["bundle"] is None
     assert main(["demo", "--out", str(out), "--bundle", str(tiny_bundle)]) == 0
     printed = capsys.readouterr().out

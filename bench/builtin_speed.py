@@ -1,0 +1,145 @@
+"""The built-in bundle against the zero-shot multilingual-e5-small INT8 bundle, side by side in
+one run (issue 19, "what it must show"): passage-encoding throughput on the same STARD
+articles, then, on a **full** STARD index built with the built-in bundle, search latency
+(p50/p95 over the dev questions, K = 100, with and without re-ranking when the bundle has a
+reranker), the search process's peak memory, and a cold ``lexedge search``.
+
+    lexedge export --int8 --embedder default --out work-out/e5-int8
+    python bench/builtin_speed.py --baseline work-out/e5-int8 \\
+        --index work-out/depths/stard-L3
+
+Writes ``bench/results/builtin_speed.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from compute_bound import _cpu_flags
+from lock_fsync_cost import cpu_model
+from report import write_report
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent.parent / "shared" / "data"
+
+SEARCHING = """
+import json, sys, time
+import numpy as np
+from lexedge.runtime.searcher import Searcher
+index, rerank, queries = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+started = time.perf_counter()
+searcher = Searcher(index)
+loaded = time.perf_counter() - started
+searcher.search(queries[0], budget=100, rerank=rerank)
+times = []
+for query in queries:
+    started = time.perf_counter()
+    searcher.search(query, budget=100, rerank=rerank)
+    times.append((time.perf_counter() - started) * 1000)
+hwm = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
+print(json.dumps({"load_s": loaded, "p50_ms": float(np.percentile(times, 50)),
+                  "p95_ms": float(np.percentile(times, 95)), "mean_ms": float(np.mean(times)),
+                  "peak_rss_mb": hwm, "queries": len(times)}))
+"""
+
+
+def throughput(bundles: dict, texts: list[str], rounds: int = 2) -> dict:
+    """Articles/s of each bundle's embedder on ``texts``, rounds alternating between them."""
+    from lexedge.runtime.bundle import Bundle
+
+    embedders = {name: Bundle.load(path).embedder() for name, path in bundles.items()}
+    for embedder in embedders.values():
+        embedder.encode(texts[:8])  # warm
+    seconds = {name: [] for name in bundles}
+    for _ in range(rounds):
+        for name, embedder in embedders.items():
+            started = time.perf_counter()
+            embedder.encode(texts)
+            seconds[name].append(time.perf_counter() - started)
+    return {name: round(len(texts) / float(np.median(s)), 1) for name, s in seconds.items()}
+
+
+def searching(index: Path, queries: list[str], rerank: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", SEARCHING, str(index), str(rerank),
+                          json.dumps(queries, ensure_ascii=False)],
+                         check=True, capture_output=True, text=True).stdout
+    return {k: round(v, 3) if isinstance(v, float) else v
+            for k, v in json.loads(out.strip().splitlines()[-1]).items()}
+
+
+def cold_search(index: Path, query: str, repeats: int = 3) -> float:
+    runs = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "lexedge", "search", query, "--index", str(index)],
+                       check=True, capture_output=True)
+        runs.append(time.perf_counter() - started)
+    return round(float(np.median(runs)), 3)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", type=Path, required=True,
+                        help="the zero-shot e5-small INT8 bundle (lexedge export --embedder "
+                             "default)")
+    parser.add_argument("--bundle", default="builtin")
+    parser.add_argument("--index", type=Path, required=True,
+                        help="a full STARD index built with --bundle")
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--articles", type=int, default=400)
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args(argv)
+    from lexedge.runtime.bundle import Bundle
+    from lexedge.runtime.datasets import BeirDataset
+
+    dataset = BeirDataset(args.data / "stard")
+    documents = [doc.indexed_text for doc in dataset.corpus()]
+    rng = np.random.default_rng(13)
+    sample = [documents[i] for i in sorted(rng.choice(len(documents), args.articles,
+                                                      replace=False))]
+    queries = dataset.queries()
+    dev = [queries[q] for q in dataset.qrels("dev", query_ids=queries)]
+    bundle = Bundle.load(args.bundle)
+    speed = throughput({"e5-small INT8 (zero-shot)": args.baseline, "built-in": args.bundle},
+                       sample)
+    ratio = speed["built-in"] / speed["e5-small INT8 (zero-shot)"]
+    latency = {"K=100": searching(args.index, dev, 0)}
+    if bundle.has_reranker:
+        latency["K=100, top 20 re-ranked"] = searching(args.index, dev, 20)
+    cold = cold_search(args.index, dev[0])
+    results = {"cpu": cpu_model(), "flags": _cpu_flags(), "cores": os.cpu_count(),
+               "articles": args.articles, "throughput": speed, "ratio": round(ratio, 2),
+               "latency": latency, "cold_search_s": cold,
+               "index_documents": json.loads((args.index / "manifest.json").read_text(
+                   encoding="utf-8"))["documents"]}
+    lines = [
+        "# Built-in bundle: speed against the zero-shot e5-small INT8 bundle (one run)", "",
+        f"CPU: {results['cpu']} ({results['flags']}), {results['cores']} cores.", "",
+        f"## Passage encoding ({args.articles} STARD articles, the same for both, rounds "
+        "alternating, median of 2)", "",
+        "| bundle | articles/s |", "|---|---|",
+        *[f"| {name} | {value} |" for name, value in speed.items()], "",
+        f"Built-in / e5-small: **{ratio:.2f}x**.", "",
+        f"## Searching the full STARD index ({results['index_documents']:,} articles, "
+        f"{len(dev)} dev questions, one process)", "",
+        "| setting | p50 ms | p95 ms | index load s | peak RSS MB |", "|---|---|---|---|---|",
+        *[f"| {name} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} | {row['load_s']:.2f} | "
+          f"{row['peak_rss_mb']:.0f} |" for name, row in latency.items()], "",
+        f"A cold `lexedge search` (a new process: imports, hash checks, index and model "
+        f"load, one query): **{cold:.2f} s** (median of 3).", "",
+        "Reproduce: see the docstring of `bench/builtin_speed.py`.",
+    ]
+    write_report(args.out, "builtin_speed", results, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

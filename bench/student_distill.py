@@ -1,0 +1,171 @@
+"""Distil the laptop student embedder from multilingual-e5-small (issue 19, item 2), on the
+full corpora: STARD (58,513 articles) and ja_appi (12,116) for the training judgments and
+their BM25 hard negatives, plus plain passages sampled from STARD, ja_appi and ja_statutes.
+
+Steps, each timed: BM25 negatives; the teacher's vectors (computed once, cached as .npy in
+the work folder); the choice of which teacher layers start the student (mean cosine to the
+teacher on held texts, before any training, for each candidate set); distillation; the
+student's agreement with the teacher on held texts before and after.
+
+    python bench/student_distill.py --depth 3 --work work-out/student
+
+Train splits only: dev queries are never read here (choices on dev are made by the
+evaluation that follows, bench/builtin_bundle.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from compute_bound import _cpu_flags  # noqa: E402
+from lock_fsync_cost import cpu_model  # noqa: E402
+from report import write_report  # noqa: E402
+
+from lexedge.trainer.base_models import resolve_base_model  # noqa: E402
+from lexedge.trainer.lora import default_model_cache  # noqa: E402
+from lexedge.trainer.student import (DistillSettings, agreement, distill,  # noqa: E402
+                                     distillation_texts, make_student, mine_triples,
+                                     sample_passages, teacher_vectors)
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def layer_candidates(depth: int, total: int = 12) -> list[tuple[int, ...]]:
+    """Spread sets that end on the last layer (its output space is the teacher's), with and
+    without the first layer."""
+    spread = tuple(int(round(i * (total - 1) / (depth - 1))) for i in range(depth)) \
+        if depth > 1 else (total - 1,)
+    upper = tuple(total - 1 - (depth - 1 - i) * (total // depth) for i in range(depth))
+    first = (0,) + tuple(total - 1 - (depth - 2 - i) * (total // depth)
+                         for i in range(depth - 1)) if depth > 1 else (0,)
+    return list(dict.fromkeys([spread, upper, first, tuple(range(depth))]))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--depth", type=int, default=3)
+    parser.add_argument("--layers", help="teacher layers, comma-separated (default: chosen)")
+    parser.add_argument("--work", type=Path, default=Path("work-out/student"))
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--plain", type=int, default=1500, help="plain passages per corpus")
+    parser.add_argument("--limit", type=int, help="triples per corpus (default: all)")
+    parser.add_argument("--held", type=int, default=200, help="held texts for agreement")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--passage-length", type=int, default=256)
+    parser.add_argument("--name", default="student_distill")
+    parser.add_argument("--results", type=Path,
+                        default=Path(__file__).resolve().parent / "results")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    rng = np.random.default_rng(13)
+    args.work.mkdir(parents=True, exist_ok=True)
+    phases: dict[str, float] = {}
+
+    started = time.perf_counter()
+    stard, stard_info = mine_triples(args.data / "stard", seed=rng)
+    appi, appi_info = mine_triples(args.data / "ja_appi", seed=rng)
+    if args.limit:
+        stard, appi = (part[:args.limit] for part in (stard, appi))
+    triples = stard + appi
+    used = {text for t in triples for text in (t.positive, t.negative)}
+    plain = (sample_passages(args.data / "stard", args.plain, seed=rng, exclude=used)
+             + sample_passages(args.data / "ja_statutes", args.plain, seed=rng, exclude=used)
+             + sample_passages(args.data / "ja_appi", args.plain // 3, seed=rng, exclude=used))
+    held, plain = plain[:args.held], plain[args.held:]
+    held_triples = [triples[i] for i in rng.choice(len(triples), args.held // 4, replace=False)]
+    held_queries = [t.query for t in held_triples]
+    held_passages = held + [t.positive for t in held_triples]
+    phases["data and BM25 negatives"] = time.perf_counter() - started
+
+    teacher = resolve_base_model("default", default_model_cache())
+    settings = DistillSettings(layers=(0,), epochs=args.epochs,
+                               passage_length=args.passage_length)
+    started = time.perf_counter()
+    cache = args.work / "teacher_vectors"
+    queries, texts = distillation_texts(triples, plain)
+    # the cache is valid for exactly these texts at this length
+    key = hashlib.sha256(json.dumps([queries, texts, args.passage_length],
+                                    ensure_ascii=False).encode()).hexdigest()
+    if (cache / "key.txt").is_file() and (cache / "key.txt").read_text() == key:
+        teacher_q = np.load(cache / "queries.npy")
+        teacher_p = np.load(cache / "passages.npy")
+    else:
+        teacher_q, teacher_p = teacher_vectors(teacher, queries, texts, query_length=64,
+                                               passage_length=args.passage_length)
+        cache.mkdir(parents=True, exist_ok=True)
+        np.save(cache / "queries.npy", teacher_q)
+        np.save(cache / "passages.npy", teacher_p)
+        (cache / "key.txt").write_text(key)
+    held_q, held_p = teacher_vectors(teacher, held_queries, held_passages, query_length=64,
+                                     passage_length=args.passage_length, progress=False)
+    phases["teacher vectors"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    candidates = ([tuple(int(i) for i in args.layers.split(","))] if args.layers
+                  else layer_candidates(args.depth))
+    probe = []
+    for layers in candidates:
+        folder = args.work / ("init-" + "-".join(map(str, layers)))
+        make_student(teacher, folder, layers)
+        probe.append({"layers": list(layers), **agreement(
+            folder, held_q, held_p, held_queries, held_passages, query_length=64,
+            passage_length=args.passage_length)})
+        print(f"layers {layers}: {probe[-1]}", flush=True)
+    best = max(probe, key=lambda row: row["cosine"])
+    init = args.work / ("init-" + "-".join(map(str, best["layers"])))
+    phases["layer choice"] = time.perf_counter() - started
+
+    settings.layers = tuple(best["layers"])
+    out = args.work / f"student-L{len(settings.layers)}"
+    stats = distill(init, teacher, triples, plain, out, settings,
+                    teacher_cache=(teacher_q, teacher_p))
+    phases["distillation"] = stats["train_seconds"]
+    after = agreement(out, held_q, held_p, held_queries, held_passages, query_length=64,
+                      passage_length=args.passage_length)
+
+    rows = [f"| {row['layers']} | {row['cosine']:.4f} | {row['score_kl']:.4f} |"
+            for row in probe]
+    lines = [
+        f"# Student embedder distilled from multilingual-e5-small ({len(settings.layers)} "
+        "layers)", "",
+        f"CPU: {cpu_model()} ({_cpu_flags()}), {os.cpu_count()} cores. "
+        "Data: the **full** corpora; train splits only.", "",
+        f"- STARD: {stard_info['queries']} train queries, {stard_info['triples']} triples "
+        f"(BM25 negatives from ranks 3-40 over all {stard_info['corpus']:,} articles)",
+        f"- ja_appi: {appi_info['queries']} train queries, {appi_info['triples']} triples "
+        f"over {appi_info['corpus']:,} articles",
+        f"- plain passages (embedding term): {len(plain):,} from STARD, ja_statutes and ja_appi;"
+        f" {len(held_passages)} passages and {len(held_queries)} queries held out for the "
+        "agreement rows", "",
+        "## Which teacher layers start the student (before training, held texts)", "",
+        "| teacher layers | cosine to teacher | score KL |", "|---|---|---|", *rows, "",
+        f"Chosen: {best['layers']}. After distillation ({settings.epochs} epochs): cosine "
+        f"**{after['cosine']:.4f}**, score KL **{after['score_kl']:.4f}**.", "",
+        "## Loss per epoch", "", "| epoch | loss | embedding | score | contrastive |",
+        "|---|---|---|---|---|",
+        *[f"| {i + 1} | {e['loss']:.4f} | {e['embedding']:.4f} | {e['score']:.4f} | "
+          f"{e['contrastive']:.4f} |" for i, e in enumerate(stats["epochs"])], "",
+        "## Wall time (2 CPU cores)", "", "| phase | seconds |", "|---|---|",
+        *[f"| {name} | {seconds:.0f} |" for name, seconds in phases.items()], "",
+        f"Reproduce: `python bench/student_distill.py --depth {args.depth}`",
+    ]
+    write_report(args.results, args.name, {
+        "cpu": cpu_model(), "flags": _cpu_flags(), "stard": stard_info, "ja_appi": appi_info,
+        "plain": len(plain), "probe": probe, "chosen": best["layers"], "after": after,
+        "distillation": stats, "phases_seconds": {k: round(v, 1) for k, v in phases.items()}},
+        lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

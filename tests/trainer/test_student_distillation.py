@@ -1,0 +1,116 @@
+"""Issue 19, the student embedder: a student cut from chosen teacher layers, distilled, scores
+closer to its teacher than it started (vectors and the score distribution over candidates)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from lexedge.runtime.datasets import BeirDataset
+from lexedge.runtime.errors import LexedgeError
+from lexedge.trainer.student import (DistillSettings, Triple, agreement, distill,
+                                     distillation_loss, make_student, teacher_vectors)
+from support.tiny_encoder import build_tiny_encoder
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory, tiny_data):
+    return build_tiny_encoder(tmp_path_factory.mktemp("teacher"), tiny_data, seed=3, layers=4)
+
+
+def _texts(tiny_data):
+    dataset = BeirDataset(tiny_data)
+    documents = {doc.id: doc.indexed_text for doc in dataset.corpus()}
+    queries = dataset.queries()
+    qrels = dataset.qrels("train", query_ids=queries, doc_ids=documents)
+    ids = sorted(documents)
+    triples = [Triple(queries[q], documents[d], documents[ids[(ids.index(d) + 7) % len(ids)]])
+               for q in sorted(qrels) for d in sorted(qrels[q])]
+    return triples, [documents[i] for i in ids]
+
+
+def test_make_student_keeps_the_chosen_teacher_layers(teacher, tmp_path):
+    from transformers import AutoModel
+
+    student = make_student(teacher, tmp_path / "student", [0, 3])
+    teacher_model = AutoModel.from_pretrained(str(teacher))
+    student_model = AutoModel.from_pretrained(str(student))
+    assert student_model.config.num_hidden_layers == 2
+    for mine, theirs in ((0, 0), (1, 3)):
+        assert torch.equal(student_model.encoder.layer[mine].attention.self.query.weight,
+                           teacher_model.encoder.layer[theirs].attention.self.query.weight)
+    assert torch.equal(student_model.embeddings.word_embeddings.weight,
+                       teacher_model.embeddings.word_embeddings.weight)
+    recorded = json.loads((student / "lexedge_model.json").read_text(encoding="utf-8"))
+    assert recorded["derived_from"]["teacher_layers"] == [0, 3]
+    assert (student / "tokenizer.json").is_file()
+    with pytest.raises(LexedgeError, match="layers 0..3"):
+        make_student(teacher, tmp_path / "bad", [4])
+
+
+def test_distilled_student_moves_toward_the_teacher(teacher, tiny_data, tmp_path):
+    triples, passages = _texts(tiny_data)
+    # A student far from the teacher (another random start): random tiny encoders give
+    # nearly constant vectors, so a cut of the teacher would start too close to measure.
+    init = build_tiny_encoder(tmp_path / "init", tiny_data, seed=11, layers=1)
+    held_q = [t.query for t in triples[:8]]
+    held_p = passages[:24]
+    teacher_q, teacher_p = teacher_vectors(teacher, held_q, held_p, query_length=16,
+                                           passage_length=32, progress=False)
+    before = agreement(init, teacher_q, teacher_p, held_q, held_p, query_length=16,
+                       passage_length=32)
+    settings = DistillSettings(layers=(0,), epochs=6, batch_size=4, passages_per_batch=4,
+                               learning_rate=3e-3, query_length=16, passage_length=32,
+                               threads=1)
+    stats = distill(init, teacher, triples, passages, tmp_path / "student", settings,
+                    progress=False)
+    after = agreement(tmp_path / "student", teacher_q, teacher_p, held_q, held_p,
+                      query_length=16, passage_length=32)
+    assert before["cosine"] < 0.5 and after["cosine"] > 0.9
+    assert after["score_kl"] < before["score_kl"] / 2
+    assert stats["epochs"][-1]["loss"] < stats["epochs"][0]["loss"]
+    written = json.loads((tmp_path / "student" / "distillation.json").read_text("utf-8"))
+    assert written["triples"] == len(triples)
+
+
+def test_distillation_loss_terms():
+    teacher_q = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    teacher_p = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    settings = DistillSettings(layers=(0,))
+    same = distillation_loss(teacher_q, teacher_p, teacher_q, teacher_p, torch.arange(3),
+                             settings)
+    assert float(same["embedding"]) == pytest.approx(0.0, abs=1e-7)
+    assert float(same["score"]) == pytest.approx(0.0, abs=1e-6)
+    other = distillation_loss(teacher_q.flip(0), teacher_p, teacher_q, teacher_p,
+                              torch.arange(3), settings)
+    assert float(other["score"]) > 0.01
+    only_embedding = distillation_loss(teacher_q.flip(0), teacher_p, teacher_q, teacher_p,
+                                       torch.arange(3), DistillSettings(
+                                           layers=(0,), score_weight=0, contrastive_weight=0))
+    assert float(only_embedding["loss"]) == pytest.approx(float(other["embedding"]))
+    with pytest.raises(LexedgeError, match="distinct"):
+        DistillSettings(layers=(1, 1)).validate()
+    assert np.isfinite(float(other["contrastive"]))
+
+
+def test_train_student_command_writes_a_model_folder_export_can_take(teacher, tiny_data,
+                                                                     tmp_path, capsys):
+    from lexedge.cli import main
+    from lexedge.trainer.stage import read_model_settings
+
+    out = tmp_path / "student"
+    assert main(["train", "student", "--teacher", str(teacher), "--layers", "0,3", "--data",
+                 str(tiny_data), "--passages", str(tiny_data), "--per-corpus", "8",
+                 "--epochs", "1", "--batch-size", "4", "--passage-length", "32",
+                 "--out", str(out)]) == 0
+    assert "2 layers from teacher layers [0, 3]" in capsys.readouterr().out
+    settings = read_model_settings(out)
+    assert settings["max_length"] == 32 and settings["derived_from"]["teacher_layers"] == [0, 3]
+    stats = json.loads((out / "distillation.json").read_text(encoding="utf-8"))
+    assert stats["plain_passages"] == 8 and stats["triples"] > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["student"]  # the cut is removed
+    assert main(["train", "student", "--layers", "0,x", "--data", str(tiny_data),
+                 "--out", str(tmp_path / "s2")]) == 2
+    assert "--layers 0,x" in capsys.readouterr().err
