@@ -59,6 +59,10 @@ class ExportConfig:
             empty: the full vocabulary.
         keep_scripts: scripts whose pieces are all kept too (``cjk``), for text the corpora
             never used.
+        alpha: the hybrid fusion's dense weight chosen for this embedder on dev, the
+            default of every search served by the bundle (``search.alpha`` in the manifest);
+            ``None`` takes the selection's when its embedder is the one exported, else none is
+            recorded (searches use ``DEFAULT_ALPHA``).
         card: a JSON file whose object is recorded as the manifest's ``card``: what
             ``lexedge bundle info`` shows of languages, training data, measured quality and
             licences (the built-in bundle's is ``bench/builtin_card.json``).
@@ -85,6 +89,7 @@ class ExportConfig:
     trim_vocabulary: tuple[Path, ...] = ()
     keep_scripts: tuple[str, ...] = ()
     card: Path | None = None
+    alpha: float | None = None
 
 
 def export_bundle(config: ExportConfig, log=print) -> Bundle:
@@ -96,6 +101,7 @@ def export_bundle(config: ExportConfig, log=print) -> Bundle:
     refuse_foreign(out, "bundle", legacy=_legacy_bundle)  # before the long export
     selection = _read_selection(config.selection)
     card = _read_card(config.card)
+    alpha = _alpha(config, selection)
     rerank_weight = _rerank_weight(config, selection)  # checked before the long export
     calibration = parity.load_calibration(config.calibration, config.calibration_passages,
                                           config.calibration_queries)
@@ -129,6 +135,7 @@ def export_bundle(config: ExportConfig, log=print) -> Bundle:
             "reranker": entries[RERANKER],
             "selection": selection,
             "card": card,
+            "search": None if alpha is None else {"alpha": alpha},
             "metrics": metrics if any(metrics.values()) else None,
             "gates": {"status": status, "failed": [g["gate"] for g in failed]},
             "export": {"seconds": round(time.perf_counter() - started, 1),
@@ -280,6 +287,17 @@ def _rerank_weight(config: ExportConfig, selection: dict | None) -> float:
     if not 0.0 <= weight <= 1.0:
         raise LexedgeError(f"rerank_weight {weight:g}: must be within [0, 1]")
     return weight
+
+
+def _alpha(config: ExportConfig, selection: dict | None) -> float | None:
+    alpha = config.alpha
+    chosen = (selection or {}).get("embedder") or {}
+    if alpha is None and chosen.get("path") and \
+            Path(chosen["path"]).resolve() == Path(str(config.embedder)).resolve():
+        alpha = (selection or {}).get("alpha")
+    if alpha is not None and not 0.0 <= float(alpha) <= 1.0:
+        raise LexedgeError(f"alpha {alpha:g}: must be within [0, 1]")
+    return None if alpha is None else float(alpha)
 
 
 #: A bundle written before artefact markers is replaceable by a new export.

@@ -68,6 +68,10 @@ def add_commands(commands) -> None:
     export.add_argument("--keep-script", action="append", default=[], choices=("cjk",),
                         help="with --trim-vocabulary: keep every piece of this script too "
                              "(text the corpora never used keeps its pieces)")
+    export.add_argument("--alpha", type=float, metavar="A",
+                        help="the hybrid fusion's dense weight chosen for this embedder on dev:"
+                             " the default of searches served by the bundle (default: the "
+                             "selection's, else none recorded: 0.5)")
     export.add_argument("--card", type=Path, metavar="FILE.json",
                         help="a JSON object recorded as the bundle's card: languages, "
                              "training data, measured quality, licences (lexedge bundle info "
@@ -105,7 +109,7 @@ def run_export(args: argparse.Namespace) -> int:
         compare_per_tensor=args.compare_per_tensor,
         exporter=args.exporter, model_cache=args.model_cache, threads=args.threads,
         trim_vocabulary=tuple(args.trim_vocabulary), keep_scripts=tuple(args.keep_script),
-        card=args.card)
+        card=args.card, alpha=args.alpha)
     bundle = export_bundle(config, log=lambda line: print(line, file=sys.stderr, flush=True))
     manifest = bundle.manifest
     sizes = ", ".join(f"{name} {(bundle.path / name).stat().st_size / 1e6:.1f} MB"

@@ -43,7 +43,7 @@ class EvalConfig:
     model: str | None = None  # a trainer model / stage folder (needs lexedge[train])
     budget: int = SearchSettings.budget
     rerank: int = SearchSettings.rerank
-    alpha: float = SearchSettings.alpha
+    alpha: float | None = SearchSettings.alpha  # None: the bundle's
     fusion: str = SearchSettings.fusion
     rerank_weight: float | None = SearchSettings.rerank_weight  # None: the bundle's
     depth: int = RUN_DEPTH
@@ -122,7 +122,7 @@ def _searcher_retriever(config: EvalConfig, dataset: BeirDataset) -> Retriever:
         rerank=config.rerank if config.method == "pipeline" else 0,
         budget=config.budget if config.method == "pipeline"
         else max(config.budget, config.depth))
-    budget, rerank, alpha = settings.budget, settings.rerank, settings.alpha
+    budget, rerank, alpha = settings.budget, settings.rerank, searcher.alpha_for(settings)
 
     def search_many(queries, k):
         at_depth = settings.replace(top=min(k, budget))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from .settings import FUSIONS, SearchSettings
+from .settings import DEFAULT_ALPHA, FUSIONS, SearchSettings
 
 Ranking = Sequence[tuple[str, float]]
 
@@ -76,9 +76,10 @@ def interpolate(head: Ranking, rerank_scores: Sequence[float], weight: float,
 
 
 def fuse(dense: Ranking, bm25: Ranking, k: int, method: str = SearchSettings.fusion,
-         alpha: float = SearchSettings.alpha) -> list[tuple[str, float]]:
+         alpha: float = DEFAULT_ALPHA) -> list[tuple[str, float]]:
     """Fuse a dense and a BM25 list; ``alpha`` is the dense weight for ``weighted``
-    (defaults: :class:`~lexedge.runtime.settings.SearchSettings`'s)."""
+    (defaults: :class:`~lexedge.runtime.settings.SearchSettings`'s fusion and
+    :data:`~lexedge.runtime.settings.DEFAULT_ALPHA`)."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be within [0, 1], got {alpha}")
     rankings = {"dense": dense, "bm25": bm25}

@@ -23,7 +23,7 @@ from .datasets import Document
 from .errors import LexedgeError
 from .fusion import fuse, interpolate
 from .index import Index
-from .settings import SearchSettings
+from .settings import DEFAULT_ALPHA, SearchSettings
 from .snippets import matched_terms, snippet
 
 #: The longest query accepted, in characters. A legal question is at most a paragraph: the
@@ -96,6 +96,14 @@ class Searcher:
         # select); 1.0, pure re-ranking, when it records none.
         self.rerank_weight = float(bundle.manifest["reranker"].get("rerank_weight", 1.0)) \
             if self.reranker is not None else 1.0
+        # The fusion weight chosen for the bundle's embedder on dev (lexedge export --alpha);
+        # DEFAULT_ALPHA when it records none.
+        self.alpha = float((bundle.manifest.get("search") or {}).get("alpha", DEFAULT_ALPHA)) \
+            if bundle is not None else DEFAULT_ALPHA
+
+    def alpha_for(self, settings: SearchSettings) -> float:
+        """The fusion weight a search uses: its own, else the bundle's."""
+        return self.alpha if settings.alpha is None else float(settings.alpha)
 
     @property
     def has_dense(self) -> bool:
@@ -110,7 +118,7 @@ class Searcher:
         """Up to ``settings.budget`` fused candidates ``(doc_id, fused_score,
         per_stage_scores)``."""
         timings = {} if timings is None else timings
-        budget, alpha = settings.budget, settings.alpha
+        budget, alpha = settings.budget, self.alpha_for(settings)
         started = time.perf_counter()
         lexical = self.index.bm25.search(query, budget) if alpha < 1.0 or not self.has_dense \
             else []
@@ -183,7 +191,8 @@ class Searcher:
         timings["total"] = _ms(started)
         # what was done: the re-ranked count, and alpha 0 where there is no dense index
         done = {"budget": settings.budget, "rerank": reranked,
-                "alpha": settings.alpha if self.has_dense else 0.0, "fusion": settings.fusion,
+                "alpha": self.alpha_for(settings) if self.has_dense else 0.0,
+                "fusion": settings.fusion,
                 "filters": dict(settings.filters), "rerank_weight": weight if reranked else None}
         return SearchResult(query, hits, timings, done)
 

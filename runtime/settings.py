@@ -24,6 +24,8 @@ from .errors import LexedgeError
 
 #: The first-stage fusions :func:`lexedge.runtime.fusion.fuse` implements.
 FUSIONS = ("weighted", "rrf")
+#: The fusion's dense weight where neither the search nor the bundle gives one.
+DEFAULT_ALPHA = 0.5
 
 # How each setting's values are checked, here and (by the same name) by the command line's
 # argparse types in lexedge.runtime.cli.
@@ -51,6 +53,8 @@ class SearchSettings:
             stage`` (both min-max normalised over the head); 1 is pure re-ranking. ``None``:
             the bundle's (chosen by ``lexedge select``), else 1.
         alpha: dense weight in the weighted fusion (0 = BM25 only, 1 = dense only).
+            ``None``: the bundle's (the weight chosen for its embedder on dev, recorded by
+            ``lexedge export --alpha``), else :data:`DEFAULT_ALPHA`.
         fusion: ``weighted`` (normalised scores, 2412.19265) or ``rrf`` (reciprocal rank).
         top: hits returned.
         filters: metadata equality filters, e.g. ``{"law": "民法"}``; a value may also be a
@@ -68,8 +72,9 @@ class SearchSettings:
     rerank_weight: float | None = field(default=None, metadata=_setting(
         FRACTION, "order the re-scored N by W x reranker + (1 - W) x first stage "
                   "(default: the bundle's, else 1: reranker alone)", metavar="W"))
-    alpha: float = field(default=0.5, metadata=_setting(
-        FRACTION, "dense weight in the weighted fusion: 0 = BM25 only, 1 = dense only"))
+    alpha: float | None = field(default=None, metadata=_setting(
+        FRACTION, "dense weight in the weighted fusion: 0 = BM25 only, 1 = dense only "
+                  f"(default: the bundle's, else {DEFAULT_ALPHA})"))
     fusion: str = field(default="weighted", metadata=_setting(
         CHOICE, "how the dense and BM25 candidates are fused", choices=FUSIONS))
     top: int = field(default=10, metadata=_setting(POSITIVE, "results to show", metavar="N"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from lexedge.runtime.cli import add_search_settings
+from lexedge.runtime.settings import DEFAULT_ALPHA
 from lexedge.trainer import eval_methods
 
 
@@ -213,7 +214,9 @@ def run_grid_command(args: argparse.Namespace) -> int:
                            "1,0.3") from None
     grid = run_grid(GridConfig(embedders=args.embedders, rerankers=args.rerankers,
                                out=args.out, data_dir=args.data_dir, split=args.split,
-                               budgets=budgets, alpha=args.alpha, rerank_weights=weights,
+                               budgets=budgets,
+                               alpha=DEFAULT_ALPHA if args.alpha is None else args.alpha,
+                               rerank_weights=weights,
                                include_base=args.include_base, device=args.device,
                                embedder_stages=[x.strip() for x in
                                                 args.embedder_stages.split(",") if x.strip()],

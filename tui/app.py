@@ -157,6 +157,7 @@ class LexedgeApp(App):
             self.cannot_open(f"{index.path}: the index is empty (no documents)")
             return
         self.searcher = searcher
+        self.controls.start_alpha(searcher.alpha)  # the bundle's weight, unless one was given
         live_rows = [r for r in range(min(len(index.docs), 50)) if r not in index.deleted]
         samples = [index.docs.get(r) for r in live_rows]
         self._has_law_field = any("law" in d.metadata for d in samples)

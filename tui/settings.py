@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lexedge.runtime.settings import SearchSettings
+from lexedge.runtime.settings import DEFAULT_ALPHA, SearchSettings
 
 BUDGET_LADDER = (10, 20, 50, 100, 200, 500, 1000)
 LIVE_BUDGET = 50  # the most candidates a search-as-you-type keystroke asks for
@@ -57,8 +57,17 @@ class SearchControls:
         self.settings = self.settings.replace(budget=budget)
         return budget
 
+    def start_alpha(self, alpha: float) -> None:
+        """Take the searcher's weight (its bundle's) when no alpha was asked for."""
+        if self.settings.alpha is None:
+            self.settings = self.settings.replace(alpha=alpha)
+
+    @property
+    def alpha(self) -> float:
+        return DEFAULT_ALPHA if self.settings.alpha is None else self.settings.alpha
+
     def step_alpha(self, direction: int) -> float:
-        alpha = round(min(1.0, max(0.0, self.settings.alpha + direction * ALPHA_STEP)), 2)
+        alpha = round(min(1.0, max(0.0, self.alpha + direction * ALPHA_STEP)), 2)
         self.settings = self.settings.replace(alpha=alpha)
         return alpha
 

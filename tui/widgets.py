@@ -55,7 +55,7 @@ class ControlsBar(Static):
         else:
             rerank = "[dim]rerank n/a[/dim]"
         if has_dense:
-            alpha = (f"α [@click='app.alpha(-1)']◂[/] [b]{settings.alpha:.1f}[/b] "
+            alpha = (f"α [@click='app.alpha(-1)']◂[/] [b]{controls.alpha:.1f}[/b] "
                      f"[@click='app.alpha(1)']▸[/]")
         else:
             alpha = "[dim]α n/a[/dim]"

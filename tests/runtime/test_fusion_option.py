@@ -15,7 +15,7 @@ from lexedge.runtime.bundle import Bundle
 from lexedge.runtime.fusion import rrf_fusion, weighted_fusion
 from lexedge.runtime.index import Index
 from lexedge.runtime.searcher import Searcher
-from lexedge.runtime.settings import SearchSettings
+from lexedge.runtime.settings import DEFAULT_ALPHA, SearchSettings
 
 #: Query q2 of the tiny dataset (judged in its dev split, so ``lexedge eval`` runs it).
 QUERY_ID = "q2"
@@ -37,7 +37,7 @@ def reference(index, query: str, budget: int) -> dict[str, list[tuple[str, float
     rows, scores = index.dense.search(vector, budget)
     dense = [(index.docs.id_of(int(r)), float(s)) for r, s in zip(rows[0], scores[0])]
     lists = {"dense": dense, "bm25": lexical}
-    alpha = SearchSettings().alpha
+    alpha = DEFAULT_ALPHA  # the tiny bundle records no weight of its own
     return {"rrf": rrf_fusion(lists, budget),
             "weighted": weighted_fusion(lists, {"dense": alpha, "bm25": 1.0 - alpha}, budget)}
 

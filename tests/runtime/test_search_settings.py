@@ -21,11 +21,12 @@ import pytest
 from lexedge.runtime.errors import LexedgeError
 from lexedge.runtime.settings import SearchSettings
 
-#: Settings each command line shows a default for (rerank_weight's is "the bundle's").
-SHOWN = {"search": ("budget", "rerank", "alpha", "fusion", "top"),
-         "eval": ("budget", "rerank", "alpha", "fusion"),
-         "demo": ("budget", "rerank", "alpha", "fusion"),  # the demo lists DEMO_TOP hits
-         "tui": ("budget", "rerank", "alpha", "fusion")}  # the TUI lists LISTED hits
+#: Settings each command line shows a default for (rerank_weight's and alpha's are "the
+#: bundle's").
+SHOWN = {"search": ("budget", "rerank", "fusion", "top"),
+         "eval": ("budget", "rerank", "fusion"),
+         "demo": ("budget", "rerank", "fusion"),  # the demo lists DEMO_TOP hits
+         "tui": ("budget", "rerank", "fusion")}  # the TUI lists LISTED hits
 #: Other defaults than SearchSettings' own, all different from them and valid together.
 CHANGED = {"budget": 123, "rerank": 7, "alpha": 0.25, "fusion": "rrf", "top": 3}
 

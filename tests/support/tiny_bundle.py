@@ -79,9 +79,11 @@ def _reranker_graph(vocabulary: int, path: Path, seed: int) -> None:
 
 
 def build_tiny_bundle(out: Path, characters: str, reranker: bool = True, dimension: int = 16,
-                      seed: int = 0, rerank_weight: float | None = None) -> Path:
+                      seed: int = 0, rerank_weight: float | None = None,
+                      alpha: float | None = None) -> Path:
     """Write a bundle folder at ``out`` whose vocabulary covers ``characters`` (the reranker
-    records ``rerank_weight`` when one is given, as an export from a selection does)."""
+    records ``rerank_weight`` and the manifest ``search.alpha`` when given, as an export from
+    a selection does)."""
     out.mkdir(parents=True, exist_ok=True)
     vocabulary = _tokenizer(characters, out / "embedder.tokenizer.json")
     _embedder_graph(vocabulary, dimension, out / "embedder.onnx", seed)
@@ -91,7 +93,8 @@ def build_tiny_bundle(out: Path, characters: str, reranker: bool = True, dimensi
                 "embedder": {"file": "embedder.onnx", "tokenizer": "embedder.tokenizer.json",
                              "output": "sentence_embedding", "dimension": dimension,
                              "pooling": "mean", "normalize": True, **common},
-                "reranker": None, "selection": None, "metrics": None}
+                "reranker": None, "selection": None, "metrics": None,
+                "search": None if alpha is None else {"alpha": alpha}}
     if reranker:
         (out / "reranker.tokenizer.json").write_bytes(
             (out / "embedder.tokenizer.json").read_bytes())

@@ -31,6 +31,7 @@ class RecordingSearcher:
         self.delay = delay
         self.gate = gate
         self.has_dense = False
+        self.alpha = self.inner.alpha
         self.has_reranker = has_reranker
         self.calls: list[tuple[str, SearchSettings]] = []
         self.in_flight = threading.Event()

@@ -37,7 +37,7 @@ from lexedge.runtime.errors import LexedgeError
 from lexedge.runtime.evaluation import METHODS, EvalConfig
 from lexedge.runtime.fusion import fuse, interpolate
 from lexedge.runtime.metrics import RECALL_CUTOFFS, evaluate
-from lexedge.runtime.settings import SearchSettings
+from lexedge.runtime.settings import DEFAULT_ALPHA, SearchSettings
 from lexedge.runtime.storage import sha256_file, write_json_atomic
 from lexedge.trainer.backbone import load_tokenizer, resolve_device
 from lexedge.trainer.embedder.retriever import dense_model_retriever
@@ -60,8 +60,8 @@ class GridConfig:
         data_dir: BEIR folder; default the reranker run's.
         split: qrels split.
         budgets: first-stage budgets K.
-        alpha: dense weight of the fused first stage (default: a search's,
-            ``SearchSettings.alpha``).
+        alpha: dense weight of the fused first stage (default:
+            ``lexedge.runtime.settings.DEFAULT_ALPHA``, a search's without a bundle weight).
         include_base: also measure the embedder run's base model.
         embedder_stages: measure only these embedder stage labels (``0`` the base, ``1``...);
             empty: every finished stage. Each first stage adds its candidates to what every
@@ -80,7 +80,7 @@ class GridConfig:
     data_dir: str = ""
     split: str = "dev"
     budgets: list[int] = field(default_factory=lambda: [20, 60, 100])
-    alpha: float = SearchSettings.alpha
+    alpha: float = DEFAULT_ALPHA
     include_base: bool = True
     embedder_stages: list[str] = field(default_factory=list)
     rerank_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.3, 0.2, 0.1])

