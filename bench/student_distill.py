@@ -157,7 +157,8 @@ def main(argv=None) -> int:
           f"{e['contrastive']:.4f} |" for i, e in enumerate(stats["epochs"])], "",
         "## Wall time (2 CPU cores)", "", "| phase | seconds |", "|---|---|",
         *[f"| {name} | {seconds:.0f} |" for name, seconds in phases.items()], "",
-        f"Reproduce: `python bench/student_distill.py --depth {args.depth}`",
+        f"Reproduce: `python bench/student_distill.py --depth {args.depth} --plain {args.plain} "
+        f"--epochs {args.epochs} --name {args.name}`",
     ]
     write_report(args.results, args.name, {
         "cpu": cpu_model(), "flags": _cpu_flags(), "stard": stard_info, "ja_appi": appi_info,

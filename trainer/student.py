@@ -22,6 +22,7 @@ The weights of the three terms are settings; a term with weight 0 is skipped.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -59,7 +60,7 @@ class DistillSettings:
     batch_size: int = 16
     passages_per_batch: int = 16
     learning_rate: float = 1e-4
-    warmup_fraction: float = 0.1
+    warmup_ratio: float = 0.1
     temperature: float = 0.05
     embedding_weight: float = 1.0
     score_weight: float = 1.0
@@ -238,7 +239,7 @@ def distill(student: str | Path, teacher: str | Path, triples: Sequence[Triple],
     batches_per_epoch = (len(triples) + settings.batch_size - 1) // settings.batch_size
     total_steps = batches_per_epoch * settings.epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate)
-    warmup = max(1, int(total_steps * settings.warmup_fraction))
+    warmup = max(1, int(total_steps * settings.warmup_ratio))
     schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then linear decay
         optimizer, lambda step: (step + 1) / warmup if step < warmup
         else max(0.0, (total_steps - step) / max(1, total_steps - warmup)))
@@ -278,6 +279,11 @@ def distill(student: str | Path, teacher: str | Path, triples: Sequence[Triple],
                     sums[name] = sums.get(name, 0.0) + float(value.detach())
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(terms['loss'].detach()):.4f}")
+                if progress and bar.disable and bar.n % 20 == 0:  # not a terminal: a line
+                    print(f"distilling: step {bar.n}/{total_steps}, loss "
+                          f"{float(terms['loss'].detach()):.4f}, "
+                          f"{time.perf_counter() - started - teacher_seconds:.0f} s",
+                          file=sys.stderr, flush=True)
             epochs.append({name: round(value / batches_per_epoch, 6)
                            for name, value in sums.items()})
     stats = {"settings": asdict(settings),
