@@ -170,11 +170,34 @@ def add_commands(commands) -> None:
                         help="remove every document from these source files")
     remove.set_defaults(handler=run_index_remove)
 
-    search = commands.add_parser("search", help="search an index")
+    search = commands.add_parser("search", help="search an index, or a lexedge serve service")
     search.add_argument("query")
-    search.add_argument("--index", required=True, type=Path)
+    where = search.add_mutually_exclusive_group(required=True)
+    where.add_argument("--index", type=Path, help="the index folder")
+    where.add_argument("--server", metavar="URL",
+                       help="a running `lexedge serve` (e.g. http://127.0.0.1:8765); its "
+                            "token from --token-file or LEXEDGE_TOKEN")
+    search.add_argument("--token-file", type=Path, help="the service's token (with --server)")
     add_search_options(search)
     search.set_defaults(handler=run_search)
+
+    serve = commands.add_parser(
+        "serve", help="serve one index to several users and applications over HTTP",
+        description="Load the index and its bundle once and answer JSON searches "
+                    "(POST /search, /search/batch; GET /documents/ID, /info, /health, "
+                    "/openapi.json). The only lexedge command that opens a socket. Loopback "
+                    "only unless --host says otherwise, and then a token is required. "
+                    "Needs the [serve] extra.")
+    serve.add_argument("--index", required=True, type=Path)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=positive_int, default=8765, help="(default 8765)")
+    serve.add_argument("--token-file", type=Path,
+                       help="file holding the bearer token every request must carry "
+                            "(else LEXEDGE_TOKEN; required off loopback)")
+    serve.add_argument("--bundle", metavar="builtin|DIR",
+                       help="bundle (default: the one the index was built with)")
+    serve.set_defaults(handler=run_serve)
 
     bundle = commands.add_parser("bundle", help="describe a bundle")
     bundle_commands = bundle.add_subparsers(dest="bundle_command", required=True,
@@ -393,12 +416,35 @@ def run_index_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_serve(args: argparse.Namespace) -> int:
+    from .errors import LexedgeError
+
+    try:
+        from .serve import serve
+    except ImportError as missing:
+        raise LexedgeError(f"lexedge serve needs the [serve] extra ({missing.name} is not "
+                           "installed): pip install 'lexedge[serve]'") from None
+    serve(args.index, host=args.host, port=args.port, token_file=args.token_file,
+          bundle=args.bundle)
+    return 0
+
+
 def run_search(args: argparse.Namespace) -> int:
     from .searcher import Searcher
     from .snippets import displayable, json_safe
 
-    searcher = Searcher(args.index, bundle=args.bundle)
-    result = searcher.search(args.query, search_settings(args))
+    settings = search_settings(args)
+    if getattr(args, "server", None):
+        from .client import ServiceClient  # only a --server search touches the network
+
+        if args.bundle:
+            from .errors import LexedgeError
+            raise LexedgeError("--bundle: the service searches with its own bundle; "
+                               "drop --bundle with --server")
+        result = ServiceClient(args.server, token_file=args.token_file).search(
+            args.query, settings)
+    else:
+        result = Searcher(args.index, bundle=args.bundle).search(args.query, settings)
     if args.json:
         # The exact texts: JSON escapes the C0 controls itself, json_safe the rest a terminal
         # would act on (issue 20, finding 10).

@@ -68,10 +68,14 @@ class Searcher:
         index: the index folder or an open ``Index``.
         bundle: a bundle folder overriding the one recorded in the index (it must be the same
             bundle: its hash is checked).
+        follow: reload the index before a search when it was replaced on disk. A service
+            that shares one searcher between threads swaps whole searchers instead
+            (``lexedge.runtime.serve``), so that no search sees a half-reloaded one.
     """
 
-    def __init__(self, index: Index | str | Path, bundle=None):
+    def __init__(self, index: Index | str | Path, bundle=None, follow: bool = True):
         self._bundle_override = bundle
+        self.follow = follow
         self._open(index if isinstance(index, Index) else Index.load(index, bundle=bundle))
 
     def refresh(self) -> bool:
@@ -158,7 +162,8 @@ class Searcher:
         else:
             settings = settings.replace(**overrides)
         check_query(query)
-        self.refresh()
+        if self.follow:
+            self.refresh()
         timings: dict[str, float] = {}
         started = time.perf_counter()
         candidates = self.first_stage(query, settings, timings) if query.strip() else []

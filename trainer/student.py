@@ -279,8 +279,10 @@ def distill(student: str | Path, teacher: str | Path, triples: Sequence[Triple],
                     sums[name] = sums.get(name, 0.0) + float(value.detach())
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(terms['loss'].detach()):.4f}")
-                if progress and bar.disable and bar.n % 20 == 0:  # not a terminal: a line
-                    print(f"distilling: step {bar.n}/{total_steps}, loss "
+                done = schedule.last_epoch  # a disabled bar does not count
+                if progress and bar.disable and (done % 20 == 0 or done == total_steps):
+                    # not a terminal: a line now and then
+                    print(f"distilling: step {done}/{total_steps}, loss "
                           f"{float(terms['loss'].detach()):.4f}, "
                           f"{time.perf_counter() - started - teacher_seconds:.0f} s",
                           file=sys.stderr, flush=True)
