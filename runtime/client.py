@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from .datasets import Document
 from .errors import LexedgeError
 from .searcher import Hit, SearchResult
 from .service_token import TOKEN_ENV, read_token
@@ -58,6 +59,9 @@ class ServiceClient:
     def info(self) -> dict:
         return self._call("GET", "/info")
 
+    def row(self, number: int) -> dict:
+        return self._call("GET", f"/rows/{int(number)}")
+
     def _call(self, method: str, path: str, body: dict | None = None) -> dict:
         data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
         request = urllib.request.Request(self.url + path, data=data, method=method)
@@ -78,6 +82,93 @@ class ServiceClient:
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
             raise LexedgeError(f"{self.url}: cannot reach the service ({reason})") from None
+
+
+class RemoteSearcher:
+    """A :class:`~lexedge.runtime.searcher.Searcher` whose index lives in a ``lexedge serve``:
+    what ``lexedge tui --server URL`` searches with. The service follows its index, so this
+    one never reloads anything itself.
+
+    Args:
+        client: the service.
+    """
+
+    follow = False
+
+    def __init__(self, client: ServiceClient):
+        self.client = client
+        info = client.info()
+        self.index = RemoteIndex(client, info)
+        self.alpha = info["alpha"]
+        self.has_dense, self.has_reranker = info["dense"], info["reranker"]
+
+    def search(self, query: str, settings: SearchSettings | None = None) -> SearchResult:
+        return self.client.search(query, settings)
+
+    def refresh(self) -> bool:
+        return False
+
+
+class RemoteIndex:
+    """What the TUI reads of an index, answered by the service: its manifest, size, rows
+    (fetched once each) and bundle's description."""
+
+    def __init__(self, client: ServiceClient, info: dict):
+        self.client, self.path = client, client.url
+        self.manifest = info["manifest"]
+        self.deleted = set(info["deleted_rows"])
+        self.documents = info["documents"]
+        self.docs = _RemoteRows(client, info["rows"])
+        self.bundle = _RemoteBundle(info["bundle"]) if info["bundle"] else None
+
+    def __len__(self) -> int:
+        return self.documents
+
+    def row_of(self, doc_id: str) -> int:
+        return self.docs.row_of(doc_id)
+
+    def document(self, doc_id: str) -> Document:
+        return self.docs.get(self.row_of(doc_id))
+
+
+class _RemoteRows:
+    def __init__(self, client: ServiceClient, rows: int):
+        self.client, self.rows = client, rows
+        self._cache: dict[int, Document] = {}
+        self._row_of: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def get(self, row: int) -> Document:
+        if row not in self._cache:
+            try:
+                self._keep(self.client.row(row))
+            except LexedgeError as error:  # gone since, or the service is: as a missing row
+                raise IndexError(row) from error
+        return self._cache[row]
+
+    def row_of(self, doc_id: str) -> int:
+        if doc_id not in self._row_of:
+            try:
+                self._keep(self.client.document(doc_id))
+            except LexedgeError as error:
+                raise KeyError(doc_id) from error
+        return self._row_of[doc_id]
+
+    def _keep(self, answer: dict) -> None:
+        document = Document(answer["id"], answer["text"], answer["title"], answer["metadata"])
+        self._cache[answer["row"]] = document
+        self._row_of[document.id] = answer["row"]
+
+
+class _RemoteBundle:
+    """The served bundle as the TUI's status line names it."""
+
+    def __init__(self, described: dict):
+        self.manifest = {"name": described.get("name")}
+        self.path = described.get("path")
+        self.sha256 = described.get("sha256") or ""
 
 
 def _settings_body(settings: SearchSettings | None) -> dict:

@@ -21,7 +21,8 @@ Endpoints (``GET /openapi.json`` describes them)::
     GET  /info              the index manifest's summary and the bundle's ``bundle info``
     POST /search            {"query": ..., "budget": ..., ...} -> as ``lexedge search --json``
     POST /search/batch      {"queries": [...], ...settings}  -> {"results": [...]}
-    GET  /documents/{id}    {"id", "title", "text", "metadata"}
+    GET  /documents/{id}    {"id", "title", "text", "metadata", "row"}
+    GET  /rows/{n}          the document at row n of the store (the TUI's neighbours)
 
 Errors are JSON ``{"error": "one line"}`` with the CLI's messages.
 """
@@ -135,6 +136,8 @@ class IndexService:
         manifest = index.manifest
         bundle = index.bundle
         return {"documents": len(index.docs) - len(index.deleted),
+                "rows": len(index.docs), "deleted_rows": sorted(index.deleted),
+                "manifest": {k: v for k, v in manifest.items() if k != "files"},
                 "analyzer": manifest.get("analyzer"), "dense": searcher.has_dense,
                 "reranker": searcher.has_reranker, "alpha": searcher.alpha,
                 "source": manifest.get("source"), "provenance": manifest.get("provenance"),
@@ -165,6 +168,12 @@ def result_dict(result) -> dict:
     """A search result as ``lexedge search --json`` prints it."""
     return {"query": result.query, "settings": result.settings,
             "timings_ms": result.timings_ms, "hits": [hit.to_dict() for hit in result.hits]}
+
+
+def document_dict(index, row: int) -> dict:
+    found = index.docs.get(row)
+    return {"id": found.id, "title": found.title, "text": found.text,
+            "metadata": found.metadata, "row": row}
 
 
 def _query(value, field: str) -> str:
@@ -270,11 +279,17 @@ def create_app(service: IndexService, token: str | None = None, limits: Limits =
         doc_id = request.path_params["doc_id"]
         index = service.searcher.index
         try:
-            found = index.document(doc_id)
+            row = index.row_of(doc_id)
         except KeyError:
             raise RequestError(404, f"no document with id {doc_id!r}") from None
-        return {"id": found.id, "title": found.title, "text": found.text,
-                "metadata": found.metadata}
+        return document_dict(index, row)
+
+    async def row(request):
+        """The document store's row N (the TUI's neighbouring articles come from rows)."""
+        index, number = service.searcher.index, request.path_params["row"]
+        if not 0 <= number < len(index.docs) or number in index.deleted:
+            raise RequestError(404, f"no document at row {number}")
+        return document_dict(index, number)
 
     async def openapi(request):
         return openapi_schema(limits)
@@ -287,6 +302,7 @@ def create_app(service: IndexService, token: str | None = None, limits: Limits =
               Route("/search", endpoint(search), methods=["POST"]),
               Route("/search/batch", endpoint(search_batch), methods=["POST"]),
               Route("/documents/{doc_id:path}", endpoint(document)),
+              Route("/rows/{row:int}", endpoint(row)),
               Route("/openapi.json", endpoint(openapi))]
     return Starlette(routes=routes, exception_handlers={HTTPException: not_found})
 
@@ -333,6 +349,7 @@ def openapi_schema(limits: Limits) -> dict:
                 "additionalProperties": False}, {"type": "object", "properties": {
                     "results": {"type": "array", "items": result}}}),
             "/documents/{doc_id}": get({"type": "object"}),
+            "/rows/{row}": get({"type": "object"}),
             "/info": get({"type": "object"}), "/health": get({"type": "object"}),
             "/openapi.json": get({"type": "object"})}}
 

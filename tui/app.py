@@ -89,9 +89,11 @@ class LexedgeApp(App):
     def __init__(self, index_path: str | Path | None = None, bundle: str | Path | None = None,
                  searcher=None, settings: SearchSettings | None = None,
                  opener=open_local_file, debounce: float = DEBOUNCE_SECONDS,
-                 test_mode: bool = False):
+                 test_mode: bool = False, server: str | None = None,
+                 token_file: Path | None = None):
         super().__init__()
         self.index_path, self.bundle_path = index_path, bundle
+        self.server, self.token_file = server, token_file
         self.searcher = searcher
         self.controls = SearchControls() if settings is None \
             else SearchControls.starting_from(settings)
@@ -137,9 +139,14 @@ class LexedgeApp(App):
         from lexedge.runtime.searcher import Searcher
 
         try:
-            if self.index_path is None:
+            if self.server is not None:
+                from lexedge.runtime.client import RemoteSearcher, ServiceClient
+
+                searcher = RemoteSearcher(ServiceClient(self.server, token_file=self.token_file))
+            elif self.index_path is None:
                 raise LexedgeError("no index given: run `lexedge tui --index IDX`")
-            searcher = Searcher(self.index_path, bundle=self.bundle_path)
+            else:
+                searcher = Searcher(self.index_path, bundle=self.bundle_path)
         except (LexedgeError, OSError, ValueError) as exc:
             self.call_from_thread(self.cannot_open, str(exc))
             return

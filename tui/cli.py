@@ -19,7 +19,12 @@ def add_commands(commands) -> None:
         description="Search-as-you-type over IDX: results, the article with its neighbours, "
                     "the retrieval budget ([ and ]), reranking (Ctrl-R; --rerank 0 starts it "
                     "off) and alpha ({ and }) at a key. F1 lists every key.")
-    tui.add_argument("--index", required=True, type=Path, help="index folder")
+    where = tui.add_mutually_exclusive_group(required=True)
+    where.add_argument("--index", type=Path, help="index folder")
+    where.add_argument("--server", metavar="URL",
+                       help="search a running `lexedge serve` instead (its token from "
+                            "--token-file or LEXEDGE_TOKEN)")
+    tui.add_argument("--token-file", type=Path, help="the service's token (with --server)")
     tui.add_argument("--bundle", metavar="builtin|DIR",
                      help="bundle: 'builtin' or a folder (default: the one the index was built "
                           "with)")
@@ -31,8 +36,8 @@ def add_commands(commands) -> None:
 def run_tui(args: argparse.Namespace) -> int:
     from .app import LexedgeApp
 
-    app = LexedgeApp(index_path=args.index, bundle=args.bundle,
-                     settings=search_settings(args, tui_defaults()))
+    app = LexedgeApp(index_path=args.index, bundle=args.bundle, server=args.server,
+                     token_file=args.token_file, settings=search_settings(args, tui_defaults()))
     app.theme = f"textual-{args.theme}"
     app.run()
     return app.return_code or 0

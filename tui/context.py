@@ -62,7 +62,10 @@ def neighbours(index, doc_id: str) -> tuple[Document | None, Document | None]:
         other = row + direction
         while 0 <= other < len(index.docs):
             if other not in deleted:
-                document = index.docs.get(other)
+                try:
+                    document = index.docs.get(other)
+                except IndexError:  # a served index that no longer has the row
+                    return None
                 return document if law_of(*_title_and_metadata(document)) == law else None
             other += direction
         return None

@@ -10,14 +10,11 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import pytest
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
-
-import uvicorn  # noqa: E402
 
 from lexedge.cli import main  # noqa: E402
 from lexedge.runtime.bundle import Bundle  # noqa: E402
@@ -26,32 +23,11 @@ from lexedge.runtime.datasets import Document  # noqa: E402
 from lexedge.runtime.errors import LexedgeError  # noqa: E402
 from lexedge.runtime.index import Index  # noqa: E402
 from lexedge.runtime.searcher import Searcher  # noqa: E402
-from lexedge.runtime.serve import IndexService, Limits, create_app, serve  # noqa: E402
+from lexedge.runtime.serve import Limits, serve  # noqa: E402
 from lexedge.runtime.settings import SearchSettings  # noqa: E402
+from support.service import running  # noqa: E402
 
 QUERY = "本人の同意なしに個人データを第三者へ提供できますか"
-
-
-@contextmanager
-def running(index, token=None, limits=Limits(), poll_seconds=0.05):
-    """The service on a free loopback port, in this process; yields (url, service)."""
-    service = IndexService(index, poll_seconds=poll_seconds)
-    service.start()
-    server = uvicorn.Server(uvicorn.Config(create_app(service, token, limits), host="127.0.0.1",
-                                           port=0, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", service
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        service.stop()
 
 
 def call(url, path, body=None, token=None, raw=None, method=None):
