@@ -88,9 +88,9 @@ class BM25Index:
         return len(self.doc_ids)
 
     def search_many(self, queries: Sequence[str], k: int = 10,
-                    ) -> list[list[tuple[str, float]]]:
+                    mask: np.ndarray | None = None) -> list[list[tuple[str, float]]]:
         """Top-``k`` ``(doc_id, score)`` per query, best first; documents scoring 0 (no shared
-        term) are left out."""
+        term) are left out, and so are the rows ``mask`` holds 0 for (a filter)."""
         if not queries:
             return []
         k = min(k, len(self.doc_ids))
@@ -98,15 +98,17 @@ class BM25Index:
         with _quiet_bm25s():
             # numpy top-k: bm25s's default takes JAX wherever it is installed.
             rows, scores = self.retriever.retrieve(query_terms, k=k, show_progress=False,
-                                                   n_threads=1, backend_selection="numpy")
+                                                   n_threads=1, backend_selection="numpy",
+                                                   weight_mask=mask)
         results = []
         for row, row_scores in zip(rows, scores):
             results.append([(self.doc_ids[int(i)], float(s))
                             for i, s in zip(row, row_scores) if s > 0])
         return results
 
-    def search(self, query: str, k: int = 10) -> list[tuple[str, float]]:
-        return self.search_many([query], k)[0]
+    def search(self, query: str, k: int = 10,
+               mask: np.ndarray | None = None) -> list[tuple[str, float]]:
+        return self.search_many([query], k, mask)[0]
 
     def save(self, directory: str | Path) -> None:
         """Write into ``directory`` (callers make it atomic with

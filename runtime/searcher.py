@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .datasets import Document
 from .errors import LexedgeError
+from .filters import FilterCache, matches
 from .fusion import fuse, interpolate
 from .index import Index
 from .settings import DEFAULT_ALPHA, SearchSettings
@@ -92,6 +93,7 @@ class Searcher:
 
     def _open(self, index: Index) -> None:
         self.index = index
+        self.filters = FilterCache(index)
         bundle = self.index.bundle
         self.embedder = bundle.embedder() if bundle is not None else None
         self.reranker = bundle.reranker() if bundle is not None and bundle.has_reranker \
@@ -123,15 +125,21 @@ class Searcher:
         per_stage_scores)``."""
         timings = {} if timings is None else timings
         budget, alpha = settings.budget, self.alpha_for(settings)
+        # filters choose the documents first, then each retriever ranks only those (issue 23)
+        allowed = self.filters.allowed(settings.filters) if settings.filters else None
+        if allowed is not None and not allowed.rows:
+            return []
         started = time.perf_counter()
-        lexical = self.index.bm25.search(query, budget) if alpha < 1.0 or not self.has_dense \
-            else []
+        lexical = self.index.bm25.search(
+            query, budget, None if allowed is None else allowed.bm25_mask(
+                self.index.bm25.doc_ids)) if alpha < 1.0 or not self.has_dense else []
         timings["bm25"] = _ms(started)
         if not self.has_dense or alpha <= 0.0:
             return [(doc, score, {"bm25": score}) for doc, score in lexical]
         started = time.perf_counter()
         vector = self.embedder.encode([query], kind="query")
-        rows, scores = self.index.dense.search(vector, budget)
+        rows, scores = self.index.dense.search(
+            vector, budget, allowed=None if allowed is None else allowed.rows)
         dense = [(self.index.docs.id_of(int(r)), float(s)) for r, s in zip(rows[0], scores[0])]
         timings["dense"] = _ms(started)
         fused = fuse(dense, lexical, budget, method=settings.fusion, alpha=alpha)
@@ -168,8 +176,8 @@ class Searcher:
         started = time.perf_counter()
         candidates = self.first_stage(query, settings, timings) if query.strip() else []
         documents = {doc: self.index.document(doc) for doc, _, _ in candidates}
-        if settings.filters:
-            candidates = [c for c in candidates if _matches(documents[c[0]], settings.filters)]
+        if settings.filters:  # already chosen before ranking; a last check costs nothing
+            candidates = [c for c in candidates if matches(documents[c[0]], settings.filters)]
         reranked = 0
         weight = self.rerank_weight if settings.rerank_weight is None \
             else float(settings.rerank_weight)
@@ -219,16 +227,6 @@ def check_query(query) -> None:
     if len(query) > MAX_QUERY_CHARS:
         raise LexedgeError(f"query: {len(query):,} characters, over the limit of "
                            f"{MAX_QUERY_CHARS:,} (MAX_QUERY_CHARS); shorten it")
-
-
-def _matches(document: Document, filters: dict) -> bool:
-    for key, wanted in filters.items():
-        value = str(document.metadata.get(key, document.title if key == "title" else ""))
-        if wanted.endswith("*") and value.startswith(wanted[:-1]):
-            continue
-        if value != wanted:
-            return False
-    return True
 
 
 def _ms(started: float) -> float:

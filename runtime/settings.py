@@ -57,8 +57,10 @@ class SearchSettings:
             ``lexedge export --alpha``), else :data:`DEFAULT_ALPHA`.
         fusion: ``weighted`` (normalised scores, 2412.19265) or ``rrf`` (reciprocal rank).
         top: hits returned.
-        filters: metadata equality filters, e.g. ``{"law": "民法"}``; a value may also be a
-            prefix ending in ``*`` (``{"source": "contracts/*"}``).
+        filters: metadata filters, applied before ranking, e.g. ``{"law": "民法"}``: a value
+            is a glob (``{"source": "*.md"}``), a folder when it ends in ``/``
+            (``{"source": "contracts/"}``), else must be equal; keys are metadata fields,
+            ``title`` or ``id`` (see :mod:`lexedge.runtime.filters`).
 
     Raises:
         LexedgeError: one line naming the setting that is out of range, e.g. ``budget -5:
@@ -79,7 +81,8 @@ class SearchSettings:
         CHOICE, "how the dense and BM25 candidates are fused", choices=FUSIONS))
     top: int = field(default=10, metadata=_setting(POSITIVE, "results to show", metavar="N"))
     filters: Mapping[str, str] = field(default_factory=dict, metadata=_setting(
-        FILTERS, "metadata filter, e.g. law=民法 or source=contracts/* (repeatable)",
+        FILTERS, "metadata filter, applied before ranking: law=民法, source=*.md (a glob), "
+                 "source=contracts/ (a folder); repeatable, all must hold",
         metavar="KEY=VALUE"))
 
     def __post_init__(self):
