@@ -4,7 +4,8 @@ shows comes from a results file, never from a hand-typed copy.
 
     python bench/builtin_card.py --depth L3 --alpha 0.5
 
-reads ``bench/results/student_distill_<depth>.json`` and ``bench/results/student_depths.json``.
+reads ``bench/results/student_distill_<depth>.json`` and
+``bench/results/student_depths_<depth>.json``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     distilled = json.loads((args.results / f"student_distill_{args.depth}.json")
                            .read_text(encoding="utf-8"))
-    depths = json.loads((args.results / "student_depths.json").read_text(encoding="utf-8"))
+    depths_name = f"student_depths_{args.depth}"
+    depths = json.loads((args.results / f"{depths_name}.json").read_text(encoding="utf-8"))
     stats = distilled["distillation"]
     settings = stats["settings"]
     quality = {}
@@ -51,9 +53,9 @@ def main(argv=None) -> int:
                 f"{hybrid['queries']} queries), hybrid alpha {args.alpha}"] = (
             f"R@10 {hybrid['recall@10']:.3f}, R@100 {hybrid['recall@100']:.3f}, "
             f"MRR@10 {hybrid['mrr@10']:.3f}, nDCG@10 {hybrid['ndcg@10']:.3f} "
-            f"(bench/results/student_depths.md)")
+            f"(bench/results/{depths_name}.md, INT8 as shipped)")
     if not quality:
-        raise SystemExit(f"no {args.depth} rows in student_depths.json")
+        raise SystemExit(f"no {args.depth} rows in {depths_name}.json")
     card = {
         "name": "lexedge built-in: distilled multilingual-e5-small student",
         "languages": ["zh", "ja"],
