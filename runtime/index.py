@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterable, Iterator
@@ -125,7 +126,7 @@ class Index:
             if bundle is not None:
                 (staging / "dense").mkdir()
                 DenseIndex.build(np.concatenate(vectors)).save(staging / "dense")
-            manifest = _manifest(chosen, k1, b, len(bm25), bundle,
+            manifest = _manifest(chosen, k1, b, len(bm25), bundle, Path(out),
                                  {"path": str(source.resolve()),
                                   "sha256": sha256_file(source) if source.is_file() else None})
             manifest["build_seconds"] = round(time.perf_counter() - started, 3)
@@ -332,26 +333,43 @@ def _refuse_source_as_out(source: Path, out: Path) -> None:
                            "write the index somewhere else")
 
 
-def _manifest(analyzer: Analyzer, k1: float, b: float, documents: int, bundle,
+def _manifest(analyzer: Analyzer, k1: float, b: float, documents: int, bundle, out: Path,
               source: dict) -> dict:
+    recorded = None if bundle is None else {"path": bundle.reference, "sha256": bundle.sha256,
+                                            "embedder": bundle.embedder_id}
+    if recorded is not None and recorded["path"] != "builtin":
+        # also where it lies from the index, so that the two can move together (issue 23)
+        recorded["relative"] = os.path.relpath(Path(bundle.path).resolve(),
+                                               out.resolve()).replace(os.sep, "/")
     return {
         "format": FORMAT_VERSION,
         PROVENANCE: provenance("lexedge index build"),
         "analyzer": analyzer.to_manifest(),
         "bm25": {"k1": k1, "b": b},
         "documents": documents,
-        "bundle": None if bundle is None else {"path": bundle.reference,
-                                               "sha256": bundle.sha256,
-                                               "embedder": bundle.embedder_id},
+        "bundle": recorded,
         "source": source,
     }
+
+
+def _recorded_bundle(index_path: Path, recorded: dict) -> str | Path:
+    """Where the index's bundle is now: where it was recorded, else at the same place
+    relative to the index (the two moved together, as ``demo/index`` and ``demo/bundle``)."""
+    if recorded["path"] == "builtin" or (Path(recorded["path"]) / MANIFEST_FILE).is_file():
+        return recorded["path"]
+    if recorded.get("relative"):
+        moved = index_path / recorded["relative"]
+        if (moved / MANIFEST_FILE).is_file():
+            return moved
+    raise LexedgeError(f"{index_path}: its bundle is no longer at {recorded['path']} (moved or "
+                       "deleted); give its folder with --bundle DIR")
 
 
 def _matching_bundle(index_path: Path, recorded: dict, bundle):
     from .bundle import Bundle
 
     if bundle is None:
-        bundle = Bundle.load(recorded["path"])
+        bundle = Bundle.load(_recorded_bundle(index_path, recorded))
     elif not isinstance(bundle, Bundle):
         bundle = Bundle.load(bundle)
     # The vectors depend on the embedder only: a bundle that differs in its reranker serves.
