@@ -170,7 +170,10 @@ def add_commands(commands) -> None:
                         help="remove every document from these source files")
     remove.set_defaults(handler=run_index_remove)
 
-    search = commands.add_parser("search", help="search an index, or a lexedge serve service")
+    search = commands.add_parser(
+        "search", help="search an index, or a lexedge serve service",
+        description="Answer QUERY from an index (or a running service). Exit status 0 when "
+                    "something was found, 1 when nothing was, 2 on an error, as grep.")
     search.add_argument("query")
     where = search.add_mutually_exclusive_group(required=True)
     where.add_argument("--index", type=Path, help="the index folder")
@@ -452,7 +455,7 @@ def run_search(args: argparse.Namespace) -> int:
                                     "timings_ms": result.timings_ms,
                                     "hits": [hit.to_dict() for hit in result.hits]},
                                    ensure_ascii=False, indent=2)))
-        return 0
+        return found(result)
     if not result.hits:
         print("no results")
     for hit in result.hits:
@@ -467,4 +470,10 @@ def run_search(args: argparse.Namespace) -> int:
     mixed = f" at weight {weight:g}" if weight is not None and weight != 1.0 else ""
     print(f"({result.timings_ms['total']:.0f} ms, budget {result.settings['budget']}, "
           f"reranked {result.settings['rerank']}{mixed})")
-    return 0
+    return found(result)
+
+
+def found(result) -> int:
+    """The exit status of a search, as grep's and ripgrep's: 0 when it found something, 1
+    when it found nothing (2 is an error)."""
+    return 0 if result.hits else 1
