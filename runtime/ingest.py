@@ -23,6 +23,7 @@ from __future__ import annotations
 import bisect
 import html.parser
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -88,8 +89,28 @@ def iter_documents(path: str | Path) -> Iterator[Document]:
     files = sorted(p for p in path.rglob("*") if p.is_file() and _readable(p))
     if not files:
         raise DataError(path, "no .txt, .md, .html, .pdf or .docx files found")
+    skipped = 0
     for file in files:
-        yield from document_units(file, file.relative_to(path))
+        if file.suffix.lower() not in OPTIONAL_SUFFIXES:
+            yield from document_units(file, file.relative_to(path))
+            continue
+        # A damaged or encrypted .pdf/.docx is skipped with a warning, not the whole folder
+        # (issue 23); its reader's errors are its own classes, hence the broad except.
+        try:
+            units = list(document_units(file, file.relative_to(path)))
+        except LexedgeError:
+            raise  # a missing reader package or a limit: the user must act
+        except Exception as error:  # noqa: BLE001
+            skipped += 1
+            reason = " ".join(str(error).split()) or type(error).__name__
+            print(f"lexedge: warning: {file}: skipped, cannot read this {file.suffix} file "
+                  f"({reason[:200]})", file=sys.stderr, flush=True)
+            continue
+        yield from units
+    if skipped:
+        print(f"lexedge: warning: skipped {skipped} of {len(files)} files in {path} (named "
+              "above); fix or remove them and run `lexedge index update`", file=sys.stderr,
+              flush=True)
 
 
 def _readable(path: Path) -> bool:
