@@ -407,16 +407,32 @@ def run_index_remove(args: argparse.Namespace) -> int:
         index = index.current()
         ids = list(args.ids)
         if args.source:
-            wanted = set(args.source)
+            folder = Path((index.manifest.get("source") or {}).get("path") or ".")
+            wanted = {source_name(given, folder) for given in args.source}
             ids += [index.docs.id_of(row) for row in range(len(index.docs))
                     if row not in index.deleted
                     and index.docs.get(row).metadata.get("source") in wanted]
         if not ids:
-            raise LexedgeError("nothing to remove: give --ids or --source naming indexed "
-                               "documents")
+            raise LexedgeError(
+                "nothing to remove: give --ids, or --source naming an indexed file by its path "
+                f"or by its path inside {(index.manifest.get('source') or {}).get('path')} "
+                "(e.g. contracts/nda.txt)")
         index = index.remove(ids)
     print(f"{args.index}: removed {len(ids)}; {len(index)} documents")
     return 0
+
+
+def source_name(given: str, folder: Path) -> str:
+    """How documents record the file ``given`` names: its path inside the indexed folder, for
+    a path given whole (``/home/me/office/a.txt``) or from here as well as one given that
+    way (issue 23)."""
+    candidate = Path(given).expanduser()
+    for whole in (candidate, Path.cwd() / candidate):
+        try:
+            return whole.resolve().relative_to(folder.resolve()).as_posix()
+        except ValueError:
+            continue
+    return given
 
 
 def run_serve(args: argparse.Namespace) -> int:

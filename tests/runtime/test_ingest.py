@@ -118,3 +118,23 @@ def test_an_article_over_the_document_limit_is_refused_with_its_line(tmp_path, c
     assert folder_build_error(tmp_path, capsys, folder).endswith(
         f"{folder / 'minpo.txt'} line 5: 第九十条の二 is 61 characters, over the 60-character "
         "limit for one document")
+
+
+def test_remove_accepts_the_path_the_user_indexed(tmp_path, capsys, monkeypatch):
+    """Issue 23: `--source /full/path/file.txt` (or a path from here) removes that file's
+    documents, as `--source note.txt` (its path inside the folder) does; a file that was never
+    indexed gets a line naming both forms."""
+    folder = tmp_path / "docs"
+    (folder / "memos").mkdir(parents=True)
+    (folder / "minpo.txt").write_text(CIVIL_CODE, encoding="utf-8")
+    (folder / "memos" / "note.txt").write_text("事務所のメモ：解雇予告の確認。", encoding="utf-8")
+    (folder / "memos" / "old.txt").write_text("古いメモ：契約の更新。", encoding="utf-8")
+    index_path = tmp_path / "idx"
+    assert main(["index", "build", "--docs", str(folder), "--out", str(index_path)]) == 0
+    assert main(["index", "remove", "--index", str(index_path), "--source",
+                 str(folder / "memos" / "note.txt")]) == 0
+    monkeypatch.chdir(folder / "memos")
+    assert main(["index", "remove", "--index", str(index_path), "--source", "old.txt"]) == 0
+    assert len(Index.load(index_path)) == 3
+    assert main(["index", "remove", "--index", str(index_path), "--source", "nope.txt"]) == 2
+    assert f"or by its path inside {folder}" in capsys.readouterr().err
