@@ -20,7 +20,8 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # scheme: (a drive letter C: is
 
 def source_path(metadata: dict, manifest: dict) -> Path:
     """The local file named by ``metadata["source"]``; a relative name is taken from the
-    folder of the corpus the index was built from.
+    folder the index was built from, or from the folder of the corpus file it was built from
+    (issue 23: a folder's own files were looked for in its parent).
 
     Raises:
         LexedgeError: no source, a URL or network path, or a file that is not there.
@@ -33,7 +34,9 @@ def source_path(metadata: dict, manifest: dict) -> Path:
     path = Path(source).expanduser()
     if not path.is_absolute():
         corpus = (manifest.get("source") or {}).get("path")
-        path = (Path(corpus).parent if corpus else Path.cwd()) / path
+        base = Path.cwd() if not corpus else Path(corpus) if Path(corpus).is_dir() \
+            else Path(corpus).parent
+        path = base / path
     if not path.is_file():
         raise LexedgeError(f"{path}: source file not found")
     return path.resolve()

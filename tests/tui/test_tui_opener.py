@@ -49,3 +49,13 @@ async def test_open_key_hands_the_file_to_the_opener(tmp_path):
         await type_query(app, pilot, "landlord roof")
         await pilot.press("ctrl+o")
         assert len(opened) == 1  # the URL source was refused, with a notice
+
+
+def test_a_folder_index_finds_its_files_in_that_folder(tmp_path):
+    """The README's case (issue 23): `index build --docs ~/office/statutes`; a document's
+    source `minpo.txt` is `~/office/statutes/minpo.txt`, not `~/office/minpo.txt`."""
+    folder = tmp_path / "office" / "statutes"
+    folder.mkdir(parents=True)
+    (folder / "minpo.txt").write_text("民法", encoding="utf-8")
+    manifest = {"source": {"path": str(folder)}}
+    assert source_path({"source": "minpo.txt"}, manifest) == folder / "minpo.txt"
