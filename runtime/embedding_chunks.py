@@ -7,6 +7,8 @@ loads those chunks instead of re-embedding them (issue 6)."""
 from __future__ import annotations
 
 import hashlib
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,17 +53,64 @@ class ChunkStore:
             np.save(handle, block, allow_pickle=False)
 
 
+class BuildProgress:
+    """How far an index build's embedding is: a tqdm bar on a terminal; elsewhere (a log, CI,
+    a pipe) one line every ``every`` seconds and at the end, with the rate and what is left
+    when the total is known (issue 23: a build sat silent for 9.5 minutes off a terminal)."""
+
+    def __init__(self, total: int | None, enabled: bool, every: float = 30.0,
+                 stream=None):
+        from tqdm import tqdm
+
+        self.stream = sys.stderr if stream is None else stream
+        self.total, self.enabled, self.every = total, enabled, every
+        terminal = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.bar = tqdm(desc="embedding", unit=" docs", total=total, mininterval=1.0,
+                        disable=not terminal, file=self.stream)
+        self.lines = enabled and not terminal
+        self.done, self.started = 0, time.monotonic()
+        self.last = self.started
+
+    def update(self, count: int) -> None:
+        self.done += count
+        self.bar.update(count)
+        now = time.monotonic()
+        if self.lines and now - self.last >= self.every:
+            self.last = now
+            self._line(now)
+
+    def note(self, **fields) -> None:
+        self.bar.set_postfix(refresh=False, **fields)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.lines:
+            self._line(time.monotonic(), final=True)
+
+    def _line(self, now: float, final: bool = False) -> None:
+        elapsed = max(now - self.started, 1e-9)
+        rate = self.done / elapsed
+        of = f" of {self.total:,}" if self.total else ""
+        left = ""
+        if not final and self.total and rate > 0:
+            left = f", about {_duration((self.total - self.done) / rate)} left"
+        print(f"lexedge: embedding {self.done:,}{of} documents, {rate:.0f} docs/s"
+              f"{left}{', done in ' + _duration(elapsed) if final else ''}",
+              file=self.stream, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
 def embedding(documents: Iterator[Document], embedder, vectors: list, progress: bool,
               previous, counts: dict, saved: ChunkStore,
-              chunk_size: int) -> Iterator[Document]:
+              chunk_size: int, total: int | None = None) -> Iterator[Document]:
     """Pass documents through while embedding them in chunks (length-sorted inside each
     chunk by the embedder), so the corpus text is never all in memory. A document unchanged
     since ``previous`` keeps its vector; a chunk embedded by an earlier, killed run of this
-    build is loaded from ``saved``."""
-    from tqdm import tqdm
-
-    bar = tqdm(desc="embedding", unit=" docs", disable=None if progress else True,
-               mininterval=1.0)
+    build is loaded from ``saved``. Progress moves with every batch the embedder runs."""
+    bar = BuildProgress(total, progress)
 
     def flush(chunk: list[Document]) -> Iterator[Document]:
         block = np.zeros((len(chunk), embedder.dimension), dtype=np.float32)
@@ -77,16 +126,17 @@ def embedding(documents: Iterator[Document], embedder, vectors: list, progress: 
             texts = [chunk[i].indexed_text for i in fresh]
             embedded = saved.load(texts, embedder.dimension)
             if embedded is None:
-                embedded = embedder.encode(texts, kind="passage")
+                embedded = embedder.encode(texts, kind="passage", on_batch=bar.update)
                 saved.save(texts, embedded)
                 counts["embedded"] += len(fresh)
             else:
                 counts["resumed"] += len(fresh)
+                bar.update(len(fresh))
             block[fresh] = embedded
-            bar.set_postfix(resumed=counts["resumed"], refresh=False)
+            bar.note(resumed=counts["resumed"])
         counts["reused"] += len(chunk) - len(fresh)
         vectors.append(block)
-        bar.update(len(chunk))
+        bar.update(len(chunk) - len(fresh))
         yield from chunk
 
     chunk: list[Document] = []

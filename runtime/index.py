@@ -23,6 +23,7 @@ is refused, because its vectors would not be comparable with the new embedder's 
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import json
 import os
@@ -119,7 +120,8 @@ class Index:
             if bundle is not None:
                 stream = embedding(stream, bundle.embedder(), vectors, progress, previous,
                                    counts, ChunkStore(saved_chunks, bundle.embedder_id),
-                                   EMBED_CHUNK)
+                                   EMBED_CHUNK, total=_corpus_lines(source) if progress
+                                   else None)
             bm25 = BM25Index.build(stream, chosen, k1=k1, b=b, progress=progress and not bundle)
             (staging / "bm25").mkdir()
             bm25.save(staging / "bm25")
@@ -350,6 +352,19 @@ def _manifest(analyzer: Analyzer, k1: float, b: float, documents: int, bundle, o
         "bundle": recorded,
         "source": source,
     }
+
+
+def _corpus_lines(source: Path) -> int | None:
+    """The number of documents in a corpus.jsonl, counted cheaply (its lines) for the build's
+    progress; ``None`` for a folder, whose count is known only once every file is read."""
+    path = source / "corpus.jsonl" if source.is_dir() else source
+    if not path.is_file() or not path.name.endswith((".jsonl", ".jsonl.gz")):
+        return None
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as handle:
+            return sum(1 for line in handle if line.strip())
+    except (OSError, EOFError):  # gzip.BadGzipFile is an OSError
+        return None  # the build itself will say what is wrong
 
 
 def _recorded_bundle(index_path: Path, recorded: dict) -> str | Path:

@@ -118,7 +118,7 @@ class _OnnxModel:
             yield rows, {name: arrays[name] for name in self.inputs}
 
     def _run(self, inputs: Sequence, width: tuple[int, ...], batch_size: int,
-             progress: bool, description: str) -> np.ndarray:
+             progress: bool, description: str, on_batch=None) -> np.ndarray:
         from tqdm import tqdm
 
         result = np.zeros((len(inputs), *width), dtype=np.float32)
@@ -129,6 +129,8 @@ class _OnnxModel:
                 for rows, feeds in self.batches(encodings, batch_size):
                     result[window + rows] = self.session.run([self.output], feeds)[0]
                     bar.update(len(rows))
+                    if on_batch is not None:
+                        on_batch(len(rows))
         return result
 
 
@@ -153,17 +155,18 @@ class OnnxEmbedder(_OnnxModel):
         return int(self.config["dimension"])
 
     def encode(self, texts: Sequence[str], kind: str = "passage", batch_size: int = 32,
-               progress: bool = False) -> np.ndarray:
+               progress: bool = False, on_batch=None) -> np.ndarray:
         """Embed ``texts`` as queries or passages; returns float32 [len(texts), dimension]
         in the order given. E5-style models need the prefix their kind names
-        (Wang et al., 2022, arXiv:2212.03533); the manifest records it."""
+        (Wang et al., 2022, arXiv:2212.03533); the manifest records it. ``on_batch(n)`` is
+        called after each batch of ``n`` texts (an index build's progress)."""
         if kind not in ("query", "passage"):
             raise LexedgeError(f"embedding kind must be 'query' or 'passage', got {kind!r}")
         if isinstance(texts, str):
             texts = [texts]
         prefix = self.config.get(f"{kind}_prefix") or ""
         return self._run([prefix + text for text in texts], (self.dimension,), batch_size,
-                         progress, f"embedding {kind}s")
+                         progress, f"embedding {kind}s", on_batch)
 
 
 class OnnxReranker(_OnnxModel):

@@ -2,8 +2,9 @@
 index rank them, so it never hides a matching article that was outside the unfiltered top K;
 values are globs, a trailing ``/`` names a folder, and an unknown key is refused by name."""
 
+import json
+
 import pytest
-from conftest import write_jsonl
 
 from lexedge.cli import main
 from lexedge.runtime.bundle import Bundle
@@ -28,7 +29,9 @@ def law_documents():
 
 @pytest.fixture
 def law_index(tmp_path):
-    corpus = write_jsonl(tmp_path / "laws" / "corpus.jsonl", law_documents())
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in law_documents()),
+                      encoding="utf-8")
     return Index.build(corpus, tmp_path / "idx", progress=False).path
 
 

@@ -38,7 +38,8 @@ async def test_index_bound_to_a_missing_bundle_shows_a_message(tiny_dataset, tin
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert isinstance(app.screen, MessageScreen)
-        assert "not a lexedge bundle" in message_of(app)
+        assert "its bundle is no longer at" in message_of(app)
+        assert "--bundle DIR" in message_of(app)
 
 
 async def test_empty_folder_shows_a_message(tmp_path):
