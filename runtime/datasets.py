@@ -136,24 +136,42 @@ def iter_corpus(path: str | Path) -> Iterator[Document]:
     seen: set[str] = set()
     any_text = False
     for line_number, record in iter_jsonl(path):
-        doc_id = _required_id(record, path, line_number)
-        text = _required_text(record, path, line_number)
-        if doc_id in seen:
-            raise DataError(path, f'duplicate id "{doc_id}"', line_number)
-        seen.add(doc_id)
-        title = record.get("title") or ""
-        if not isinstance(title, str):
-            raise DataError(path, f'"title" must be a string, got {type(title).__name__}',
-                            line_number)
-        if len(title) + len(text) > MAX_DOCUMENT_CHARS:
-            raise DataError(path, f"document of {len(title) + len(text):,} characters, over the "
-                                  f"{MAX_DOCUMENT_CHARS:,}-character limit for one document: "
-                                  f"split it into passages", line_number)
-        any_text = any_text or bool(text.strip() or title.strip())
-        metadata = {k: v for k, v in record.items() if k not in ("id", "_id", "text", "title")}
-        yield Document(doc_id, text, title, metadata)
+        document = record_document(record, path, line_number)
+        if document.id in seen:
+            raise DataError(path, f'duplicate id "{document.id}"', line_number)
+        seen.add(document.id)
+        any_text = any_text or bool(document.text.strip() or document.title.strip())
+        yield document
     if not any_text:
         raise DataError(path, "no document has any text")
+
+
+def record_document(record: dict, where, line_number: int | None = None) -> Document:
+    """A corpus record (``id``, ``text``, optional ``title``, any other field as metadata) as a
+    :class:`Document`, checked: ``where`` (a file, or ``documents[3]`` for the Python API)
+    and the line name what is wrong."""
+    if not isinstance(record, dict):
+        raise DataError(where, f"expected an object with id and text, got "
+                               f"{type(record).__name__}", line_number)
+    doc_id = _required_id(record, where, line_number)
+    text = _required_text(record, where, line_number)
+    title = record.get("title") or ""
+    if not isinstance(title, str):
+        raise DataError(where, f'"title" must be a string, got {type(title).__name__}',
+                        line_number)
+    if len(title) + len(text) > MAX_DOCUMENT_CHARS:
+        raise DataError(where, f"document of {len(title) + len(text):,} characters, over the "
+                               f"{MAX_DOCUMENT_CHARS:,}-character limit for one document: "
+                               f"split it into passages", line_number)
+    metadata = {k: v for k, v in record.items() if k not in ("id", "_id", "text", "title")}
+    return Document(doc_id, text, title, metadata)
+
+
+def as_documents(items: Iterable) -> list[Document]:
+    """Documents given in Python: each a :class:`Document` or a corpus record (a dict with
+    ``id`` and ``text``, as a line of ``corpus.jsonl``)."""
+    return [item if isinstance(item, Document) else record_document(item, f"documents[{i}]")
+            for i, item in enumerate(items)]
 
 
 def load_queries(path: str | Path) -> dict[str, str]:

@@ -37,7 +37,7 @@ import numpy as np
 
 from .analysis import Analyzer, detect_language, get_analyzer
 from .bm25 import BM25Index
-from .datasets import Document
+from .datasets import Document, as_documents
 from .dense import DenseIndex
 from .docstore import DocStore, append_docstore, write_docstore
 from .embedding_chunks import ChunkStore, embedding, saved_chunks_folder
@@ -84,12 +84,17 @@ class Index:
         return self.bm25.analyzer
 
     @classmethod
-    def build(cls, source: str | Path, out: str | Path, analyzer: str = "auto",
+    def build(cls, source: str | Path | Iterable, out: str | Path, analyzer: str = "auto",
               k1: float = 1.2, b: float = 0.75, bundle=None, progress: bool = True,
               ) -> "Index":
         """Index ``source`` (a BEIR corpus file, or a file or folder of documents, see
-        :mod:`~lexedge.runtime.ingest`) into ``out`` atomically: the old index, if any, stays
-        usable until the new one is complete.
+        :mod:`~lexedge.runtime.ingest`; or, from Python, an iterable of :class:`Document` or
+        of corpus records, dicts with ``id`` and ``text``) into ``out`` atomically: the old
+        index, if any, stays usable until the new one is complete.
+
+        Example::
+
+            Index.build([{"id": "a1", "title": "民法 第九十条", "text": "公の秩序…"}], "idx")
 
         With a ``bundle`` every document is also embedded (passage side) into an HNSW graph.
         Rebuilding over an index made with the same bundle re-embeds only documents whose
@@ -99,29 +104,42 @@ class Index:
             LexedgeError: ``out`` exists and is not a lexedge index (nothing is touched), or
                 is where the documents are.
         """
-        source, out = Path(source), Path(out)
-        _refuse_source_as_out(source, out)
+        out = Path(out)
+        if isinstance(source, (str, os.PathLike)):
+            source = Path(source)
+            _refuse_source_as_out(source, out)
+        else:
+            source = as_documents(source)
+            if not source:
+                raise LexedgeError("documents: none given")
         with writer_lock(out):
             return cls._build_locked(source, out, analyzer, k1, b, bundle, progress)
 
     @classmethod
-    def _build_locked(cls, source: Path, out: Path, analyzer: str, k1: float, b: float,
-                      bundle, progress: bool) -> "Index":
+    def _build_locked(cls, source: Path | list[Document], out: Path, analyzer: str, k1: float,
+                      b: float, bundle, progress: bool) -> "Index":
         from .ingest import iter_documents
 
-        chosen = choose_analyzer(source, analyzer)
+        given = isinstance(source, list)  # documents from Python, not a path
+        if given:
+            chosen = get_analyzer(analyzer if analyzer != "auto" else detect_language(
+                d.indexed_text for d in source[:2000]))
+        else:
+            chosen = choose_analyzer(source, analyzer)
         started = time.perf_counter()
         previous = _previous_vectors(out, bundle)
         counts = {"embedded": 0, "reused": 0, "resumed": 0}
         saved_chunks = saved_chunks_folder(out)
         with atomic_directory(out, kind="index", legacy=_legacy_index) as staging:
             vectors: list[np.ndarray] = []
-            stream = write_docstore(staging, _unique_ids(iter_documents(source), source))
+            stream = write_docstore(staging, _unique_ids(
+                iter(source) if given else iter_documents(source),
+                "documents" if given else source))
             if bundle is not None:
+                total = len(source) if given else _corpus_lines(source) if progress else None
                 stream = embedding(stream, bundle.embedder(), vectors, progress, previous,
                                    counts, ChunkStore(saved_chunks, bundle.embedder_id),
-                                   EMBED_CHUNK, total=_corpus_lines(source) if progress
-                                   else None)
+                                   EMBED_CHUNK, total=total)
             bm25 = BM25Index.build(stream, chosen, k1=k1, b=b, progress=progress and not bundle)
             (staging / "bm25").mkdir()
             bm25.save(staging / "bm25")
@@ -129,8 +147,10 @@ class Index:
                 (staging / "dense").mkdir()
                 DenseIndex.build(np.concatenate(vectors)).save(staging / "dense")
             manifest = _manifest(chosen, k1, b, len(bm25), bundle, Path(out),
-                                 {"path": str(source.resolve()),
-                                  "sha256": sha256_file(source) if source.is_file() else None})
+                                 {"path": None, "sha256": None, "python": len(source)} if given
+                                 else {"path": str(source.resolve()),
+                                       "sha256": sha256_file(source) if source.is_file()
+                                       else None})
             manifest["build_seconds"] = round(time.perf_counter() - started, 3)
             if bundle is not None:
                 manifest["vectors"] = counts
@@ -196,9 +216,10 @@ class Index:
             return self
         return Index.load(self.path, bundle=self.bundle)
 
-    def add(self, documents: Iterable[Document], progress: bool = False) -> "Index":
-        """Add documents (an id already present replaces the old version)."""
-        documents = list(_unique_ids(documents, "the documents to add"))
+    def add(self, documents: Iterable, progress: bool = False) -> "Index":
+        """Add documents, :class:`Document` or corpus records (dicts with ``id`` and
+        ``text``); an id already present replaces the old version."""
+        documents = list(_unique_ids(as_documents(documents), "the documents to add"))
         with self.writing():
             current = self.current()
             replaced = [d.id for d in documents if current._has(d.id)]

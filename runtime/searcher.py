@@ -209,6 +209,18 @@ class Searcher:
                 "filters": dict(settings.filters), "rerank_weight": weight if reranked else None}
         return SearchResult(query, hits, timings, done)
 
+    def search_many(self, queries, settings: SearchSettings | None = None,
+                    **overrides) -> list[SearchResult]:
+        """Answer each of ``queries`` with the same settings, in order (a batch: an
+        evaluation, a list of contract clauses). Every query is checked before any is run."""
+        queries = list(queries)
+        for query in queries:
+            check_query(query)
+        if settings is None:
+            settings = SearchSettings(**overrides)
+            overrides = {}
+        return [self.search(query, settings, **overrides) for query in queries]
+
 
 def check_query(query) -> None:
     """Refuse, with one line, a query that is not text, holds an undecodable byte (a lone

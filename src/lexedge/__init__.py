@@ -1,7 +1,14 @@
 """lexedge: train legal retrievers on a GPU, ship them as INT8 ONNX, search offline.
 
 The parts are installed as ``lexedge.trainer``, ``lexedge.export``, ``lexedge.runtime`` and
-``lexedge.tui``; importing this package imports none of them. It does switch off
+``lexedge.tui``; importing this package imports none of them. The runtime's main classes are
+here by name, loaded on first use::
+
+    from lexedge import Index, Searcher
+    Index.build([{"id": "a1", "title": "民法 第九十条", "text": "公の秩序…"}], "idx")
+    for hit in Searcher("idx").search("公序良俗").hits:
+        print(hit.rank, hit.title)
+ It does switch off
 onnxruntime's telemetry (:func:`disable_telemetry`), because this module runs before any
 part does, whichever entry point a process came in by.
 """
@@ -54,3 +61,19 @@ def disable_telemetry() -> None:
 
 
 disable_telemetry()
+
+
+#: What ``from lexedge import NAME`` gives, and from which runtime module (PEP 562: loaded on
+#: first use, so ``import lexedge`` stays light and telemetry is off before onnxruntime loads).
+_API = {"Index": "index", "Searcher": "searcher", "SearchResult": "searcher", "Hit": "searcher",
+        "SearchSettings": "settings", "Bundle": "bundle", "Document": "datasets",
+        "LexedgeError": "errors", "ServiceClient": "client"}
+__all__ = ["disable_telemetry", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(f"lexedge.runtime.{_API[name]}"), name)
+    raise AttributeError(f"module 'lexedge' has no attribute {name!r}")
