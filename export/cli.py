@@ -4,8 +4,11 @@ torch and onnx load when the command runs."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+
+from lexedge.runtime.builtin import describe
 
 
 def add_commands(commands) -> None:
@@ -76,6 +79,9 @@ def add_commands(commands) -> None:
                         help="a JSON object recorded as the bundle's card: languages, "
                              "training data, measured quality, licences (lexedge bundle info "
                              "shows it)")
+    export.add_argument("--json", action="store_true",
+                        help="print what was written as JSON (as lexedge bundle info --json, "
+                             "plus the gates)")
     export.set_defaults(handler=run_export)
 
 
@@ -112,6 +118,11 @@ def run_export(args: argparse.Namespace) -> int:
         card=args.card, alpha=args.alpha)
     bundle = export_bundle(config, log=lambda line: print(line, file=sys.stderr, flush=True))
     manifest = bundle.manifest
+    if args.json:
+        print(json.dumps({**describe(bundle), "gates": manifest["gates"],
+                          "seconds": manifest["export"]["seconds"]}, ensure_ascii=False,
+                         indent=2))
+        return 0
     sizes = ", ".join(f"{name} {(bundle.path / name).stat().st_size / 1e6:.1f} MB"
                       for name in manifest["files"] if name.endswith(".onnx"))
     print(f"wrote {bundle.path} ({sizes}; gates {manifest['gates']['status']}, "

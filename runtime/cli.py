@@ -26,6 +26,8 @@ def register_bundle_builder(name: str, build: Callable[[Path], None]) -> None:
 #: is not filtered.
 EVAL_SETTINGS = ("budget", "rerank", "rerank_weight", "alpha", "fusion")
 
+JSON_HELP = "print the result as one JSON object (for scripts)"
+
 REPORTED_METRICS = ("recall@1", "recall@3", "recall@5", "recall@10", "recall@20", "recall@50",
                     "recall@100", "recall@200", "mrr@10", "ndcg@10")
 
@@ -140,6 +142,7 @@ def add_commands(commands) -> None:
                                "stage folder")
     evaluate.add_argument("--metrics-out", type=Path, help="write the metrics as JSON here")
     evaluate.add_argument("--run-out", type=Path, help="write the ranking as a TREC run here")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.set_defaults(handler=run_eval)
 
     index = commands.add_parser("index", help="build or change a search index")
@@ -155,6 +158,7 @@ def add_commands(commands) -> None:
     build.add_argument("--analyzer", default="auto", choices=("auto", "ja", "zh", "word"))
     build.add_argument("--k1", type=non_negative_float, default=1.2)
     build.add_argument("--b", type=fraction, default=0.75)
+    build.add_argument("--json", action="store_true", help=JSON_HELP)
     build.set_defaults(handler=run_index_build)
     for action, text in (("add", "add documents (an existing id is replaced)"),
                          ("update", "re-read documents: changed ones replaced, new ones added, "
@@ -162,12 +166,14 @@ def add_commands(commands) -> None:
         change = index_commands.add_parser(action, help=text)
         change.add_argument("--index", required=True, type=Path)
         change.add_argument("--docs", required=True, type=Path)
+        change.add_argument("--json", action="store_true", help=JSON_HELP)
         change.set_defaults(handler=run_index_change)
     remove = index_commands.add_parser("remove", help="remove documents by id or source file")
     remove.add_argument("--index", required=True, type=Path)
     remove.add_argument("--ids", nargs="*", default=[], help="document ids")
     remove.add_argument("--source", nargs="*", default=[],
                         help="remove every document from these source files")
+    remove.add_argument("--json", action="store_true", help=JSON_HELP)
     remove.set_defaults(handler=run_index_remove)
 
     search = commands.add_parser(
@@ -287,7 +293,15 @@ def run_demo(args: argparse.Namespace) -> int:
     args.bundle = None if bundle is None else bundle.reference
     check_query(args.query)  # before it is printed
     print(f"query: {displayable(args.query)}")
-    return run_search(args)
+    code = run_search(args)
+    # where the index went and what to run next (issue 23)
+    with_bundle = f" --bundle {args.bundle}" if args.bundle else ""
+    print(f"\nThe sample's index is {index_path}. Next:\n"
+          f"  lexedge search \"…\" --index {index_path}     another question\n"
+          f"  lexedge tui --index {index_path}               search as you type\n"
+          f"  lexedge index build --docs YOUR_FOLDER{with_bundle} --out my-index"
+          "   your own documents")
+    return code
 
 
 def _demo_index_serves(index_path: Path, bundle) -> bool:
@@ -337,7 +351,8 @@ def run_eval(args: argparse.Namespace) -> int:
                         extra={"first_stage": args.first_stage}
                         if args.method == "rerank" else {})
     metrics, run = run_evaluation(config)
-    print(format_metrics_table(metrics))
+    print(json.dumps(metrics, ensure_ascii=False, indent=2) if args.json
+          else format_metrics_table(metrics))
     if args.metrics_out:
         write_json_atomic(args.metrics_out, metrics)
     if args.run_out:
@@ -364,10 +379,20 @@ def run_index_build(args: argparse.Namespace) -> int:
                         bundle=bundle)
     manifest = index.manifest
     vectors = manifest.get("vectors")
+    if args.json:
+        return emit_json({"index": str(args.out), "documents": manifest["documents"],
+                          "analyzer": manifest["analyzer"]["name"], "vectors": vectors,
+                          "bundle": manifest.get("bundle"),
+                          "build_seconds": manifest["build_seconds"]})
     dense = f", {vectors['embedded']} embedded, {vectors['reused']} reused" if vectors else \
         ", BM25 only"
     print(f"indexed {manifest['documents']} documents into {args.out} "
           f"(analyzer {manifest['analyzer']['name']}{dense}, {manifest['build_seconds']} s)")
+    return 0
+
+
+def emit_json(result: dict) -> int:
+    print(json.dumps(result, ensure_ascii=False, indent=2))
     return 0
 
 
@@ -393,6 +418,10 @@ def run_index_change(args: argparse.Namespace) -> int:
             index = index.remove(stale)
         if changed:
             index = index.add(changed, progress=True)
+    if args.json:
+        return emit_json({"index": str(args.index), "added_or_replaced": len(changed),
+                          "removed": len(stale), "unchanged": len(documents) - len(changed),
+                          "documents": len(index)})
     print(f"{args.index}: {len(changed)} added or replaced, {len(stale)} removed, "
           f"{len(documents) - len(changed)} unchanged; {len(index)} documents")
     return 0
@@ -418,6 +447,9 @@ def run_index_remove(args: argparse.Namespace) -> int:
                 f"or by its path inside {(index.manifest.get('source') or {}).get('path')} "
                 "(e.g. contracts/nda.txt)")
         index = index.remove(ids)
+    if args.json:
+        return emit_json({"index": str(args.index), "removed": len(ids),
+                          "documents": len(index)})
     print(f"{args.index}: removed {len(ids)}; {len(index)} documents")
     return 0
 

@@ -374,3 +374,18 @@ def test_export_refuses_a_users_folder_before_any_work(base_model_dir, tmp_path,
     assert "userdir: exists and is not a lexedge bundle" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["userdir"]
     assert (userdir / "thesis.txt").read_text() == "precious"
+
+
+def test_export_json_says_what_was_written(base_model_dir, calibration_corpus, tmp_path,
+                                           capsys):
+    """Issue 23: `--json` prints the bundle as `bundle info --json` does, plus its gates."""
+    import json
+
+    from lexedge.cli import main
+
+    assert main(["export", "--int8", "--embedder", str(base_model_dir), "--calibration",
+                 str(calibration_corpus), "--out", str(tmp_path / "b"), "--json"]) == 0
+    written = json.loads(capsys.readouterr().out)
+    assert written["path"] == str(tmp_path / "b")
+    assert written["bytes"] > 0 and written["models"]["embedder"]["precision"] == "int8"
+    assert written["gates"]["status"] == "passed"

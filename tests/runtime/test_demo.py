@@ -9,6 +9,9 @@ def test_demo_finds_the_consent_article(tmp_path, capsys):
     out = capsys.readouterr().out
     first_hit = next(line for line in out.splitlines() if line.strip().startswith("1."))
     assert "個人情報の保護に関する法律 第二十七条" in first_hit
+    # it says where the index went and what to run next (issue 23)
+    assert f"The sample's index is {tmp_path / 'demo' / 'index'}. Next:" in out
+    assert f"lexedge tui --index {tmp_path / 'demo' / 'index'}" in out
     # A second run reuses the index instead of rebuilding it.
     assert main(["demo", "解雇の予告", "--out", str(tmp_path / "demo")]) == 0
     assert "indexing" not in capsys.readouterr().out
