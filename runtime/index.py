@@ -274,9 +274,16 @@ class Index:
                     dense.add(vectors, np.arange(first_new_row, first_new_row + len(vectors)))
                 (staging / "dense").mkdir()
                 dense.save(staging / "dense")
-            # bm25s has no incremental update; rebuilding from the stored rows takes seconds.
-            live = (docs.get(row) for row in range(len(docs)) if row not in deleted)
-            bm25 = BM25Index.build(live, self.analyzer, k1=self.bm25.k1, b=self.bm25.b)
+            # bm25s has no incremental update: rebuilt from the kept rows' stored terms, only
+            # the new documents analysed (an index from before terms were kept: all of them)
+            if BM25Index.has_terms(self.path / "bm25"):
+                gone = set(remove_ids)
+                keep = [row for row, doc_id in enumerate(self.bm25.doc_ids)
+                        if doc_id not in gone]
+                bm25 = self.bm25.changed(self.path / "bm25", keep, new_documents)
+            else:
+                live = (docs.get(row) for row in range(len(docs)) if row not in deleted)
+                bm25 = BM25Index.build(live, self.analyzer, k1=self.bm25.k1, b=self.bm25.b)
             (staging / "bm25").mkdir()
             bm25.save(staging / "bm25")
             (staging / DELETED_FILE).write_text(json.dumps(sorted(deleted)))
