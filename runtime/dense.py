@@ -3,11 +3,18 @@
 Labels are the documents' rows in the index, so the dense index, BM25 and the document store
 share one numbering. hnswlib's own binary format holds the graph (no pickle); removal uses
 ``mark_deleted`` so an incremental update never rebuilds the graph.
+
+The ``hnswlib`` module comes from ``chroma-hnswlib`` (issue 23): the same API, with wheels for
+Linux, macOS and Windows on x86-64 and ARM64, where ``hnswlib`` 0.8 is a source distribution
+that needs a C++ compiler on every install. The two write different graph files (neither reads
+the other's), so each graph records the library that wrote it and a graph from the other one
+is refused with the command that rebuilds it.
 """
 
 from __future__ import annotations
 
 import json
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +23,20 @@ from .errors import LexedgeError
 
 GRAPH_FILE = "hnsw.bin"
 PARAMS_FILE = "dense.json"
+
+
+def hnsw_library() -> str:
+    """The distribution that provides ``hnswlib`` here, with its version."""
+    for distribution in ("chroma-hnswlib", "hnswlib"):
+        try:
+            return f"{distribution} {metadata.version(distribution)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return "hnswlib (unknown version)"
+
+
+class GraphFormatError(LexedgeError):
+    """A graph file written by another HNSW library than the one installed."""
 
 
 #: A filter that allows at most this many documents is searched exactly, over their stored
@@ -62,7 +83,8 @@ class DenseIndex:
         # 600 queries with another top 100, issue 20). Same vectors, same index.
         graph.add_items(vectors, labels, num_threads=threads)
         return cls(graph, vectors.shape[1], {"space": "ip", "m": m,
-                                             "ef_construction": ef_construction})
+                                             "ef_construction": ef_construction,
+                                             "library": hnsw_library()})
 
     def __len__(self) -> int:
         return self._live
@@ -128,8 +150,8 @@ class DenseIndex:
         directory = Path(directory)
         self.graph.save_index(str(directory / GRAPH_FILE))
         (directory / PARAMS_FILE).write_text(json.dumps(
-            {**self.params, "dimension": self.dimension, "deleted": sorted(self.deleted)}),
-            encoding="utf-8")
+            {**self.params, "library": hnsw_library(), "dimension": self.dimension,
+             "deleted": sorted(self.deleted)}), encoding="utf-8")
 
     @classmethod
     def load(cls, directory: str | Path) -> "DenseIndex":
@@ -141,6 +163,15 @@ class DenseIndex:
             raise LexedgeError(f"{directory}: no dense index ({PARAMS_FILE} missing)")
         params = json.loads(params_path.read_text(encoding="utf-8"))
         dimension, deleted = params.pop("dimension"), params.pop("deleted", [])
+        # graphs written before the library was recorded came from hnswlib 0.8
+        written_by = params.get("library", "hnswlib 0.8")
+        here = hnsw_library()
+        if written_by.split()[0] != here.split()[0]:
+            raise GraphFormatError(f"{directory / GRAPH_FILE}: written by {written_by}, which "
+                                   f"this lexedge ({here}) cannot read")
         graph = hnswlib.Index(space=params["space"], dim=dimension)
-        graph.load_index(str(directory / GRAPH_FILE), allow_replace_deleted=True)
+        try:
+            graph.load_index(str(directory / GRAPH_FILE), allow_replace_deleted=True)
+        except RuntimeError as error:
+            raise GraphFormatError(f"{directory / GRAPH_FILE}: unreadable ({error})") from None
         return cls(graph, dimension, params, deleted)

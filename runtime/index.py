@@ -38,7 +38,7 @@ import numpy as np
 from .analysis import Analyzer, detect_language, get_analyzer
 from .bm25 import BM25Index
 from .datasets import Document, as_documents
-from .dense import DenseIndex
+from .dense import DenseIndex, GraphFormatError
 from .docstore import DocStore, append_docstore, write_docstore
 from .embedding_chunks import ChunkStore, embedding, saved_chunks_folder
 from .errors import LexedgeError
@@ -184,7 +184,13 @@ class Index:
         dense = bundle_obj = None
         if manifest.get("bundle"):
             bundle_obj = _matching_bundle(path, manifest["bundle"], bundle)
-            dense = DenseIndex.load(path / "dense")
+            try:
+                dense = DenseIndex.load(path / "dense")
+            except GraphFormatError as error:
+                source = (manifest.get("source") or {}).get("path") or "DOCS"
+                raise LexedgeError(f"{error}; rebuild the index: lexedge index build --docs "
+                                   f"{source} --bundle {manifest['bundle']['path']} --out "
+                                   f"{path}") from None
         deleted_path = path / DELETED_FILE
         deleted = set(_read_json(deleted_path)) if deleted_path.is_file() else set()
         return cls(path, manifest, BM25Index.load(path / "bm25"), DocStore(path), dense,
