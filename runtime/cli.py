@@ -204,6 +204,10 @@ def add_commands(commands) -> None:
     serve.add_argument("--token-file", type=Path,
                        help="file holding the bearer token every request must carry "
                             "(else LEXEDGE_TOKEN; required off loopback)")
+    serve.add_argument("--admin-token-file", type=Path,
+                       help="file holding the token of the write endpoints (POST /documents, "
+                            "DELETE /documents/ID; else LEXEDGE_ADMIN_TOKEN; without it "
+                            "writes are off)")
     serve.add_argument("--bundle", metavar="builtin|DIR",
                        help="bundle (default: the one the index was built with)")
     serve.set_defaults(handler=run_serve)
@@ -476,7 +480,7 @@ def run_serve(args: argparse.Namespace) -> int:
         raise LexedgeError(f"lexedge serve needs the [serve] extra ({missing.name} is not "
                            "installed): pip install 'lexedge[serve]'") from None
     serve(args.index, host=args.host, port=args.port, token_file=args.token_file,
-          bundle=args.bundle)
+          bundle=args.bundle, admin_token_file=args.admin_token_file)
     return 0
 
 

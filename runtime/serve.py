@@ -22,6 +22,8 @@ Endpoints (``GET /openapi.json`` describes them)::
     POST /search            {"query": ..., "budget": ..., ...} -> as ``lexedge search --json``
     POST /search/batch      {"queries": [...], ...settings}  -> {"results": [...]}
     GET  /documents/{id}    {"id", "title", "text", "metadata", "row"}
+    POST /documents         {"documents": [records]}: add or replace (admin token)
+    DELETE /documents/{id}  remove one (admin token)
     GET  /rows/{n}          the document at row n of the store (the TUI's neighbours)
 
 Errors are JSON ``{"error": "one line"}`` with the CLI's messages.
@@ -45,9 +47,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from .builtin import describe
+from .datasets import as_documents
 from .errors import LexedgeError
 from .searcher import Searcher
-from .service_token import TOKEN_ENV, read_token
+from .service_token import ADMIN_TOKEN_ENV, TOKEN_ENV, read_token
 from .settings import SearchSettings
 
 #: The settings a request may give (the same names as ``SearchSettings``).
@@ -182,7 +185,8 @@ def _query(value, field: str) -> str:
     return value
 
 
-def create_app(service: IndexService, token: str | None = None, limits: Limits = Limits()):
+def create_app(service: IndexService, token: str | None = None, limits: Limits = Limits(),
+               admin_token: str | None = None):
     """The Starlette application answering for ``service``.
 
     Args:
@@ -190,20 +194,33 @@ def create_app(service: IndexService, token: str | None = None, limits: Limits =
         token: the bearer token every request must carry (``None``: no token; only for a
             loopback service, which :func:`serve` enforces).
         limits: the bounds of a request.
+        admin_token: the token of the write endpoints (``POST /documents`` adds or replaces,
+            ``DELETE /documents/{id}`` removes); ``None``: writes are off (403).
     """
     limiter = anyio.CapacityLimiter(limits.workers)
+    writer = anyio.CapacityLimiter(1)  # the index's lock orders writers; one thread waits
 
     def refusal(status: int, message: str) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse({"error": message}, status_code=status, headers=headers)
 
+    def bearer(request) -> str:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        return value.strip() if scheme.lower() == "bearer" else ""
+
     def authorised(request) -> bool:
         if token is None:
             return True
-        given = request.headers.get("authorization", "")
-        scheme, _, value = given.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(),
-                                                                  token.encode())
+        return hmac.compare_digest(bearer(request).encode(), token.encode()) or (
+            admin_token is not None
+            and hmac.compare_digest(bearer(request).encode(), admin_token.encode()))
+
+    def admin(request) -> None:
+        if admin_token is None:
+            raise RequestError(403, "writes are off: start lexedge serve with "
+                                    "--admin-token-file to allow them")
+        if not hmac.compare_digest(bearer(request).encode(), admin_token.encode()):
+            raise RequestError(401, "writes need the admin token")
 
     async def body_of(request) -> dict:
         declared = request.headers.get("content-length")
@@ -223,7 +240,7 @@ def create_app(service: IndexService, token: str | None = None, limits: Limits =
             raise RequestError(400, "request body: expected a JSON object")
         return body
 
-    async def run(function, *args):
+    async def run(function, *args, limiter=limiter):
         try:
             with anyio.fail_after(limits.timeout_seconds):
                 return await anyio.to_thread.run_sync(function, *args, limiter=limiter,
@@ -291,6 +308,35 @@ def create_app(service: IndexService, token: str | None = None, limits: Limits =
             raise RequestError(404, f"no document at row {number}")
         return document_dict(index, number)
 
+    async def add_documents(request):
+        admin(request)
+        body = await body_of(request)
+        records = body.get("documents")
+        if set(body) != {"documents"} or not isinstance(records, list) or not records:
+            raise RequestError(422, "expected {\"documents\": [{\"id\": …, \"text\": …}, …]}")
+        documents = as_documents(records)  # a bad record is named by its position
+
+        def write():
+            changed = service.searcher.index.add(documents)
+            service.reload_if_replaced()
+            return {"added_or_replaced": len(documents), "documents": len(changed)}
+        return await run(write, limiter=writer)
+
+    async def remove_document(request):
+        admin(request)
+        doc_id = request.path_params["doc_id"]
+
+        def write():
+            changed = service.searcher.index.remove([doc_id])
+            service.reload_if_replaced()
+            return {"removed": 1, "documents": len(changed)}
+        try:
+            return await run(write, limiter=writer)
+        except LexedgeError as error:
+            if "no document with id" in str(error):
+                raise RequestError(404, f"no document with id {doc_id!r}") from None
+            raise
+
     async def openapi(request):
         return openapi_schema(limits)
 
@@ -301,7 +347,9 @@ def create_app(service: IndexService, token: str | None = None, limits: Limits =
               Route("/info", endpoint(info)),
               Route("/search", endpoint(search), methods=["POST"]),
               Route("/search/batch", endpoint(search_batch), methods=["POST"]),
-              Route("/documents/{doc_id:path}", endpoint(document)),
+              Route("/documents", endpoint(add_documents), methods=["POST"]),
+              Route("/documents/{doc_id:path}", endpoint(document), methods=["GET"]),
+              Route("/documents/{doc_id:path}", endpoint(remove_document), methods=["DELETE"]),
               Route("/rows/{row:int}", endpoint(row)),
               Route("/openapi.json", endpoint(openapi))]
     return Starlette(routes=routes, exception_handlers={HTTPException: not_found})
@@ -348,7 +396,13 @@ def openapi_schema(limits: Limits) -> dict:
                             "maxItems": limits.max_batch}, **settings},
                 "additionalProperties": False}, {"type": "object", "properties": {
                     "results": {"type": "array", "items": result}}}),
-            "/documents/{doc_id}": get({"type": "object"}),
+            "/documents": post({"type": "object", "required": ["documents"], "properties": {
+                "documents": {"type": "array", "items": {
+                    "type": "object", "required": ["id", "text"]}}}},
+                {"type": "object"}),
+            "/documents/{doc_id}": {**get({"type": "object"}), "delete": {"responses": {
+                "200": {"description": "removed"}, "401": error, "403": error,
+                "404": error}}},
             "/rows/{row}": get({"type": "object"}),
             "/info": get({"type": "object"}), "/health": get({"type": "object"}),
             "/openapi.json": get({"type": "object"})}}
@@ -356,7 +410,7 @@ def openapi_schema(limits: Limits) -> dict:
 
 def serve(index: Path, host: str = "127.0.0.1", port: int = 8765,
           token_file: Path | None = None, bundle=None, limits: Limits = Limits(),
-          ready=None) -> None:
+          ready=None, admin_token_file: Path | None = None) -> None:
     """Run the service until interrupted (the ``lexedge serve`` command).
 
     Raises:
@@ -367,9 +421,13 @@ def serve(index: Path, host: str = "127.0.0.1", port: int = 8765,
     if token is None and not is_loopback(host):
         raise LexedgeError(f"--host {host}: other machines can reach it, so a token is "
                            f"required (--token-file FILE or {TOKEN_ENV})")
+    admin_token = read_token(admin_token_file, env=ADMIN_TOKEN_ENV)
+    if admin_token is not None and admin_token == token:
+        raise LexedgeError("the admin token must differ from the search token")
     service = IndexService(index, bundle=bundle)
     service.start()
-    config = uvicorn.Config(create_app(service, token, limits), host=host, port=port,
+    config = uvicorn.Config(create_app(service, token, limits, admin_token), host=host,
+                            port=port,
                             log_level="warning", timeout_keep_alive=5,
                             limit_concurrency=256)
     server = uvicorn.Server(config)

@@ -11,10 +11,13 @@ from .errors import LexedgeError
 
 #: Where the token may come from besides ``--token-file``.
 TOKEN_ENV = "LEXEDGE_TOKEN"
+#: Where the write endpoints' token may come from besides ``--admin-token-file``.
+ADMIN_TOKEN_ENV = "LEXEDGE_ADMIN_TOKEN"
 
 
-def read_token(token_file: Path | None) -> str | None:
-    """The token: ``token_file``'s first line, else ``LEXEDGE_TOKEN``, else none."""
+def read_token(token_file: Path | None, env: str = TOKEN_ENV) -> str | None:
+    """The token: ``token_file``'s first line, else the environment variable ``env``, else
+    none."""
     if token_file is not None:
         try:
             lines = token_file.read_text(encoding="utf-8").strip().splitlines()
@@ -24,4 +27,4 @@ def read_token(token_file: Path | None) -> str | None:
         if not lines or not lines[0].strip():
             raise LexedgeError(f"{token_file}: the token file is empty")
         return lines[0].strip()
-    return os.environ.get(TOKEN_ENV) or None
+    return os.environ.get(env) or None

@@ -194,3 +194,25 @@ print(json.dumps(loaded))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, cwd=tmp_path)
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_writes_need_the_admin_token_and_show_at_once(tiny_dataset, tmp_path):
+    index = Index.build(tiny_dataset / "corpus.jsonl", tmp_path / "idx", progress=False)
+    record = {"id": "d7", "title": "民法 第五百四十一条",
+              "text": "相当の期間を定めてその履行の催告をし、その期間内に履行がないときは、契約の解除をすることができる。"}
+    with running(index.path) as (url, _):  # no admin token: writes are off
+        status, answer = call(url, "/documents", {"documents": [record]})
+        assert status == 403 and "writes are off" in answer["error"]
+    with running(index.path, token="reader", admin_token="writer") as (url, service):
+        assert call(url, "/documents", {"documents": [record]}, token="reader")[0] == 401
+        assert call(url, "/documents", {"documents": [{"id": "x"}]}, token="writer") == (
+            422, {"error": 'documents[0]: missing "text"'})
+        status, answer = call(url, "/documents", {"documents": [record]}, token="writer")
+        assert (status, answer) == (200, {"added_or_replaced": 1, "documents": 7})
+        hits = call(url, "/search", {"query": "契約の解除 催告"}, token="reader")[1]["hits"]
+        assert hits[0]["id"] == "d7"  # searchable at once: the service swapped already
+        assert call(url, "/documents/d7", token="writer", method="DELETE") == (
+            200, {"removed": 1, "documents": 6})
+        assert call(url, "/documents/d7", token="writer", method="DELETE")[0] == 404
+        assert call(url, "/documents/d1", token="reader", method="DELETE")[0] == 401
+    assert len(Index.load(index.path)) == 6

@@ -11,12 +11,12 @@ from lexedge.runtime.serve import IndexService, Limits, create_app
 
 
 @contextmanager
-def running(index, token=None, limits=Limits(), poll_seconds=0.05):
+def running(index, token=None, limits=Limits(), poll_seconds=0.05, admin_token=None):
     """The service on a free loopback port, in this process; yields (url, service)."""
     service = IndexService(index, poll_seconds=poll_seconds)
     service.start()
-    server = uvicorn.Server(uvicorn.Config(create_app(service, token, limits), host="127.0.0.1",
-                                           port=0, log_level="error"))
+    app = create_app(service, token, limits, admin_token)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
