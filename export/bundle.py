@@ -63,6 +63,9 @@ class ExportConfig:
             default of every search served by the bundle (``search.alpha`` in the manifest);
             ``None`` takes the selection's when its embedder is the one exported, else none is
             recorded (searches use ``DEFAULT_ALPHA``).
+        alpha_by_analyzer: a weight per index analyzer (``{"ja": 0.7}``), chosen on each
+            language's dev set, for indexes of that analyzer (``search.alpha_by_analyzer``);
+            the others take ``alpha``.
         card: a JSON file whose object is recorded as the manifest's ``card``: what
             ``lexedge bundle info`` shows of languages, training data, measured quality and
             licences (the built-in bundle's is ``bench/builtin_card.json``).
@@ -90,6 +93,7 @@ class ExportConfig:
     keep_scripts: tuple[str, ...] = ()
     card: Path | None = None
     alpha: float | None = None
+    alpha_by_analyzer: dict = field(default_factory=dict)
 
 
 def export_bundle(config: ExportConfig, log=print) -> Bundle:
@@ -135,7 +139,7 @@ def export_bundle(config: ExportConfig, log=print) -> Bundle:
             "reranker": entries[RERANKER],
             "selection": selection,
             "card": card,
-            "search": None if alpha is None else {"alpha": alpha},
+            "search": _search_section(alpha, config.alpha_by_analyzer),
             "metrics": metrics if any(metrics.values()) else None,
             "gates": {"status": status, "failed": [g["gate"] for g in failed]},
             "export": {"seconds": round(time.perf_counter() - started, 1),
@@ -287,6 +291,16 @@ def _rerank_weight(config: ExportConfig, selection: dict | None) -> float:
     if not 0.0 <= weight <= 1.0:
         raise LexedgeError(f"rerank_weight {weight:g}: must be within [0, 1]")
     return weight
+
+
+def _search_section(alpha: float | None, by_analyzer: dict) -> dict | None:
+    for name, weight in by_analyzer.items():
+        if not 0.0 <= float(weight) <= 1.0:
+            raise LexedgeError(f"alpha for {name} {weight:g}: must be within [0, 1]")
+    section = {} if alpha is None else {"alpha": alpha}
+    if by_analyzer:
+        section["alpha_by_analyzer"] = {k: float(v) for k, v in sorted(by_analyzer.items())}
+    return section or None
 
 
 def _alpha(config: ExportConfig, selection: dict | None) -> float | None:

@@ -75,6 +75,10 @@ def add_commands(commands) -> None:
                         help="the hybrid fusion's dense weight chosen for this embedder on dev:"
                              " the default of searches served by the bundle (default: the "
                              "selection's, else none recorded: 0.5)")
+    export.add_argument("--alpha-for", action="append", default=[], metavar="ANALYZER=A",
+                        type=_analyzer_alpha,
+                        help="a dense weight for indexes of one analyzer (ja, zh, word), "
+                             "chosen on that language's dev set; repeatable (others: --alpha)")
     export.add_argument("--card", type=Path, metavar="FILE.json",
                         help="a JSON object recorded as the bundle's card: languages, "
                              "training data, measured quality, licences (lexedge bundle info "
@@ -83,6 +87,20 @@ def add_commands(commands) -> None:
                         help="print what was written as JSON (as lexedge bundle info --json, "
                              "plus the gates)")
     export.set_defaults(handler=run_export)
+
+
+def _analyzer_alpha(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    if not sep or name not in ("ja", "zh", "word"):
+        raise argparse.ArgumentTypeError(f"{text}: expected ANALYZER=A, ANALYZER one of ja, "
+                                         "zh, word")
+    try:
+        weight = float(value)
+    except ValueError:
+        weight = -1.0
+    if not 0.0 <= weight <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text}: A must be a number within [0, 1]")
+    return name, weight
 
 
 def export_default_bundle(out: Path) -> None:
@@ -115,7 +133,7 @@ def run_export(args: argparse.Namespace) -> int:
         compare_per_tensor=args.compare_per_tensor,
         exporter=args.exporter, model_cache=args.model_cache, threads=args.threads,
         trim_vocabulary=tuple(args.trim_vocabulary), keep_scripts=tuple(args.keep_script),
-        card=args.card, alpha=args.alpha)
+        card=args.card, alpha=args.alpha, alpha_by_analyzer=dict(args.alpha_for))
     bundle = export_bundle(config, log=lambda line: print(line, file=sys.stderr, flush=True))
     manifest = bundle.manifest
     if args.json:

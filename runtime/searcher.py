@@ -102,10 +102,13 @@ class Searcher:
         # select); 1.0, pure re-ranking, when it records none.
         self.rerank_weight = float(bundle.manifest["reranker"].get("rerank_weight", 1.0)) \
             if self.reranker is not None else 1.0
-        # The fusion weight chosen for the bundle's embedder on dev (lexedge export --alpha);
+        # The fusion weight chosen for the bundle's embedder on dev (lexedge export --alpha),
+        # for this index's language when the bundle has one for it (--alpha-for ja=A);
         # DEFAULT_ALPHA when it records none.
-        self.alpha = float((bundle.manifest.get("search") or {}).get("alpha", DEFAULT_ALPHA)) \
-            if bundle is not None else DEFAULT_ALPHA
+        search = (bundle.manifest.get("search") or {}) if bundle is not None else {}
+        analyzer = (index.manifest.get("analyzer") or {}).get("name")
+        self.alpha = float((search.get("alpha_by_analyzer") or {}).get(
+            analyzer, search.get("alpha", DEFAULT_ALPHA)))
 
     def alpha_for(self, settings: SearchSettings) -> float:
         """The fusion weight a search uses: its own, else the bundle's."""

@@ -384,8 +384,16 @@ def test_export_json_says_what_was_written(base_model_dir, calibration_corpus, t
     from lexedge.cli import main
 
     assert main(["export", "--int8", "--embedder", str(base_model_dir), "--calibration",
-                 str(calibration_corpus), "--out", str(tmp_path / "b"), "--json"]) == 0
+                 str(calibration_corpus), "--out", str(tmp_path / "b"), "--json",
+                 "--alpha", "0.5", "--alpha-for", "ja=0.7"]) == 0
     written = json.loads(capsys.readouterr().out)
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["search"] == {"alpha": 0.5, "alpha_by_analyzer": {"ja": 0.7}}
+    with pytest.raises(SystemExit) as refused:  # argparse refuses it by name
+        main(["export", "--int8", "--embedder", str(base_model_dir), "--out",
+              str(tmp_path / "c"), "--alpha-for", "fr=0.7"])
+    assert refused.value.code == 2
+    assert "fr=0.7: expected ANALYZER=A" in capsys.readouterr().err
     assert written["path"] == str(tmp_path / "b")
     assert written["bytes"] > 0 and written["models"]["embedder"]["precision"] == "int8"
     assert written["gates"]["status"] == "passed"

@@ -35,3 +35,26 @@ def test_a_bundle_without_a_weight_fuses_at_the_default(tmp_path, tiny_dataset):
     searcher = Searcher(_index(tmp_path, tiny_dataset, None))
     assert searcher.alpha == DEFAULT_ALPHA
     assert searcher.search("損害賠償").settings["alpha"] == DEFAULT_ALPHA
+
+
+def test_a_weight_for_the_index_language_comes_first(tmp_path, tiny_dataset):
+    """The built-in bundle's weights were chosen per language on each dev set (STARD zh 0.5,
+    ja_appi ja 0.7): an index of Japanese articles takes the ja weight."""
+    from lexedge.runtime.bundle import Bundle
+
+    characters = (tiny_dataset / "corpus.jsonl").read_text(encoding="utf-8") + \
+        (tiny_dataset / "queries.jsonl").read_text(encoding="utf-8")
+    bundle = Bundle.load(build_tiny_bundle(tmp_path / "b", characters, reranker=False,
+                                           alpha=0.5, alpha_by_analyzer={"ja": 0.7,
+                                                                         "zh": 0.2}))
+    index = Index.build(tiny_dataset / "corpus.jsonl", tmp_path / "ja", bundle=bundle,
+                        progress=False)
+    assert index.manifest["analyzer"]["name"] == "ja"
+    searcher = Searcher(index)
+    assert searcher.alpha == 0.7
+    assert searcher.search("損害賠償").settings["alpha"] == 0.7
+    english = tmp_path / "en.jsonl"
+    english.write_text('{"id": "e1", "text": "The tenant pays the rent monthly."}\n'
+                       '{"id": "e2", "text": "The landlord repairs the roof."}\n')
+    assert Searcher(Index.build(english, tmp_path / "en", bundle=bundle,
+                                progress=False)).alpha == 0.5  # no weight for word: alpha

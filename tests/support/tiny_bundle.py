@@ -80,7 +80,8 @@ def _reranker_graph(vocabulary: int, path: Path, seed: int) -> None:
 
 def build_tiny_bundle(out: Path, characters: str, reranker: bool = True, dimension: int = 16,
                       seed: int = 0, rerank_weight: float | None = None,
-                      alpha: float | None = None) -> Path:
+                      alpha: float | None = None, alpha_by_analyzer: dict | None = None,
+                      ) -> Path:
     """Write a bundle folder at ``out`` whose vocabulary covers ``characters`` (the reranker
     records ``rerank_weight`` and the manifest ``search.alpha`` when given, as an export from
     a selection does)."""
@@ -94,7 +95,10 @@ def build_tiny_bundle(out: Path, characters: str, reranker: bool = True, dimensi
                              "output": "sentence_embedding", "dimension": dimension,
                              "pooling": "mean", "normalize": True, **common},
                 "reranker": None, "selection": None, "metrics": None,
-                "search": None if alpha is None else {"alpha": alpha}}
+                "search": None if alpha is None and not alpha_by_analyzer else {
+                    **({} if alpha is None else {"alpha": alpha}),
+                    **({"alpha_by_analyzer": alpha_by_analyzer} if alpha_by_analyzer
+                       else {})}}
     if reranker:
         (out / "reranker.tokenizer.json").write_bytes(
             (out / "embedder.tokenizer.json").read_bytes())
