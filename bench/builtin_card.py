@@ -2,7 +2,7 @@
 ``lexedge export --card``) from the measured results, so every number ``lexedge bundle info``
 shows comes from a results file, never from a hand-typed copy.
 
-    python bench/builtin_card.py --depth L3 --alpha 0.5
+    python bench/builtin_card.py --depth L3 --alpha 0.5 --alpha-for ja_appi=0.7
 
 reads ``bench/results/student_distill_<depth>.json`` and
 ``bench/results/student_depths_<depth>.json``.
@@ -35,6 +35,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", required=True, help="the chosen row, e.g. L3")
     parser.add_argument("--alpha", required=True, help="the hybrid alpha chosen on dev")
+    parser.add_argument("--alpha-for", nargs="*", default=[], metavar="DATASET=A",
+                        help="the alpha chosen on one dataset's dev set (e.g. ja_appi=0.7)")
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("--out", type=Path, default=HERE / "builtin_card.json")
     args = parser.parse_args(argv)
@@ -45,12 +47,14 @@ def main(argv=None) -> int:
     stats = distilled["distillation"]
     settings = stats["settings"]
     quality = {}
+    per_dataset = dict(spec.split("=", 1) for spec in args.alpha_for)
     for row in depths["rows"]:
         if row["bundle"] != args.depth:
             continue
-        hybrid = row["hybrid"][args.alpha]
+        alpha = per_dataset.get(row["dataset"], args.alpha)
+        hybrid = row["hybrid"][alpha]
         quality[f"{row['dataset']} dev, full corpus ({row['documents']:,} articles, "
-                f"{hybrid['queries']} queries), hybrid alpha {args.alpha}"] = (
+                f"{hybrid['queries']} queries), hybrid alpha {alpha}"] = (
             f"R@10 {hybrid['recall@10']:.3f}, R@100 {hybrid['recall@100']:.3f}, "
             f"MRR@10 {hybrid['mrr@10']:.3f}, nDCG@10 {hybrid['ndcg@10']:.3f} "
             f"(bench/results/{depths_name}.md, INT8 as shipped)")

@@ -1,0 +1,67 @@
+"""Make the built-in bundle shipped in ``runtime/builtin`` (issue 19, item 5) from a distilled
+student: the card from the measured results, the INT8 export with the trimmed vocabulary and
+the fusion weights chosen on dev, then the manifest's paths made portable (a committed file
+names no machine) and the manifest sealed again.
+
+    python bench/student_distill.py --depth 3 --plain 1000 --epochs 2 --name student_distill_L3
+    lexedge export --int8 --embedder work-out/student/student-L3 --trim-vocabulary \\
+        ../shared/data/stard ../shared/data/ja_statutes ../shared/data/ja_appi \\
+        --keep-script cjk --out work-out/builtin/L3
+    python bench/student_depths.py --bundle L3=work-out/builtin/L3 --name student_depths_L3
+    python bench/make_builtin.py --student work-out/student/student-L3 --depth L3 \\
+        --alpha 0.5 --alpha-for ja=0.7
+
+The alphas are the dev choices of ``bench/results/student_depths_L3.md`` (STARD best at 0.5,
+ja_appi at 0.7). The export is deterministic: its ``embedder.onnx`` is the file those depth
+results measured (same sha256).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from report import REPO, portable
+
+DATA = REPO.parent / "shared" / "data"
+DATASET_OF = {"zh": "stard", "ja": "ja_appi"}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--student", type=Path, required=True)
+    parser.add_argument("--depth", default="L3")
+    parser.add_argument("--alpha", default="0.5")
+    parser.add_argument("--alpha-for", action="append", default=[], metavar="ANALYZER=A")
+    parser.add_argument("--out", type=Path, default=REPO / "runtime" / "builtin")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from lexedge.runtime.storage import MANIFEST_HASH_FIELD, manifest_sha256, write_json_atomic
+
+    card = REPO / "bench" / "builtin_card.json"
+    per_dataset = [f"{DATASET_OF[spec.split('=')[0]]}={spec.split('=')[1]}"
+                   for spec in args.alpha_for]
+    subprocess.run([sys.executable, str(REPO / "bench" / "builtin_card.py"), "--depth",
+                    args.depth, "--alpha", args.alpha, "--alpha-for", *per_dataset,
+                    "--out", str(card)], check=True, stdout=subprocess.DEVNULL)
+    export = [sys.executable, "-m", "lexedge", "export", "--int8", "--embedder",
+              str(args.student), "--trim-vocabulary", *(str(DATA / name) for name in (
+                  "stard", "ja_statutes", "ja_appi")), "--keep-script", "cjk",
+              "--alpha", args.alpha, "--card", str(card), "--out", str(args.out)]
+    for spec in args.alpha_for:
+        export += ["--alpha-for", spec]
+    subprocess.run(export, check=True)
+    manifest_path = args.out / "manifest.json"
+    manifest = portable(json.loads(manifest_path.read_text(encoding="utf-8")))
+    manifest[MANIFEST_HASH_FIELD] = manifest_sha256(manifest)
+    write_json_atomic(manifest_path, manifest)
+    print(f"{args.out}: manifest made portable and sealed again")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
