@@ -53,10 +53,13 @@ def main(argv=None) -> int:
     from lexedge.runtime.index import Index
 
     results = {"cpu": cpu_model(), "flags": _cpu_flags(), "cores": os.cpu_count(), "rows": []}
+    vocabularies = {}
     for spec in args.bundle:
         name, _, folder = spec.partition("=")
         bundle = Bundle.load(folder)
         entry = bundle.manifest["embedder"]
+        kept = (entry.get("vocabulary") or {}).get("kept")
+        vocabularies[name] = f"{kept:,} pieces, trimmed" if kept else "full vocabulary"
         for dataset in args.datasets:
             index = args.work / f"{dataset}-{name}"
             started = time.perf_counter()
@@ -75,8 +78,9 @@ def main(argv=None) -> int:
     lines = [
         "# Student depth: quality on full-corpus dev against indexing speed (one run)", "",
         f"CPU: {results['cpu']} ({results['flags']}), {results['cores']} cores. Every bundle "
-        "INT8, vocabulary trimmed; each indexes the **full** corpus (BM25 + dense, one "
-        "process) and answers the dev questions through the served path.", ""]
+        "INT8 (" + "; ".join(f"{name}: {vocab}" for name, vocab in vocabularies.items())
+        + "); each indexes the **full** corpus (BM25 + dense, one process) and answers the "
+        "dev questions through the served path.", ""]
     for dataset in args.datasets:
         rows = [r for r in results["rows"] if r["dataset"] == dataset]
         if not rows:
