@@ -327,7 +327,12 @@ def add_search_options(parser) -> None:
                         help="bundle: 'builtin' or a folder (default: the one the index was "
                              "built with)")
     add_search_settings(parser)
-    parser.add_argument("--json", action="store_true", help="print results as JSON")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true",
+                        help="print the result as one JSON object (query, settings, timings, "
+                             "hits)")
+    output.add_argument("--jsonl", action="store_true",
+                        help="print each hit as a JSON line (for jq, grep and streams)")
 
 
 def parse_filters(pairs: list[str]) -> dict:
@@ -500,6 +505,10 @@ def run_search(args: argparse.Namespace) -> int:
             args.query, settings)
     else:
         result = Searcher(args.index, bundle=args.bundle).search(args.query, settings)
+    if getattr(args, "jsonl", False):
+        for hit in result.hits:
+            print(json_safe(json.dumps(hit.to_dict(), ensure_ascii=False)))
+        return found(result)
     if args.json:
         # The exact texts: JSON escapes the C0 controls itself, json_safe the rest a terminal
         # would act on (issue 20, finding 10).

@@ -23,3 +23,15 @@ def test_index_commands_and_eval_print_json(tiny_dataset, tmp_path, capsys):
     assert main(["eval", str(tiny_dataset), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["queries"] == 2 and 0 <= metrics["recall@10"] <= 1
+
+
+def test_search_jsonl_prints_a_hit_per_line(tiny_dataset, tmp_path, capsys):
+    index = str(tmp_path / "idx")
+    assert main(["index", "build", "--docs", str(tiny_dataset), "--out", index]) == 0
+    capsys.readouterr()
+    assert main(["search", "損害を賠償する責任", "--index", index, "--jsonl", "--top", "3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    hits = [json.loads(line) for line in lines]
+    assert [h["rank"] for h in hits] == list(range(1, len(hits) + 1)) and hits[0]["id"] == "d2"
+    assert main(["search", "zzzz", "--index", index, "--jsonl"]) == 1
+    assert capsys.readouterr().out == ""
