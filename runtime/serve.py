@@ -49,6 +49,7 @@ from starlette.routing import Route
 from .builtin import describe
 from .datasets import as_documents
 from .errors import LexedgeError
+from .index import Index
 from .searcher import Searcher
 from .service_token import ADMIN_TOKEN_ENV, TOKEN_ENV, read_token
 from .settings import SearchSettings
@@ -102,6 +103,7 @@ class IndexService:
         self._bundle = bundle
         self.searcher = Searcher(self.path, bundle=bundle, follow=False)
         self.swaps = 0
+        self._reloading = threading.Lock()
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, args=(poll_seconds,),
                                          name="lexedge-index-watcher", daemon=True)
@@ -113,18 +115,20 @@ class IndexService:
         self._stop.set()
 
     def reload_if_replaced(self) -> bool:
-        """Load the index's new version, if there is one, and swap it in; whether it did."""
-        current = self.searcher
-        try:
-            replaced = current.index.current() is not current.index
-        except LexedgeError:  # rebuilt with another bundle: load what it records
-            replaced = True
-        if not replaced:
-            return False
-        # reading the new version takes a while; until the swap every request uses the old one
-        self.searcher = Searcher(self.path, bundle=self._bundle, follow=False)
-        self.swaps += 1
-        return True
+        """Load the index's new version, if there is one, and swap it in; whether it did.
+        The watcher and the write endpoints both call it: one at a time."""
+        with self._reloading:
+            current = self.searcher
+            try:
+                fresh = current.index.current()
+            except LexedgeError:  # rebuilt with another bundle: load what it records
+                fresh = Index.load(self.path, bundle=self._bundle)
+            if fresh is current.index:
+                return False
+            # reading the new version took a while; until now every request used the old one
+            self.searcher = Searcher(fresh, follow=False)
+            self.swaps += 1
+            return True
 
     def _watch(self, poll_seconds: float) -> None:
         while not self._stop.wait(poll_seconds):
