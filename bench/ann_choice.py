@@ -7,9 +7,9 @@ The vectors are a full STARD index's (every article, as the built-in bundle embe
 its dev questions embedded by the same bundle. Each package runs in its own interpreter (both
 install the module ``hnswlib``):
 
-    python3 -m venv /tmp/vh && /tmp/vh/bin/pip install hnswlib numpy
+    python3 -m venv work-out/venv-hnswlib && work-out/venv-hnswlib/bin/pip install hnswlib numpy
     python bench/ann_choice.py --index work-out/depths/stard-L3 \\
-        --python chroma-hnswlib=.venv/bin/python --python hnswlib=/tmp/vh/bin/python
+        --python chroma-hnswlib=.venv/bin/python --python hnswlib=work-out/venv-hnswlib/bin/python
 
 Writes ``bench/results/ann_choice.{json,md}``.
 """

@@ -165,7 +165,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=HERE.parents[1] / "shared/data/stard")
-    parser.add_argument("--index", type=Path, default=Path("/tmp/lexedge-bench-stard-index"))
+    parser.add_argument("--index", type=Path, default=Path("work-out/runtime-stard-index"))
     parser.add_argument("--reuse-index", action="store_true",
                         help="measure an existing index instead of building it")
     parser.add_argument("--latency-queries", type=int, default=200)
