@@ -181,12 +181,7 @@ def add_commands(commands) -> None:
         description="Answer QUERY from an index (or a running service). Exit status 0 when "
                     "something was found, 1 when nothing was, 2 on an error, as grep.")
     search.add_argument("query")
-    where = search.add_mutually_exclusive_group(required=True)
-    where.add_argument("--index", type=Path, help="the index folder")
-    where.add_argument("--server", metavar="URL",
-                       help="a running `lexedge serve` (e.g. http://127.0.0.1:8765); its "
-                            "token from --token-file or LEXEDGE_TOKEN")
-    search.add_argument("--token-file", type=Path, help="the service's token (with --server)")
+    add_index_or_server(search)
     add_search_options(search)
     search.set_defaults(handler=run_search)
 
@@ -322,6 +317,17 @@ def _demo_index_serves(index_path: Path, bundle) -> bool:
     return (index.dense is None) == (bundle is None)
 
 
+def add_index_or_server(parser) -> None:
+    """``--index IDX`` or ``--server URL`` (with ``--token-file``): what ``search`` and
+    ``tui`` search."""
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--index", type=Path, help="the index folder")
+    where.add_argument("--server", metavar="URL",
+                       help="a running `lexedge serve` (e.g. http://127.0.0.1:8765) instead; "
+                            "its token from --token-file or LEXEDGE_TOKEN")
+    parser.add_argument("--token-file", type=Path, help="the service's token (with --server)")
+
+
 def add_search_options(parser) -> None:
     parser.add_argument("--bundle", metavar="builtin|DIR",
                         help="bundle: 'builtin' or a folder (default: the one the index was "
@@ -444,16 +450,16 @@ def run_index_remove(args: argparse.Namespace) -> int:
     with index.writing():
         index = index.current()
         ids = list(args.ids)
+        indexed_from = (index.manifest.get("source") or {}).get("path")
         if args.source:
-            folder = Path((index.manifest.get("source") or {}).get("path") or ".")
-            wanted = {source_name(given, folder) for given in args.source}
+            wanted = {source_name(given, Path(indexed_from or ".")) for given in args.source}
             ids += [index.docs.id_of(row) for row in range(len(index.docs))
                     if row not in index.deleted
                     and index.docs.get(row).metadata.get("source") in wanted]
         if not ids:
             raise LexedgeError(
                 "nothing to remove: give --ids, or --source naming an indexed file by its path "
-                f"or by its path inside {(index.manifest.get('source') or {}).get('path')} "
+                f"or by its path inside {indexed_from} "
                 "(e.g. contracts/nda.txt)")
         index = index.remove(ids)
     if args.json:
@@ -477,13 +483,8 @@ def source_name(given: str, folder: Path) -> str:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from .errors import LexedgeError
+    from .serve import serve  # without the [serve] extra, lexedge.cli names it
 
-    try:
-        from .serve import serve
-    except ImportError as missing:
-        raise LexedgeError(f"lexedge serve needs the [serve] extra ({missing.name} is not "
-                           "installed): pip install 'lexedge[serve]'") from None
     serve(args.index, host=args.host, port=args.port, token_file=args.token_file,
           bundle=args.bundle, admin_token_file=args.admin_token_file)
     return 0

@@ -13,6 +13,7 @@ is refused with the command that rebuilds it.
 
 from __future__ import annotations
 
+import functools
 import json
 from importlib import metadata
 from pathlib import Path
@@ -25,8 +26,9 @@ GRAPH_FILE = "hnsw.bin"
 PARAMS_FILE = "dense.json"
 
 
+@functools.cache
 def hnsw_library() -> str:
-    """The distribution that provides ``hnswlib`` here, with its version."""
+    """The distribution that provides ``hnswlib`` here, with its version (looked up once)."""
     for distribution in ("chroma-hnswlib", "hnswlib"):
         try:
             return f"{distribution} {metadata.version(distribution)}"

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from lexedge.runtime.cli import add_search_settings, search_settings
+from lexedge.runtime.cli import add_index_or_server, add_search_settings, search_settings
 
 from .settings import tui_defaults
 
@@ -19,12 +18,7 @@ def add_commands(commands) -> None:
         description="Search-as-you-type over IDX: results, the article with its neighbours, "
                     "the retrieval budget ([ and ]), reranking (Ctrl-R; --rerank 0 starts it "
                     "off) and alpha ({ and }) at a key. F1 lists every key.")
-    where = tui.add_mutually_exclusive_group(required=True)
-    where.add_argument("--index", type=Path, help="index folder")
-    where.add_argument("--server", metavar="URL",
-                       help="search a running `lexedge serve` instead (its token from "
-                            "--token-file or LEXEDGE_TOKEN)")
-    tui.add_argument("--token-file", type=Path, help="the service's token (with --server)")
+    add_index_or_server(tui)
     tui.add_argument("--bundle", metavar="builtin|DIR",
                      help="bundle: 'builtin' or a folder (default: the one the index was built "
                           "with)")
