@@ -62,6 +62,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"no {args.depth} rows in {depths_name}.json")
     card = {
         "name": "lexedge built-in: distilled multilingual-e5-small student",
+        "license": "apache-2.0",
         "languages": ["zh", "ja"],
         "models": {"embedder": f"multilingual-e5-small cut to teacher layers "
                                f"{settings['layers']} and distilled from the 12-layer model"},

@@ -11,6 +11,9 @@ names no machine) and the manifest sealed again.
     python bench/make_builtin.py --student work-out/student/student-L3 --depth L3 \\
         --alpha 0.5 --alpha-for ja=0.7
 
+``--card-only`` keeps the exported models and writes the card again (the card in the
+manifest and ``README.md``, issue 23), then seals the manifest.
+
 The alphas are the dev choices of ``bench/results/student_depths_L3.md`` (STARD best at 0.5,
 ja_appi at 0.7). The export is deterministic: its ``embedder.onnx`` is the file those depth
 results measured (same sha256).
@@ -33,14 +36,21 @@ DATASET_OF = {"zh": "stard", "ja": "ja_appi"}
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--student", type=Path, required=True)
+    parser.add_argument("--student", type=Path)
     parser.add_argument("--depth", default="L3")
     parser.add_argument("--alpha", default="0.5")
     parser.add_argument("--alpha-for", action="append", default=[], metavar="ANALYZER=A")
     parser.add_argument("--out", type=Path, default=REPO / "runtime" / "builtin")
+    parser.add_argument("--card-only", action="store_true",
+                        help="keep the exported models: write the card (manifest and "
+                             "README.md) again from the results, and seal the manifest")
     args = parser.parse_args(argv)
+    if not args.card_only and args.student is None:
+        parser.error("--student is required (unless --card-only)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from lexedge.runtime.storage import MANIFEST_HASH_FIELD, manifest_sha256, write_json_atomic
+    from lexedge.runtime import model_card
+    from lexedge.runtime.storage import (MANIFEST_HASH_FIELD, manifest_sha256, sha256_file,
+                                         write_json_atomic)
 
     card = REPO / "bench" / "builtin_card.json"
     per_dataset = [f"{DATASET_OF[spec.split('=')[0]]}={spec.split('=')[1]}"
@@ -54,9 +64,13 @@ def main(argv=None) -> int:
               "--alpha", args.alpha, "--card", str(card), "--out", str(args.out)]
     for spec in args.alpha_for:
         export += ["--alpha-for", spec]
-    subprocess.run(export, check=True)
+    if not args.card_only:
+        subprocess.run(export, check=True)
     manifest_path = args.out / "manifest.json"
     manifest = portable(json.loads(manifest_path.read_text(encoding="utf-8")))
+    manifest["card"] = json.loads(card.read_text(encoding="utf-8"))
+    model_card.write(args.out / model_card.CARD_FILE, model_card.bundle_card(manifest))
+    manifest["files"][model_card.CARD_FILE] = sha256_file(args.out / model_card.CARD_FILE)
     manifest[MANIFEST_HASH_FIELD] = manifest_sha256(manifest)
     write_json_atomic(manifest_path, manifest)
     print(f"{args.out}: manifest made portable and sealed again")

@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from lexedge.runtime import model_card
 from lexedge.runtime.bundle import FORMAT_VERSION, MANIFEST_FILE, Bundle, write_manifest
 from lexedge.runtime.errors import DataError, LexedgeError
 from lexedge.runtime.onnx_models import OnnxEmbedder, OnnxReranker
@@ -144,9 +145,10 @@ def export_bundle(config: ExportConfig, log=print) -> Bundle:
             "gates": {"status": status, "failed": [g["gate"] for g in failed]},
             "export": {"seconds": round(time.perf_counter() - started, 1),
                        "config": _jsonable(asdict(config))},
-            "files": {p.name: sha256_file(p) for p in sorted(staging.iterdir())
-                      if p.is_file() and p.name != MANIFEST_FILE},
         }
+        model_card.write(staging / model_card.CARD_FILE, model_card.bundle_card(manifest))
+        manifest["files"] = {p.name: sha256_file(p) for p in sorted(staging.iterdir())
+                             if p.is_file() and p.name != MANIFEST_FILE}
         write_manifest(staging, manifest)  # with its own hash (manifest_sha256)
     if failed:
         log("WARNING: " + "; ".join(_describe(g) for g in failed) + " (written: --force)")

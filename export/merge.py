@@ -1,16 +1,16 @@
 """Fold a stage's LoRA stack into its base weights: one plain torch model to export.
 
 A *stage folder* is what ``lexedge train`` writes (format, file names and readers in
-:mod:`lexedge.trainer.stage`):
-either a Hugging Face model folder (``config.json`` and weights), or a peft adapter folder
-(``adapter_config.json``) whose ``base_model_name_or_path`` names the stage below (relative
-to the adapter folder, absolute, or a built-in base name such as ``default``). The stack is
-walked and merged by the trainer's own :func:`~lexedge.trainer.lora.load_stage_backbone`,
-so export rebuilds a stage exactly as the next training stage did.
+:mod:`lexedge.trainer.stage`): either a Hugging Face model folder (``config.json`` and
+weights), or a peft adapter folder holding every LoRA stage down to its base model, with
+``lexedge_stack.json`` naming the stage below and the base (relative to the folder, absolute,
+or a built-in base name such as ``default``). The stack is walked and merged by the trainer's
+own :func:`~lexedge.trainer.lora.load_stage_backbone`, so export rebuilds a stage exactly as
+the next training stage did.
 
-Adapters merge bottom up, each into the model below it: ``W' = W + (alpha / r) B A``
-(Hu et al., 2021, "LoRA", arXiv:2106.09685), so the exported graph has no adapter branches
-and costs what the base model costs.
+The adapter merges into the base: ``W' = W + (alpha / r) B A`` (Hu et al., 2021, "LoRA",
+arXiv:2106.09685), so the exported graph has no adapter branches and costs what the base
+model costs.
 """
 
 from __future__ import annotations
@@ -169,13 +169,30 @@ def _source(stack: list[Path]) -> dict | None:
     if (folder / STAGE_MANIFEST).is_file():  # written by lexedge train
         stage = json.loads((folder / STAGE_MANIFEST).read_text(encoding="utf-8")).get(
             "stage", stage)
-    return {
+    record = {
         "path": str(folder),
         "stage": stage,
         "kind": kind_of(folder),
         "sha256": {p.name: sha256_file(p) for p in weights},
         "base": _source(stack[1:]),
     }
+    record.update(_described(folder))
+    return record
+
+
+def _described(folder: Path) -> dict:
+    """What a bundle's card tells of a stage: the licences its model settings record and
+    the data its stage manifest says it trained on."""
+    found = {}
+    licences = read_model_settings(folder).get("licences")
+    if licences:
+        found["licences"] = licences
+    if (folder / STAGE_MANIFEST).is_file():
+        data = json.loads((folder / STAGE_MANIFEST).read_text(encoding="utf-8")).get("data")
+        if data:
+            found["data"] = {"dataset": Path(str(data.get("dir", ""))).name,
+                             "split": data.get("train_split"), "examples": data.get("examples")}
+    return found
 
 
 def _metrics(stack: list[Path]) -> dict | None:

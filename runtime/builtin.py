@@ -16,6 +16,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from .errors import LexedgeError
+from .model_card import CARD_FILE
 
 BUILTIN = "builtin"
 MANIFEST_FILE = "manifest.json"
@@ -78,7 +79,8 @@ def describe(bundle) -> dict:
             "sha256": bundle.sha256, "models": models,
             "languages": card.get("languages"), "training": card.get("training"),
             "quality": card.get("quality"), "licences": card.get("licences"),
-            "made": (manifest.get("provenance") or {}).get("created")}
+            "made": (manifest.get("provenance") or {}).get("created"),
+            "card": str(bundle.path / CARD_FILE) if CARD_FILE in manifest["files"] else None}
 
 
 def format_info(info: dict) -> str:
@@ -94,6 +96,8 @@ def format_info(info: dict) -> str:
         lines.append(f"  {section:<11} " + ", ".join(f for f in facts if f))
         if model.get("base_model"):
             lines.append(f"  {'':<11} from {model['base_model']}")
+    if info.get("card"):
+        lines.append(f"  card        {info['card']}")
     for key in ("languages", "training", "quality", "licences"):
         value = info.get(key)
         if value is None:

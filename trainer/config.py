@@ -55,6 +55,7 @@ class RuntimeSettings:
         checkpoint_every: optimizer steps between resumable checkpoints.
         progress: show tqdm progress bars.
         encode_batch_size: batch size when encoding a corpus for mining or evaluation.
+        accumulation: batches whose gradients add up before each optimizer step.
     """
 
     device: str = "auto"
@@ -65,6 +66,7 @@ class RuntimeSettings:
     checkpoint_every: int = 50
     progress: bool = True
     encode_batch_size: int = 32
+    accumulation: int = 1
 
 
 @dataclass
@@ -104,8 +106,10 @@ class StageSettings:
             before each of them.
         examples_per_epoch: examples an epoch samples from the stage's pool (0: all of
             them); a smaller epoch re-mines more often for the same steps.
-        batch_size: queries per step; each brings its positive and its hard negatives, and
-            every other passage in the batch is an in-batch negative.
+        batch_size: queries per step across all processes (each of ``world`` processes
+            takes ``batch_size / world``); each brings its positive and its hard negatives,
+            and every other passage in the batch, gathered from every process, is an
+            in-batch negative.
         learning_rate: peak learning rate (linear warm-up, linear decay).
         head_learning_rate: peak learning rate of modules trained in full beside a LoRA
             adapter (a reranker's fresh head); 0: ``learning_rate``.

@@ -45,12 +45,12 @@ from lexedge.trainer.config_loader import config_to_dict
 from lexedge.trainer.data import (TrainingData, base_examples, epoch_rng, read_examples,
                                   write_examples)
 from lexedge.trainer.lora import (attach_lora, default_model_cache, load_stage_backbone,
-                                  resolve_model)
+                                  resolve_model, save_stage_adapter)
 from lexedge.trainer.mlm import run_mlm
 from lexedge.trainer.plots import plot_recall_vs_budget
 from lexedge.trainer.provenance import dataset_hashes, hardware, training_inputs
 from lexedge.trainer.stage import (copy_model_files, has_config, hard_negatives_path,
-                                   is_complete, kind_of, record_model_settings, save_adapter,
+                                   is_complete, kind_of, record_model_settings, write_card,
                                    write_config, write_manifest, write_metrics)
 from lexedge.trainer.training import (TrainingPlan, barrier, distributed, run_training,
                                       steps_for)
@@ -160,8 +160,9 @@ class Curriculum:
                                      weak_pairs=stage.weak_pairs, seed=config.seed)
         else:
             examples = self._stage_examples(work, stage, module, below, mining)
-        steps, per_epoch = steps_for(len(examples), stage.batch_size, stage.steps,
-                                     stage.epochs, stage.examples_per_epoch)
+        accumulation = max(1, config.runtime.accumulation)
+        steps, per_epoch = steps_for(len(examples), stage.batch_size * accumulation,
+                                     stage.steps, stage.epochs, stage.examples_per_epoch)
         current = {"examples": examples, "trained": examples}
 
         def epoch_batches(epoch: int) -> list:
@@ -173,7 +174,10 @@ class Curriculum:
                                                            mining, order)
                 # hard_negatives.jsonl: what the last epoch trained on
                 current["trained"] = [current["examples"][i] for i in sorted(order)]
-            return self.family.make_batches(current["examples"], stage, rng, order)
+            batches = self.family.make_batches(current["examples"], stage, rng, order)
+            if self.world > 1:  # every rank built the same global batches: take our share
+                batches = [self.family.shard(b, self.rank, self.world) for b in batches]
+            return batches
 
         plan = TrainingPlan(steps=steps, steps_per_epoch=per_epoch,
                             learning_rate=stage.learning_rate, warmup_ratio=stage.warmup_ratio,
@@ -183,18 +187,19 @@ class Curriculum:
                             weight_decay=stage.weight_decay,
                             checkpoint_every=config.runtime.checkpoint_every,
                             description=name, bf16=config.runtime.bf16,
-                            progress=config.runtime.progress)
+                            progress=config.runtime.progress, accumulation=accumulation)
         result = run_training(module, plan=plan, work_dir=work, resume=self.resume,
                               epoch_batches=epoch_batches,
                               compute_loss=lambda model, batch: self.family.compute_loss(
-                                  model, batch, stage), hooks=self.hooks)
+                                  model, batch, stage), hooks=self.hooks,
+                              count=self.family.count)
         stage_dir = self.output / name
         if self.rank != 0:
             barrier(self.world)
             return stage_dir
         with atomic_directory(stage_dir, kind="stage") as staging:
             if stage.mode == "lora":
-                save_adapter(self.family.peft_model(module), staging, below)
+                save_stage_adapter(self.family.peft_model(module), staging, chain)
             else:
                 self.family.save_full(module, staging)
             copy_model_files(chain, staging)
@@ -203,6 +208,7 @@ class Curriculum:
             write_examples(hard_negatives_path(staging), current["trained"])
             write_manifest(staging, self._manifest(
                 name, stage, staging, stage_dir, chain, result, plan, len(examples), mining))
+            write_card(staging)
         shutil.rmtree(work, ignore_errors=True)
         barrier(self.world)
         self.log(f"{name}: saved {stage_dir} ({result.steps} steps, {result.seconds:.0f} s, "
@@ -301,7 +307,9 @@ class Curriculum:
                          "epochs": round(result.steps / plan.steps_per_epoch, 3),
                          "resumed_from": result.resumed_from, "seconds": result.seconds,
                          "loss_first": result.losses[0], "loss_last": result.losses[-1],
-                         "loss_curve": result.losses[::curve_every]},
+                         "loss_curve": result.losses[::curve_every],
+                         "processes": self.world, "accumulation": plan.accumulation,
+                         "examples_first_epoch": result.examples_first_epoch},
             PROVENANCE: provenance(f"lexedge train {self.family.name}", inputs=self.inputs),
             "hardware": hardware(),
         }

@@ -15,6 +15,7 @@ import numpy as np
 
 from lexedge.runtime.datasets import BeirDataset, Document
 from lexedge.runtime.errors import LexedgeError
+from lexedge.runtime.storage import atomic_file
 
 QRELS, TITLE = "qrels", "title"
 
@@ -98,11 +99,11 @@ def base_examples(data: TrainingData, *, train_qrels: bool, weak_pairs: int,
 
 
 def write_examples(path: Path, examples: list[Example]) -> None:
-    staging = path.with_name(f".{path.name}.tmp")
-    with staging.open("w", encoding="utf-8") as handle:
+    """Written through a temporary file of this process and a rename: ranks that mined the
+    same examples may write them at once."""
+    with atomic_file(path) as handle:
         for example in examples:
-            handle.write(json.dumps(asdict(example), ensure_ascii=False) + "\n")
-    staging.replace(path)
+            handle.write((json.dumps(asdict(example), ensure_ascii=False) + "\n").encode())
 
 
 def read_examples(path: Path) -> list[Example]:

@@ -108,6 +108,14 @@ class Family:
     def _batch(self, group: list[Example], stage, rng) -> dict:
         raise NotImplementedError
 
+    def shard(self, batch: dict, rank: int, world: int) -> dict:
+        """Rank ``rank``'s share of a global batch when ``world`` processes train."""
+        raise NotImplementedError
+
+    def count(self, batch: dict) -> int:
+        """How many examples (queries) this process trains on in ``batch``."""
+        raise NotImplementedError
+
     def sample_negatives(self, example: Example, count: int, random_count: int,
                          rng: np.random.Generator) -> list[str]:
         """``count`` of the example's mined negatives (random articles when too few were

@@ -2,17 +2,20 @@
 weights (2602.00805, section 3.5 deploys such a stack; LoRA: Hu et al., 2021,
 arXiv:2106.09685).
 
-A stack is a chain of stage folders (their format: :mod:`lexedge.trainer.stage`), each
-adapter naming the stage below it, down to a full model folder or a built-in base name.
-Rebuilding a stage: load the base model, then for each adapter from the bottom up
-``PeftModel.from_pretrained(model, adapter).merge_and_unload()`` —
-``W ← W + (alpha / r) B A`` — which is what :func:`load_stage_backbone` does for the next
-stage, for ``lexedge eval --model``, for ``lexedge grid`` and for ``lexedge.export.merge``.
-Moving a run folder keeps it loadable because stages name each other by relative paths.
+A stack is a chain of stage folders (their format: :mod:`lexedge.trainer.stage`), each naming
+the stage below it, down to a full model folder or a built-in base name. A stage saves its
+adapter together with every adapter below it as one peft adapter over the base model
+(:func:`save_stage_adapter`), so rebuilding a stage is one
+``PeftModel.from_pretrained(base, stage).merge_and_unload()`` — ``W ← W + B A`` — in lexedge
+(:func:`load_stage_backbone`: the next stage, ``lexedge eval --model``, ``lexedge grid``,
+``lexedge.export.merge``) and in stock peft alike. Runs written before issue 23 hold one delta
+per stage; those are merged one after another, bottom up. Moving a run folder keeps it
+loadable because stages name each other by relative paths.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -20,7 +23,9 @@ from pathlib import Path
 from lexedge.runtime.errors import LexedgeError
 from lexedge.trainer.backbone import load_backbone
 from lexedge.trainer.base_models import BUILTIN_BASE_MODELS, resolve_base_model
-from lexedge.trainer.stage import ADAPTER_CONFIG, below_reference, is_adapter
+from lexedge.trainer.stage import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, below_reference, is_adapter,
+                                   is_cumulative, read_adapter_config, read_stack,
+                                   write_adapter)
 
 MAX_STACK = 16
 
@@ -77,7 +82,12 @@ def load_stage_backbone(top: str | Path, *, cache_dir=None, device=None,
     """
     chain = stage_chain(top, cache_dir)
     model = (loader or load_backbone)(chain[-1], load_in_4bit=load_in_4bit, device=device)
-    for adapter in reversed(chain[:-1]):
+    adapters = []  # a cumulative adapter holds every stage below it: merging stops there
+    for folder in chain[:-1]:
+        adapters.append(folder)
+        if is_cumulative(folder):
+            break
+    for adapter in reversed(adapters):
         model = merge_adapter(model, adapter)
     return model, chain
 
@@ -118,3 +128,95 @@ def attach_lora(backbone, settings, *, modules_to_save: list[str] | None = None,
         return get_peft_model(backbone, config)
     except ValueError as exc:
         raise LexedgeError(f"LoRA: {exc}") from None
+
+
+# -- saving a stage: one peft adapter for the whole stack ---------------------------------------
+LORA_KEY = re.compile(r"^(?P<module>.+)\.lora_(?P<matrix>[AB])\.weight$")
+PEFT_PREFIX = "base_model.model."
+
+
+def save_stage_adapter(peft_model, out_dir: Path, chain: list[Path]) -> None:
+    """Save a new stage's adapter, trained on top of ``chain`` (``[below, ..., base]``), as
+    one peft adapter for the whole stack, relative to the base model (issue 23).
+
+    Stacked LoRA deltas add up: ``W0 + s1 B1 A1 + s2 B2 A2 = W0 + [s1 B1 | s2 B2] [A1; A2]``,
+    so the stack is written as a single adapter of rank ``r1 + r2 + …`` with each stage's
+    scale folded into its ``B`` and ``lora_alpha = r`` (scale 1); modules a stage did not
+    target get zero rows and columns, which add nothing. Stock peft then loads a stage folder
+    by itself: ``PeftModel.from_pretrained(base, stage_dir)``; its ``base_model_name_or_path``
+    is the base model's folder. lexedge's own references (the stage below and the base, by
+    relative path or built-in name, so a moved run still loads) go to ``lexedge_stack.json``.
+    A reranker's fully trained head (``modules_to_save``) is this stage's.
+    """
+    from safetensors.torch import load_file
+
+    peft_model.save_pretrained(str(out_dir), safe_serialization=True)
+    own_config = read_adapter_config(out_dir)
+    own = load_file(str(Path(out_dir) / ADAPTER_WEIGHTS))
+    parts, stages = [_lora_part(own_config, own, out_dir)], 1
+    for folder in chain[:-1]:  # the adapters below, down to the first cumulative one
+        if not is_adapter(folder):
+            break
+        parts.append(_lora_part(read_adapter_config(folder),
+                                load_file(str(folder / ADAPTER_WEIGHTS)), folder))
+        if is_cumulative(folder):
+            stages += read_stack(folder).get("stages", 1)
+            break
+        stages += 1
+    base = next(folder for folder in chain if not is_adapter(folder))
+    tensors, rank = _concatenate(parts)
+    tensors.update({k: v for k, v in own.items() if not LORA_KEY.match(k)})  # the head
+    config = {**own_config, "r": rank, "lora_alpha": rank, "use_rslora": False,
+              "rank_pattern": {}, "alpha_pattern": {}, "lora_dropout": 0.0,
+              "layers_to_transform": None, "layers_pattern": None,
+              "target_modules": sorted({LORA_KEY.match(k)["module"].removeprefix(PEFT_PREFIX)
+                                        for k in tensors if LORA_KEY.match(k)}),
+              "base_model_name_or_path": str(Path(base).resolve())}
+    write_adapter(out_dir, config, tensors, stack={
+        "below": stack_reference(chain[0], out_dir), "base": stack_reference(base, out_dir),
+        "stages": stages, "rank": rank})
+
+
+def stack_reference(folder: Path, out_dir: Path) -> str:
+    """How a stage names a folder below it: ``../stage1`` for a sibling (``out_dir`` may be a
+    staging folder beside its final name, so siblings are judged by parent), a built-in base
+    by its name (portable between machines), anything else by its absolute path."""
+    folder = Path(folder).resolve()
+    if folder.parent == Path(out_dir).resolve().parent:
+        return f"../{folder.name}"
+    for name, cached in BUILTIN_BASE_MODELS.items():
+        if folder == (default_model_cache() / cached).resolve():
+            return name
+    return str(folder)
+
+
+def _lora_part(config: dict, tensors: dict, folder: Path) -> dict:
+    """``{module: (A, scale * B)}`` of one saved adapter, in float32."""
+    if config.get("rank_pattern") or config.get("alpha_pattern") or config.get("use_dora"):
+        raise LexedgeError(f"{folder / ADAPTER_CONFIG}: rank or alpha patterns and DoRA "
+                           "cannot be stacked into one adapter")
+    r = int(config["r"])
+    scale = config["lora_alpha"] / (math.sqrt(r) if config.get("use_rslora") else r)
+    matrices: dict[str, dict] = {}
+    for key, tensor in tensors.items():
+        found = LORA_KEY.match(key)
+        if found:
+            matrices.setdefault(found["module"], {})[found["matrix"]] = tensor.float()
+    return {module: (ab["A"], ab["B"] * scale) for module, ab in matrices.items()}
+
+
+def _concatenate(parts: list[dict]) -> tuple[dict, int]:
+    """One rank-``R`` LoRA per module from every part's matrices (zero-padded to ``R``)."""
+    import torch
+
+    modules = sorted(set().union(*parts))
+    ranks = {m: sum(p[m][0].shape[0] for p in parts if m in p) for m in modules}
+    rank = max(ranks.values())
+    tensors = {}
+    for module in modules:
+        a = torch.cat([p[module][0] for p in parts if module in p], dim=0)
+        b = torch.cat([p[module][1] for p in parts if module in p], dim=1)
+        pad = rank - a.shape[0]
+        tensors[f"{module}.lora_A.weight"] = torch.nn.functional.pad(a, (0, 0, 0, pad))
+        tensors[f"{module}.lora_B.weight"] = torch.nn.functional.pad(b, (0, pad))
+    return tensors, rank

@@ -101,6 +101,11 @@ def run_mlm(curriculum, below: Path, out_dir: Path) -> Path:
         texts = [texts[i] for i in sorted(rng.choice(len(texts), settings.max_documents,
                                                      replace=False))]
     steps, per_epoch = steps_for(len(texts), settings.batch_size, settings.steps, 1.0)
+    rank, world = curriculum.rank, curriculum.world
+    if settings.batch_size % world:
+        raise LexedgeError(f"mlm.batch_size {settings.batch_size} does not divide among "
+                           f"{world} processes")
+    share = settings.batch_size // world
     special_ids = np.array(sorted(set(tokenizer.all_special_ids)))
     vocab_size = model.get_input_embeddings().weight.shape[0]
 
@@ -115,9 +120,12 @@ def run_mlm(curriculum, below: Path, out_dir: Path) -> Path:
             ids, attention = encoded["input_ids"], encoded["attention_mask"]
             inputs, labels = mask_tokens(ids, attention, np.isin(ids, special_ids), vocab_size,
                                          tokenizer.mask_token_id, settings.mask_probability, rng)
-            batches.append({"input_ids": torch.from_numpy(inputs),
-                            "attention_mask": torch.from_numpy(attention),
-                            "labels": torch.from_numpy(labels)})
+            batch = {"input_ids": torch.from_numpy(inputs),
+                     "attention_mask": torch.from_numpy(attention),
+                     "labels": torch.from_numpy(labels)}
+            if world > 1:  # every rank masked the same global batch: take our rows
+                batch = {k: v[rank * share:(rank + 1) * share] for k, v in batch.items()}
+            batches.append(batch)
         return batches
 
     def compute_loss(model_, batch):

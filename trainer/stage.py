@@ -6,10 +6,16 @@ readers; every other module imports it (issue 18).
 Stage folder format::
 
     runs/stard/stage2/
-      adapter_config.json        peft's; base_model_name_or_path names the stage below:
-                                 a path relative to this folder ("../stage1"), an absolute
-                                 model folder, or a built-in base name ("default")
-      adapter_model.safetensors  this stage's LoRA matrices only
+      adapter_config.json        peft's, for the whole stack: base_model_name_or_path is
+      adapter_model.safetensors  the base model's folder, and the matrices are every stage's
+                                 concatenated (rank r1 + r2 + ..., scales folded into B), so
+                                 PeftModel.from_pretrained(base, "stage2") is this stage
+      lexedge_stack.json         the stage below ("../stage1": relative to this folder, a
+                                 built-in base name, or an absolute folder) and the base, so a
+                                 moved run still loads; runs written before it name the stage
+                                 below in base_model_name_or_path and hold their own delta only
+      README.md                  model card: base model and licences, training data, stack,
+                                 dev metrics, and how to load the folder with stock peft
       (mode = "full" instead: config.json + model.safetensors, a whole model; the stack
        ends there)
       tokenizer.json, tokenizer_config.json   copies, so the folder loads standalone
@@ -40,11 +46,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lexedge.runtime.errors import LexedgeError
+from lexedge.runtime.model_card import (CARD_FILE, licence_lines, metrics_rows, render, table,
+                                        upstream_licence, write)
 from lexedge.runtime.storage import write_json_atomic
 from lexedge.trainer.config import STAGES
 from lexedge.trainer.config_loader import save_config
 
 ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+STACK_FILE = "lexedge_stack.json"
+STACK_FORMAT = "lexedge-stack/1"
 MODEL_SETTINGS = "lexedge_model.json"
 STAGE_MANIFEST = "lexedge_stage.json"
 STAGE_FORMAT = "lexedge-stage/1"
@@ -128,25 +139,44 @@ def copy_model_files(chain: list[Path], out_dir: Path) -> None:
                 break
 
 
-# -- adapter_config.json ------------------------------------------------------------------------
-def save_adapter(peft_model, out_dir: Path, below: Path) -> None:
-    """Save the adapter and point it at the stage below by a relative path."""
-    peft_model.save_pretrained(str(out_dir), safe_serialization=True)
-    (out_dir / "README.md").unlink(missing_ok=True)  # peft's empty model-card template
-    config_path = out_dir / ADAPTER_CONFIG
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    config["base_model_name_or_path"] = _reference(below, out_dir)
-    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n",
-                           encoding="utf-8")
+# -- adapter_config.json, adapter_model.safetensors, lexedge_stack.json ------------------------
+def read_adapter_config(folder: Path) -> dict:
+    path = Path(folder) / ADAPTER_CONFIG
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise LexedgeError(f"{path}: cannot read it ({exc})") from None
 
 
-def _reference(below: Path, out_dir: Path) -> str:
-    """``../stage1`` for a sibling stage (out_dir may be a staging folder beside its final
-    name, so siblings are judged by parent), otherwise the absolute path."""
-    below = Path(below).resolve()
-    if below.parent == Path(out_dir).resolve().parent:
-        return f"../{below.name}"
-    return str(below)
+def write_adapter(out_dir: Path, config: dict, tensors: dict, stack: dict) -> None:
+    """peft's two files for the whole stack and ``lexedge_stack.json`` beside them (composed
+    by :func:`lexedge.trainer.lora.save_stage_adapter`)."""
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    (out_dir / "README.md").unlink(missing_ok=True)  # peft's empty template: write_card's
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(out_dir / ADAPTER_WEIGHTS),
+              metadata={"format": "pt"})
+    (out_dir / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2, ensure_ascii=False)
+                                          + "\n", encoding="utf-8")
+    write_json_atomic(out_dir / STACK_FILE, {"format": STACK_FORMAT, "adapter": "cumulative",
+                                             **stack})
+
+
+def read_stack(folder: Path) -> dict | None:
+    path = Path(folder) / STACK_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise LexedgeError(f"{path}: malformed JSON ({exc.msg})") from None
+
+
+def is_cumulative(folder: Path) -> bool:
+    """Does this adapter hold every stage below it (written since issue 23), rather than only
+    its own delta over the merged stage below (earlier runs)?"""
+    return (read_stack(folder) or {}).get("adapter") == "cumulative"
 
 
 def is_adapter(folder: Path) -> bool:
@@ -159,7 +189,11 @@ def kind_of(folder: Path) -> str:
 
 
 def below_reference(adapter_folder: Path) -> str:
-    """What an adapter stage names as the stage below it (its ``base_model_name_or_path``)."""
+    """What an adapter stage names as the stage below it: ``lexedge_stack.json``'s ``below``,
+    or, in runs written before issue 23, its ``base_model_name_or_path``."""
+    stack = read_stack(adapter_folder)
+    if stack and stack.get("below"):
+        return stack["below"]
     config_path = Path(adapter_folder) / ADAPTER_CONFIG
     try:
         return json.loads(config_path.read_text(encoding="utf-8"))["base_model_name_or_path"]
@@ -214,7 +248,78 @@ def stage_eval_lengths(chain: list[Path], settings: EncoderSettings) -> tuple[in
 
 
 def write_metrics(folder: Path, metrics: dict) -> None:
+    """``metrics.json``, and the card again so it shows them."""
     write_json_atomic(Path(folder) / STAGE_METRICS, metrics)
+    if is_complete(folder):
+        write_card(folder)
+
+
+# -- README.md ----------------------------------------------------------------------------------
+def write_card(folder: Path) -> None:
+    """The stage's model card (``README.md``), from its own manifest, settings, stack file
+    and metrics: base model and licences, training data, the stack, dev metrics, and how
+    stock transformers + peft load it."""
+    folder = Path(folder)
+    manifest = json.loads((folder / STAGE_MANIFEST).read_text(encoding="utf-8"))
+    settings = read_model_settings(folder)
+    stack = read_stack(folder) or {}
+    metrics = {}
+    if (folder / STAGE_METRICS).is_file():
+        metrics = json.loads((folder / STAGE_METRICS).read_text(encoding="utf-8"))
+    family, stage, mode = manifest.get("family"), manifest.get("stage"), manifest.get("mode")
+    base_name = settings.get("name") or stack.get("base") or "the base model"
+    licences = settings.get("licences") or {}
+    data, training = manifest.get("data") or {}, manifest.get("training") or {}
+    inputs = (manifest.get("provenance") or {}).get("inputs") or {}
+    reranker = family == "reranker"
+    front = {"library_name": "peft" if is_adapter(folder) else "transformers",
+             "base_model": base_name, "license": upstream_licence(licences),
+             "tags": ["lexedge", "legal", family, "lora" if is_adapter(folder) else mode],
+             "pipeline_tag": "text-classification" if reranker else "sentence-similarity"}
+    lora = manifest.get("lora") or {}
+    about = [f"A lexedge {family}, curriculum stage `{stage}` ({mode}), trained by "
+             f"`{(manifest.get('provenance') or {}).get('made_by', 'lexedge train')}`.",
+             f"Pooling `{settings.get('pooling')}`, normalised {settings.get('normalize')}, "
+             f"query prefix {settings.get('query_prefix', '')!r}, passage prefix "
+             f"{settings.get('passage_prefix', '')!r}, at most {settings.get('max_length')} "
+             "tokens." if not reranker else f"Cross-encoder, head `{settings.get('head')}`, "
+             f"at most {settings.get('max_length')} tokens per pair."]
+    if stack:
+        about.append(f"The adapter holds all {stack.get('stages')} LoRA stage(s) down to the "
+                     f"base (`{stack.get('base')}`) as one rank-{stack.get('rank')} adapter; "
+                     f"the stage below is `{stack.get('below')}`. Each stage trained rank "
+                     f"{lora.get('r')}, alpha {lora.get('alpha')}.")
+    trained = [f"- data: `{Path(str(data.get('dir', '?'))).name}`, split "
+               f"`{data.get('train_split')}`, {data.get('examples')} examples",
+               f"- {training.get('steps')} steps ({training.get('epochs')} epochs), "
+               f"{training.get('seconds')} s, seed {manifest.get('seed')}, loss "
+               f"{training.get('loss_first')} → {training.get('loss_last')}"]
+    trained += [f"- `{name}` sha256 `{digest}`" for name, digest in inputs.items()]
+    if stack:
+        load = ["```python", "from transformers import " + (
+                    "AutoModelForSequenceClassification as Auto" if reranker else "AutoModel as Auto"),
+                "from peft import PeftModel", "",
+                f"base = Auto.from_pretrained(BASE)  # {_base_hint(stack.get('base'))}",
+                "model = PeftModel.from_pretrained(base, STAGE_FOLDER).merge_and_unload()",
+                "```"]
+    else:
+        load = ["```python", "from transformers import AutoModel",
+                "model = AutoModel.from_pretrained(STAGE_FOLDER)", "```"]
+    measured = table(metrics_rows(metrics), ("measure", "value")) if metrics else []
+    if measured:
+        measured.insert(0, f"On `{metrics.get('split', 'dev')}` "
+                           f"({metrics.get('queries', '?')} queries):\n")
+    write(folder / CARD_FILE, render(front, f"lexedge {family} — {stage}", [
+        ("Model", about), ("Base model and licences", [f"Base: {base_name}."]
+                            + licence_lines(licences)),
+        ("Training", trained), ("Dev metrics", measured), ("Loading it", load)]))
+
+
+def _base_hint(reference: str | None) -> str:
+    if reference and "/" not in reference and not reference.startswith("."):
+        return (f"lexedge's built-in {reference!r}: "
+                f"lexedge.trainer.lora.resolve_model({reference!r}) gives its folder")
+    return f"the folder {reference!r}, relative to this stage folder when it starts with ../"
 
 
 def hard_negatives_path(folder: Path) -> Path:

@@ -1,6 +1,16 @@
 """The optimisation loop every stage of every model family runs: AdamW with linear warm-up and
-decay, gradient clipping, bf16 autocast on CUDA, torchrun DDP when ``WORLD_SIZE > 1``, tqdm
+decay, gradient clipping, gradient accumulation, bf16 through accelerate on CUDA, data-parallel
+training when launched by ``accelerate launch`` or ``torchrun`` (``WORLD_SIZE > 1``), tqdm
 progress with ETA, and a resumable checkpoint every ``checkpoint_every`` steps.
+
+Several processes (issue 21): Hugging Face ``accelerate`` starts the process group (NCCL on
+GPUs, gloo on CPUs) and wraps the model in DistributedDataParallel (unused parameters
+allowed, so every reranker head trains). Every rank builds the same global batches — a pure
+function of (seed, stage, epoch) — and the family hands each rank its shard
+(:meth:`~lexedge.trainer.family.Family.shard`), so a step sees ``batch_size`` examples across
+all ranks, an epoch sees each example once, and the same configuration trains the same
+model on one process or many (the embedder gathers passage vectors across ranks, with their
+gradients, so its in-batch negatives are the whole global batch).
 
 Determinism: batches of epoch ``e`` are a pure function of (seed, stage, e) and of the
 examples, which are persisted before the epoch starts; the torch generator (dropout) is
@@ -14,12 +24,12 @@ import math
 import os
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from lexedge.trainer.backbone import autocast
 from lexedge.trainer.checkpoint import load_checkpoint, save_checkpoint
 
 CHECKPOINT_DIR = "checkpoint"
@@ -41,6 +51,8 @@ class TrainingPlan:
             trains in full (peft ``modules_to_save``), and in a full fine-tune the modules
             named in ``head_modules``; 0 means ``learning_rate``.
         head_modules: module names of a fresh head (a reranker's ``classifier``).
+        accumulation: batches whose gradients add up before one optimizer step (a larger
+            effective batch in the same memory; in-batch negatives stay within a batch).
     """
 
     steps: int
@@ -55,26 +67,43 @@ class TrainingPlan:
     progress: bool = True
     head_learning_rate: float = 0.0
     head_modules: tuple[str, ...] = ()
+    accumulation: int = 1
 
 
 @dataclass
 class TrainingResult:
+    """What a stage's training did; ``examples_first_epoch`` counts the examples every rank
+    together trained on in the first epoch run here (``count`` of :func:`run_training`)."""
+
     steps: int
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
     resumed_from: int | None = None
+    examples_first_epoch: int | None = None
 
 
 def distributed() -> tuple[int, int]:
-    """``(rank, world_size)``; initialises torch.distributed under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    """``(rank, world_size)``; under ``accelerate launch`` or ``torchrun`` accelerate's
+    process state starts the process group (NCCL with CUDA, gloo without)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return 0, 1
-    import torch.distributed as dist
+    from accelerate import PartialState
 
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), world
+    state = PartialState(cpu=not torch.cuda.is_available())
+    return state.process_index, state.num_processes
+
+
+def _accelerator(device: torch.device, bf16: bool):
+    """accelerate's handle on this process: mixed precision, DDP wrapping, collectives."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    # find_unused_parameters: a reranker head may leave parameters out of a step's loss
+    # (the segments head's classifier, a mean head's pooler), which plain DDP refuses.
+    return Accelerator(cpu=device.type != "cuda",
+                       mixed_precision="bf16" if bf16 and device.type == "cuda" else "no",
+                       kwargs_handlers=[DistributedDataParallelKwargs(
+                           find_unused_parameters=True)])
 
 
 def linear_schedule(optimizer, steps: int, warmup_ratio: float):
@@ -90,24 +119,32 @@ def linear_schedule(optimizer, steps: int, warmup_ratio: float):
 
 def run_training(module: torch.nn.Module, *, plan: TrainingPlan, work_dir: Path, resume: bool,
                  epoch_batches: Callable[[int], list], compute_loss: Callable,
-                 hooks: list[Callable[[int], None]] = ()) -> TrainingResult:
+                 hooks: list[Callable[[int], None]] = (),
+                 count: Callable[[object], int] | None = None) -> TrainingResult:
     """Train ``module``'s trainable parameters for ``plan.steps`` steps.
 
     Args:
         module: the model; only parameters with ``requires_grad`` train.
-        plan: steps, learning rate, checkpoints.
+        plan: steps, learning rate, accumulation, checkpoints.
         work_dir: the stage's working folder; the checkpoint lives in ``work_dir/checkpoint``.
         resume: continue from the checkpoint there, if any.
         epoch_batches: ``epoch -> [batch, ...]``, called at the start of each epoch (and
-            of a resumed one); must return the same batches for the same epoch.
+            of a resumed one); must return the same batches for the same epoch; under
+            several processes, this rank's shard of each global batch.
         compute_loss: ``(model, batch) -> scalar loss``; ``model`` may be DDP-wrapped.
         hooks: called with the step number after each step (tests use one to simulate a
             kill).
+        count: ``batch -> examples in it``, to report ``examples_first_epoch``.
     """
     rank, world = distributed()
     device = next(p for p in module.parameters()).device
+    # accelerate for several processes and for bf16 on CUDA; a plain CPU process needs none
+    # of it (and accelerate's process-wide state would pin the first run's precision).
+    accelerator = _accelerator(device, plan.bf16) \
+        if world > 1 or (plan.bf16 and device.type == "cuda") else None
     named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     parameters = [p for _, p in named]
+
     def is_head(name: str) -> bool:
         return "modules_to_save" in name or any(f".{m}." in f".{name}"
                                                 for m in plan.head_modules)
@@ -126,31 +163,42 @@ def run_training(module: torch.nn.Module, *, plan: TrainingPlan, work_dir: Path,
         state = load_checkpoint(checkpoint, model=module, optimizer=optimizer,
                                 scheduler=scheduler)
         result.resumed_from = state["step"]
-    model = module
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        model = DistributedDataParallel(module, device_ids=[device.index]
-                                        if device.type == "cuda" else None)
+    # DDP under several processes; the optimizer and schedule stay ours (one schedule step
+    # per optimizer step whatever the world size; checkpoints stay safetensors + JSON).
+    model = accelerator.prepare_model(module, device_placement=False) if world > 1 else module
     progress = _progress(plan, state["step"], rank)
     step, started = state["step"], time.perf_counter() - state["seconds"]
+    first_epoch, seen = step // plan.steps_per_epoch, 0
+    accumulation = max(1, plan.accumulation)
     while step < plan.steps:
         epoch = step // plan.steps_per_epoch
         batches = epoch_batches(epoch)
-        if world > 1:
-            batches = batches[rank::world]
         for index in range(step % plan.steps_per_epoch, plan.steps_per_epoch):
             model.train()
-            with autocast(device, plan.bf16):
-                loss = compute_loss(model, batches[index % len(batches)])
-            loss.backward()
+            total = torch.zeros((), device=device)
+            for micro in range(accumulation):
+                batch = batches[(index * accumulation + micro) % len(batches)]
+                last = micro == accumulation - 1
+                # gradients are all-reduced once per optimizer step, on its last batch
+                with (nullcontext() if last or world == 1 else accelerator.no_sync(model)), \
+                        (accelerator.autocast() if accelerator else nullcontext()):
+                    loss = compute_loss(model, batch) / accumulation
+                if accelerator:
+                    accelerator.backward(loss)
+                else:
+                    loss.backward()
+                total += loss.detach().float()
+                if count is not None and epoch == first_epoch:
+                    seen += count(batch)
             if plan.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(parameters, plan.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            state["losses"].append(round(float(loss.detach()), 6))
+            if world > 1:  # the global batch's loss: the mean of the ranks' shards
+                total = accelerator.reduce(total, reduction="mean")
+            state["losses"].append(round(float(total), 6))
             if progress is not None:
                 progress.update(1)
                 progress.set_postfix(loss=f"{state['losses'][-1]:.4f}", epoch=epoch)
@@ -166,6 +214,10 @@ def run_training(module: torch.nn.Module, *, plan: TrainingPlan, work_dir: Path,
                 break
     if progress is not None:
         progress.close()
+    if count is not None:
+        seen_all = torch.tensor(seen, device=device)
+        result.examples_first_epoch = int(accelerator.reduce(seen_all, reduction="sum")
+                                          if world > 1 else seen_all)
     result.losses = state["losses"]
     result.seconds = round(time.perf_counter() - started, 2)
     return result
@@ -195,6 +247,6 @@ def _progress(plan: TrainingPlan, initial: int, rank: int):
 
 def barrier(world: int) -> None:
     if world > 1:
-        import torch.distributed as dist
+        from accelerate import PartialState
 
-        dist.barrier()
+        PartialState().wait_for_everyone()

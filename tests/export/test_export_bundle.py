@@ -115,7 +115,7 @@ def test_int8_bundle_loads_through_the_runtime_and_records_everything(int8_bundl
     bundle = Bundle.load(int8_bundle)
     manifest = bundle.manifest
     assert set(manifest["files"]) == {"embedder.onnx", "embedder.tokenizer.json",
-                                      "reranker.onnx", "reranker.tokenizer.json"}
+                                      "reranker.onnx", "reranker.tokenizer.json", "README.md"}
     assert sorted(p.name for p in int8_bundle.iterdir()) == sorted(
         [*manifest["files"], "manifest.json", MARKER_FILE])
     embedder = manifest["embedder"]
@@ -135,6 +135,45 @@ def test_int8_bundle_loads_through_the_runtime_and_records_everything(int8_bundl
     assert vectors.shape == (len(QUERIES), 32) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     assert bundle.reranker().score(QUERIES[0], QUERIES).shape == (len(QUERIES),)
+
+
+@pytest.fixture
+def finished_stage(tmp_path, adapter_dir, base_model_dir):
+    """A stage as lexedge train leaves it: an adapter with its manifest over a base whose
+    settings record licences."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(base_model_dir, run / "base")
+    settings = json.loads((run / "base" / "lexedge_model.json").read_text(encoding="utf-8"))
+    (run / "base" / "lexedge_model.json").write_text(json.dumps(
+        {**settings, "licences": {"example/tiny-bert": "MIT"}}), encoding="utf-8")
+    shutil.copytree(adapter_dir, run / "stage1")
+    config = json.loads((run / "stage1" / "adapter_config.json").read_text(encoding="utf-8"))
+    (run / "stage1" / "adapter_config.json").write_text(json.dumps(
+        {**config, "base_model_name_or_path": "../base"}), encoding="utf-8")
+    (run / "stage1" / "lexedge_stage.json").write_text(json.dumps({
+        "format": "lexedge-stage/1", "stage": "stage1",
+        "data": {"dir": str(tmp_path / "tiny_beir"), "train_split": "train", "examples": 30}}),
+        encoding="utf-8")
+    return run / "stage1"
+
+
+def test_bundle_carries_a_model_card_naming_base_licences_data_and_parity(
+        finished_stage, calibration_corpus, tmp_path):
+    bundle = export_bundle(ExportConfig(out=tmp_path / "carded", embedder=str(finished_stage),
+                                        calibration=calibration_corpus, gates=LENIENT),
+                           log=quiet)
+    card = (bundle.path / "README.md").read_text(encoding="utf-8")
+    assert card.startswith("---\nlibrary_name: \"onnx\"\nlicense: \"mit\"\n")
+    assert "- example/tiny-bert: MIT" in card  # the base's licence, through the stage
+    assert "embedder `stage1`: `tiny_beir`, split `train`, 30 examples" in card
+    assert "| embedder.cosine_mean |" in card and "Parity (passed)" in card
+    assert "- from `stage1` ← `" in card
+    assert str(tmp_path) not in card  # no machine path
+    (bundle.path / "README.md").write_text(card + "tampered", encoding="utf-8")
+    with pytest.raises(LexedgeError, match="README.md"):
+        Bundle.load(bundle.path)
 
 
 def test_corrupted_bundle_file_is_refused_naming_it(int8_bundle, tmp_path):

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -114,6 +115,9 @@ print(json.dumps({"info": describe(bundle), "heavy": heavy, "shape": list(vector
     assert info["bytes"] <= 40_000_000
     assert {"zh", "ja"} <= set(info["languages"])
     assert info["training"] and info["quality"] and info["licences"]
+    card = Path(info["card"]).read_text(encoding="utf-8")  # hash-checked with the rest
+    assert card.startswith("---\nlibrary_name: \"onnx\"\nlicense: \"apache-2.0\"")
+    assert "multilingual-e5-small" in card and "| embedder.cosine_mean |" in card
 
 
 def test_the_shipped_builtin_refuses_a_changed_file(tmp_path, monkeypatch):

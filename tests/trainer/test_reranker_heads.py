@@ -76,8 +76,8 @@ def test_merged_mean_head_stack_scores_like_the_unmerged_adapters(mean_head_run)
 
     output, _, _ = mean_head_run
     merged, chain = load_stage_backbone(output / "stage2", loader=load_cross_encoder)
-    stacked = PeftModel.from_pretrained(load_cross_encoder(chain[-1]), str(chain[1]))
-    stacked = PeftModel.from_pretrained(stacked.merge_and_unload(), str(chain[0]))
+    # stock peft, the stage folder alone onto the base: it holds the whole stack
+    stacked = PeftModel.from_pretrained(load_cross_encoder(chain[-1]), str(chain[0]))
     settings = EncoderSettings.read(chain)
     inputs = _pairs(chain)
     with torch.no_grad():

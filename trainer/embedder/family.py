@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from lexedge.runtime.errors import LexedgeError
 from lexedge.runtime.evaluation import EvalConfig
 from lexedge.trainer.backbone import load_backbone, load_tokenizer
 from lexedge.trainer.data import Example, TrainingData
@@ -66,37 +67,42 @@ class EmbedderFamily(Family):
 
     # -- batches and loss -----------------------------------------------------------------
     def _batch(self, group: list[Example], stage, rng) -> dict:
-        passages, passage_ids = [], []
-        for example in group:
-            passages.append(self.data.passage(example.positive, example.kind))
-            passage_ids.append(example.positive)
-        for example in group:
-            for doc_id in self.sample_negatives(example, stage.hard_negatives,
-                                                stage.random_negatives, rng):
-                passages.append(self.data.passage(doc_id, example.kind))
-                passage_ids.append(doc_id)
-        exclude = [[doc_id in example.judged for doc_id in passage_ids] for example in group]
-        return {"queries": [e.query for e in group], "passages": passages,
-                "targets": list(range(len(group))), "exclude": exclude,
-                "kind": group[0].kind}
+        negatives = [self.sample_negatives(example, stage.hard_negatives,
+                                           stage.random_negatives, rng) for example in group]
+        return {"examples": group, "negatives": negatives, "kind": group[0].kind,
+                "shard": (0, 1)}
+
+    def shard(self, batch: dict, rank: int, world: int) -> dict:
+        """Rank ``rank``'s share of a global batch: ``len / world`` of its queries; the
+        passages of every share are gathered back into the loss (:func:`_layout`)."""
+        if len(batch["examples"]) % world:
+            raise LexedgeError(f"batch_size {len(batch['examples'])} does not divide among "
+                               f"{world} processes")
+        return {**batch, "shard": (rank, world)}
+
+    def count(self, batch: dict) -> int:
+        return len(batch["examples"]) // batch["shard"][1]
 
     def compute_loss(self, model, batch: dict, stage) -> torch.Tensor:
         settings, tokenizer = self.settings, self.tokenizer
-        queries = tokenize(tokenizer, [settings.query_prefix + q for q in batch["queries"]],
+        layout = _layout(batch, lambda doc_id: self.data.passage(doc_id, batch["kind"]))
+        queries = tokenize(tokenizer, [settings.query_prefix + q for q in layout["queries"]],
                            stage.max_query_length, self.device)
-        passages = tokenize(tokenizer, [settings.passage_prefix + p for p in batch["passages"]],
+        passages = tokenize(tokenizer, [settings.passage_prefix + p for p in layout["passages"]],
                             stage.max_passage_length, self.device)
         if isinstance(model, torch.nn.parallel.DistributedDataParallel):
             # DDP synchronises gradients of one forward: run queries and passages together.
             vectors = model(**_stack(queries, passages, tokenizer.pad_token_id))
-            query_vectors, passage_vectors = vectors[:len(batch["queries"])], \
-                vectors[len(batch["queries"]):]
+            query_vectors, passage_vectors = vectors[:len(layout["queries"])], \
+                vectors[len(layout["queries"]):]
         else:
             query_vectors, passage_vectors = model(**queries), model(**passages)
+        if batch["shard"][1] > 1:  # every rank's passages, gradients flowing back to each
+            passage_vectors = gather_with_gradients(passage_vectors)
         loss = InfoNCELoss(stage.temperature)
         return loss(query_vectors, passage_vectors,
-                    torch.tensor(batch["targets"], device=self.device),
-                    torch.tensor(batch["exclude"], dtype=torch.bool, device=self.device))
+                    torch.tensor(layout["targets"], device=self.device),
+                    torch.tensor(layout["exclude"], dtype=torch.bool, device=self.device))
 
     # -- saving and evaluation ------------------------------------------------------------
     def save_full(self, module: Embedder, out_dir: Path) -> None:
@@ -129,3 +135,45 @@ def _stack(first: dict, second: dict, pad_id: int) -> dict:
                                     pad(second, "input_ids", pad_id)]),
             "attention_mask": torch.cat([pad(first, "attention_mask", 0),
                                          pad(second, "attention_mask", 0)])}
+
+
+def _layout(batch: dict, passage_text) -> dict:
+    """The loss of one shard of a global batch.
+
+    The passages are laid out share by share — each share's positives, then its negatives,
+    padded to the longest share with columns no query may pick — which is the order in which
+    the shares' vectors are gathered; one process (one share) gives the familiar layout of
+    all positives, then all negatives. ``targets`` and ``exclude`` are this shard's queries'
+    rows over all the passages; ``passages`` are the texts this shard encodes.
+    """
+    rank, world = batch["shard"]
+    examples, negatives = batch["examples"], batch["negatives"]
+    per = len(examples) // world
+    shares = []
+    for share in range(world):
+        members = range(share * per, (share + 1) * per)
+        shares.append([examples[i].positive for i in members]
+                      + [doc_id for i in members for doc_id in negatives[i]])
+    width = max(len(ids) for ids in shares)
+    columns = [doc_id for ids in shares for doc_id in ids + [None] * (width - len(ids))]
+    mine = range(rank * per, (rank + 1) * per)
+    own = shares[rank] + [None] * (width - len(shares[rank]))
+    return {"queries": [examples[i].query for i in mine],
+            "passages": [passage_text(doc_id) if doc_id else "" for doc_id in own],
+            "targets": [rank * width + row for row in range(per)],
+            "exclude": [[doc_id is None or doc_id in examples[i].judged for doc_id in columns]
+                        for i in mine]}
+
+
+def gather_with_gradients(vectors: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``vectors``, concatenated in rank order, with gradients flowing back to
+    the rank that computed each (all_gather's backward sums them across ranks), as
+    sentence-transformers' ``gather_across_devices`` and Tevatron's
+    ``negatives_x_device`` do."""
+    import warnings
+
+    import torch.distributed.nn.functional as collective
+
+    with warnings.catch_warnings():  # deprecated for a private successor; still the API
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.cat(collective.all_gather(vectors.contiguous()), dim=0)

@@ -159,10 +159,6 @@ class RerankerFamily(Family):
         for name, value in self._head.items():
             setattr(self.settings, name, value)
         module = CrossEncoder(backbone, self.settings).to(self.device)
-        if self.settings.separate_layers and torch.distributed.is_available() and \
-                torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
-            raise LexedgeError("separate_layers trains through cached lower states, outside "
-                               "DistributedDataParallel's forward: run it on one process")
         # The lower layers of a new stage are those of the last (only the top ones train),
         # but a new cache per stage keeps that an assumption nothing depends on.
         self._split = SplitStates(module, self.tokenizer,
@@ -253,11 +249,26 @@ class RerankerFamily(Family):
         return {"queries": queries, "passages": passages, "groups": len(group),
                 "kind": group[0].kind}
 
+    def shard(self, batch: dict, rank: int, world: int) -> dict:
+        """Rank ``rank``'s ``groups / world`` groups of a global batch (each group is a query
+        with its positive and negatives: the loss needs nothing from the other shares)."""
+        groups = batch["groups"]
+        if groups % world:
+            raise LexedgeError(f"batch_size {groups} does not divide among {world} processes")
+        size, per = len(batch["queries"]) // groups, groups // world
+        rows = slice(rank * per * size, (rank + 1) * per * size)
+        return {**batch, "queries": batch["queries"][rows], "passages": batch["passages"][rows],
+                "groups": per}
+
+    def count(self, batch: dict) -> int:
+        return batch["groups"]
+
     def compute_loss(self, model, batch: dict, stage) -> torch.Tensor:
         if self._split is not None:  # only the layers above the split run
-            logits = self._split.logits(batch["queries"], batch["passages"],
-                                        query_length=stage.max_query_length,
-                                        passage_length=stage.max_passage_length)
+            # through the model's forward, so DDP sees it under several processes
+            logits = model(split=self._split, queries=batch["queries"],
+                           passages=batch["passages"], query_length=stage.max_query_length,
+                           passage_length=stage.max_passage_length)
             logits = logits.view(batch["groups"], -1)
         else:
             inputs = tokenize_pairs(self.tokenizer, self.settings, batch["queries"],

@@ -38,7 +38,9 @@ class CrossEncoder(torch.nn.Module):
         if settings.head == "mean":
             mean_head_parts(model)  # refuse a model without one, before any training
 
-    def forward(self, **inputs) -> torch.Tensor:
+    def forward(self, split=None, **inputs) -> torch.Tensor:
+        if split is not None:  # split attention: the layers above the split, on cached
+            return split.logits(**inputs)  # lower states (a SplitStates of this model)
         if self.settings.head == "segments":
             return segments_head_logits(encoder_of(self.model), self.settings,
                                         **inputs).float()
