@@ -131,9 +131,12 @@ class Bundle:
     def has_reranker(self) -> bool:
         return bool(self.manifest.get("reranker"))
 
-    def embedder(self, threads: int | None = None) -> OnnxEmbedder:
-        """The embedding model (one onnxruntime session per thread count, kept)."""
-        return self._model("embedder", OnnxEmbedder, threads)
+    def embedder(self, threads: int | None = None,
+                 providers: tuple[str, ...] | None = None) -> OnnxEmbedder:
+        """The embedding model (one onnxruntime session per thread count and providers, kept);
+        ``providers``: onnxruntime execution providers by preference (``("cuda",)``), the
+        CPU always last."""
+        return self._model("embedder", OnnxEmbedder, threads, providers)
 
     def reranker(self, threads: int | None = None) -> OnnxReranker | None:
         """The cross-encoder, or ``None`` when the bundle has none."""
@@ -141,8 +144,9 @@ class Bundle:
             return None
         return self._model("reranker", OnnxReranker, threads)
 
-    def _model(self, section: str, model_class, threads: int | None):
-        key = (section, threads)
+    def _model(self, section: str, model_class, threads: int | None,
+               providers: tuple[str, ...] | None = None):
+        key = (section, threads, tuple(providers or ()))
         if key not in self._models:
             entry = self.manifest[section]
             # Models whose tokenizer files are identical share one loaded tokenizer.
@@ -150,7 +154,7 @@ class Bundle:
             if digest not in self._tokenizers:
                 self._tokenizers[digest] = SharedTokenizer(self.path / entry["tokenizer"])
             self._models[key] = model_class(self.path / entry["file"], self._tokenizers[digest],
-                                            entry, threads)
+                                            entry, threads, providers)
         return self._models[key]
 
     def __repr__(self) -> str:

@@ -59,6 +59,26 @@ def non_negative_float(text: str) -> float:
 _INFINITY = float("inf")
 
 
+def shard_spec(text: str) -> tuple[int, int]:
+    """``I/N``: shard I of N, counted from 0 (``index encode --shard``)."""
+    try:
+        shard, shards = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: expected I/N, shard I of N counted from 0 "
+                                         "(e.g. 0/4)") from None
+    if shards < 1 or not 0 <= shard < shards:
+        raise argparse.ArgumentTypeError(f"{text}: expected 0 <= I < N")
+    return shard, shards
+
+
+def add_providers_option(parser) -> None:
+    parser.add_argument("--providers", metavar="NAME[,NAME]",
+                        type=lambda text: tuple(n.strip() for n in text.split(",") if n.strip()),
+                        help="onnxruntime execution providers to embed with, by preference: "
+                             "cuda, coreml, directml, openvino, rocm (the CPU is always the "
+                             "fallback; default: cpu)")
+
+
 def _number(text: str, kind, low, high, wanted: str):
     try:
         value = kind(text)
@@ -158,8 +178,28 @@ def add_commands(commands) -> None:
     build.add_argument("--analyzer", default="auto", choices=("auto", "ja", "zh", "word"))
     build.add_argument("--k1", type=non_negative_float, default=1.2)
     build.add_argument("--b", type=fraction, default=0.75)
+    build.add_argument("--vectors", nargs="+", type=Path, metavar="SHARD_DIR",
+                       help="vectors encoded apart by `lexedge index encode`: documents found "
+                            "there with the same text are not embedded again")
+    add_providers_option(build)
     build.add_argument("--json", action="store_true", help=JSON_HELP)
     build.set_defaults(handler=run_index_build)
+    encode = index_commands.add_parser(
+        "encode", help="embed one shard of a corpus (on this process or machine) for a later "
+                       "`index build --vectors`",
+        description="Embed the documents at positions p with p % N == I (of the stream "
+                    "`index build` reads) into a vector shard folder. Run the N shards on "
+                    "several processes or machines, then `lexedge index build --vectors "
+                    "SHARD_DIR...` gives the index one build gives.")
+    encode.add_argument("--docs", required=True, type=Path,
+                        help="corpus.jsonl, a BEIR dataset folder, or a folder of documents")
+    encode.add_argument("--bundle", required=True, metavar="builtin|DIR")
+    encode.add_argument("--shard", required=True, type=shard_spec, metavar="I/N",
+                        help="shard I of N, counted from 0 (e.g. 0/4)")
+    encode.add_argument("--out", required=True, type=Path, help="shard folder to write")
+    add_providers_option(encode)
+    encode.add_argument("--json", action="store_true", help=JSON_HELP)
+    encode.set_defaults(handler=run_index_encode)
     for action, text in (("add", "add documents (an existing id is replaced)"),
                          ("update", "re-read documents: changed ones replaced, new ones added, "
                                     "vanished parts of the same source files removed")):
@@ -390,8 +430,15 @@ def run_index_build(args: argparse.Namespace) -> int:
     from .index import Index
 
     bundle = Bundle.load(args.bundle) if args.bundle else None
+    imported = None
+    if args.vectors:
+        from .vector_shards import ImportedVectors
+
+        if bundle is None:
+            raise LexedgeError("--vectors needs the --bundle they were encoded with")
+        imported = ImportedVectors(args.vectors, bundle)
     index = Index.build(args.docs, args.out, analyzer=args.analyzer, k1=args.k1, b=args.b,
-                        bundle=bundle)
+                        bundle=bundle, vectors=imported, providers=args.providers)
     manifest = index.manifest
     vectors = manifest.get("vectors")
     if args.json:
@@ -403,6 +450,21 @@ def run_index_build(args: argparse.Namespace) -> int:
         ", BM25 only"
     print(f"indexed {manifest['documents']} documents into {args.out} "
           f"(analyzer {manifest['analyzer']['name']}{dense}, {manifest['build_seconds']} s)")
+    return 0
+
+
+def run_index_encode(args: argparse.Namespace) -> int:
+    from .bundle import Bundle
+    from .vector_shards import encode_shard
+
+    shard, shards = args.shard
+    manifest = encode_shard(args.docs, Bundle.load(args.bundle), args.out, shard, shards,
+                            providers=args.providers)
+    if args.json:
+        return emit_json({"shard": str(args.out), **{k: manifest[k] for k in (
+            "shard", "shards", "documents", "dimension", "providers", "seconds")}})
+    print(f"encoded shard {shard}/{shards}: {manifest['documents']} documents into {args.out} "
+          f"({', '.join(manifest['providers'])}, {manifest['seconds']} s)")
     return 0
 
 

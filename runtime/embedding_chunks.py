@@ -105,20 +105,27 @@ def _duration(seconds: float) -> str:
 
 def embedding(documents: Iterator[Document], embedder, vectors: list, progress: bool,
               previous, counts: dict, saved: ChunkStore,
-              chunk_size: int, total: int | None = None) -> Iterator[Document]:
+              chunk_size: int, total: int | None = None,
+              imported=None) -> Iterator[Document]:
     """Pass documents through while embedding them in chunks (length-sorted inside each
     chunk by the embedder), so the corpus text is never all in memory. A document unchanged
-    since ``previous`` keeps its vector; a chunk embedded by an earlier, killed run of this
-    build is loaded from ``saved``. Progress moves with every batch the embedder runs."""
+    since ``previous`` keeps its vector, one found in ``imported`` (vectors encoded
+    elsewhere) takes that one; a chunk embedded by an earlier, killed run of this build is
+    loaded from ``saved``. Progress moves with every batch the embedder runs."""
     bar = BuildProgress(total, progress)
 
     def flush(chunk: list[Document]) -> Iterator[Document]:
         block = np.zeros((len(chunk), embedder.dimension), dtype=np.float32)
-        fresh = []
+        fresh, taken = [], 0
         for position, document in enumerate(chunk):
             row = previous.unchanged_row(document, compare_metadata=False) \
                 if previous is not None else None
-            if row is None:
+            vector = imported.vector(document) if imported is not None and row is None \
+                else None
+            if vector is not None:
+                block[position] = vector
+                taken += 1
+            elif row is None:
                 fresh.append(position)
             else:
                 block[position] = previous.dense.graph.get_items([row])[0]
@@ -134,7 +141,9 @@ def embedding(documents: Iterator[Document], embedder, vectors: list, progress: 
                 bar.update(len(fresh))
             block[fresh] = embedded
             bar.note(resumed=counts["resumed"])
-        counts["reused"] += len(chunk) - len(fresh)
+        counts["reused"] += len(chunk) - len(fresh) - taken
+        if imported is not None:
+            counts["imported"] += taken
         vectors.append(block)
         bar.update(len(chunk) - len(fresh))
         yield from chunk

@@ -86,7 +86,7 @@ class Index:
     @classmethod
     def build(cls, source: str | Path | Iterable, out: str | Path, analyzer: str = "auto",
               k1: float = 1.2, b: float = 0.75, bundle=None, progress: bool = True,
-              ) -> "Index":
+              vectors=None, providers: tuple[str, ...] | None = None) -> "Index":
         """Index ``source`` (a BEIR corpus file, or a file or folder of documents, see
         :mod:`~lexedge.runtime.ingest`; or, from Python, an iterable of :class:`Document` or
         of corpus records, dicts with ``id`` and ``text``) into ``out`` atomically: the old
@@ -98,7 +98,10 @@ class Index:
 
         With a ``bundle`` every document is also embedded (passage side) into an HNSW graph.
         Rebuilding over an index made with the same bundle re-embeds only documents whose
-        title or text changed; the others keep their vectors.
+        title or text changed; the others keep their vectors. ``vectors`` (an
+        :class:`~lexedge.runtime.vector_shards.ImportedVectors`) supplies vectors encoded
+        elsewhere: a document found there with the same text is not embedded again.
+        ``providers``: onnxruntime execution providers for embedding (``("cuda",)``).
 
         Raises:
             LexedgeError: ``out`` exists and is not a lexedge index (nothing is touched), or
@@ -113,11 +116,13 @@ class Index:
             if not source:
                 raise LexedgeError("documents: none given")
         with writer_lock(out):
-            return cls._build_locked(source, out, analyzer, k1, b, bundle, progress)
+            return cls._build_locked(source, out, analyzer, k1, b, bundle, progress, vectors,
+                                     providers)
 
     @classmethod
     def _build_locked(cls, source: Path | list[Document], out: Path, analyzer: str, k1: float,
-                      b: float, bundle, progress: bool) -> "Index":
+                      b: float, bundle, progress: bool, imported=None,
+                      providers: tuple[str, ...] | None = None) -> "Index":
         from .ingest import iter_documents
 
         given = isinstance(source, list)  # documents from Python, not a path
@@ -129,17 +134,20 @@ class Index:
         started = time.perf_counter()
         previous = _previous_vectors(out, bundle)
         counts = {"embedded": 0, "reused": 0, "resumed": 0}
+        if imported is not None:
+            counts["imported"] = 0
         saved_chunks = saved_chunks_folder(out)
         with atomic_directory(out, kind="index", legacy=_legacy_index) as staging:
             vectors: list[np.ndarray] = []
-            stream = write_docstore(staging, _unique_ids(
+            stream = write_docstore(staging, unique_ids(
                 iter(source) if given else iter_documents(source),
                 "documents" if given else source))
             if bundle is not None:
-                total = len(source) if given else _corpus_lines(source) if progress else None
-                stream = embedding(stream, bundle.embedder(), vectors, progress, previous,
+                total = len(source) if given else corpus_lines(source) if progress else None
+                stream = embedding(stream, bundle.embedder(providers=providers), vectors,
+                                   progress, previous,
                                    counts, ChunkStore(saved_chunks, bundle.embedder_id),
-                                   EMBED_CHUNK, total=total)
+                                   EMBED_CHUNK, total=total, imported=imported)
             bm25 = BM25Index.build(stream, chosen, k1=k1, b=b, progress=progress and not bundle)
             (staging / "bm25").mkdir()
             bm25.save(staging / "bm25")
@@ -225,7 +233,7 @@ class Index:
     def add(self, documents: Iterable, progress: bool = False) -> "Index":
         """Add documents, :class:`Document` or corpus records (dicts with ``id`` and
         ``text``); an id already present replaces the old version."""
-        documents = list(_unique_ids(as_documents(documents), "the documents to add"))
+        documents = list(unique_ids(as_documents(documents), "the documents to add"))
         with self.writing():
             current = self.current()
             replaced = [d.id for d in documents if current._has(d.id)]
@@ -297,7 +305,7 @@ class Index:
         return Index.load(self.path, bundle=self.bundle)
 
 
-def _unique_ids(documents: Iterable[Document], source) -> Iterator[Document]:
+def unique_ids(documents: Iterable[Document], source) -> Iterator[Document]:
     """Pass documents through, refusing a repeated id: two documents under one id would make
     a hit show the other's text, and an update re-add one of them every time (issue 20)."""
     seen: set[str] = set()
@@ -388,7 +396,7 @@ def _manifest(analyzer: Analyzer, k1: float, b: float, documents: int, bundle, o
     }
 
 
-def _corpus_lines(source: Path) -> int | None:
+def corpus_lines(source: Path) -> int | None:
     """The number of documents in a corpus.jsonl, counted cheaply (its lines) for the build's
     progress; ``None`` for a folder, whose count is known only once every file is read."""
     path = source / "corpus.jsonl" if source.is_dir() else source

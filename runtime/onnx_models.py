@@ -38,6 +38,39 @@ def session_options(threads: int | None = None):
     return options
 
 
+# Short names a user types, for onnxruntime's execution providers (issue 21).
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+             "tensorrt": "TensorrtExecutionProvider", "coreml": "CoreMLExecutionProvider",
+             "directml": "DmlExecutionProvider", "openvino": "OpenVINOExecutionProvider",
+             "rocm": "ROCMExecutionProvider"}
+
+
+def resolve_providers(names: Sequence[str] | None) -> list[str]:
+    """onnxruntime provider names for ``names`` (``cuda``, ``coreml``, ``directml``, … or
+    the full names), in that order of preference, the CPU last as the fallback.
+
+    Raises:
+        LexedgeError: a name this onnxruntime build does not have (the error lists those it
+            has: a GPU provider comes with ``onnxruntime-gpu``, CoreML with macOS builds,
+            DirectML with ``onnxruntime-directml``).
+    """
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    chosen = []
+    for name in names or ():
+        full = PROVIDERS.get(name.lower(), name)
+        if full not in available:
+            short = {v: k for k, v in PROVIDERS.items()}
+            raise LexedgeError(f"--providers: {name!r} is not available in this onnxruntime "
+                               f"(available: {', '.join(short.get(a, a) for a in available)})")
+        if full not in chosen:
+            chosen.append(full)
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return chosen
+
+
 class SharedTokenizer:
     """One loaded ``tokenizers`` file, shared by the models that use it.
 
@@ -68,7 +101,8 @@ class _OnnxModel:
     """Shared loading, tokenisation and length-sorted dynamic batching."""
 
     def __init__(self, model_path: str | Path, tokenizer: str | Path | SharedTokenizer,
-                 config: dict, threads: int | None = None):
+                 config: dict, threads: int | None = None,
+                 providers: Sequence[str] | None = None):
         import onnxruntime as ort
 
         self.model_path, self.config = Path(model_path), config
@@ -80,7 +114,7 @@ class _OnnxModel:
         self.max_length = int(config["max_length"])
         try:
             self.session = ort.InferenceSession(str(self.model_path), session_options(threads),
-                                                providers=["CPUExecutionProvider"])
+                                                providers=resolve_providers(providers))
         except Exception as exc:
             raise LexedgeError(f"{self.model_path}: onnxruntime cannot load it ({exc})") from None
         self.inputs = list(config["inputs"])
