@@ -52,8 +52,8 @@ from lexedge.trainer.provenance import dataset_hashes, hardware, training_inputs
 from lexedge.trainer.stage import (copy_model_files, has_config, hard_negatives_path,
                                    is_complete, kind_of, record_model_settings, write_card,
                                    write_config, write_manifest, write_metrics)
-from lexedge.trainer.training import (TrainingPlan, barrier, distributed, run_training,
-                                      steps_for)
+from lexedge.trainer.training import (TrainingPlan, barrier, distributed, from_rank0,
+                                      run_training, steps_for)
 
 
 class Curriculum:
@@ -252,13 +252,17 @@ class Curriculum:
     def evaluate(self, name: str, model_dir: Path) -> dict | None:
         """Dev metrics of one stage through ``lexedge eval``'s engine; cached on disk."""
         evaluation = self.config.evaluation
-        if not evaluation.enabled or self.rank != 0:
+        if not evaluation.enabled:
             return None
         path = self.output / "metrics" / f"{name}.json"
-        if path.is_file():
-            return json.loads(path.read_text(encoding="utf-8"))
+        # Every rank evaluates (each encodes its share of the corpus: no rank idles at a
+        # barrier), so all must agree whether it was done before: rank 0's files decide.
+        if from_rank0(path.is_file(), self.world):
+            return json.loads(path.read_text(encoding="utf-8")) if self.rank == 0 else None
         started = time.perf_counter()
         metrics, _run = run_evaluation(self.family.evaluation_config(model_dir))
+        if self.rank != 0:
+            return None
         metrics["stage"] = name
         metrics["eval_seconds"] = _since(started)
         self.timings.setdefault(name, {})["eval_seconds"] = metrics["eval_seconds"]

@@ -245,6 +245,42 @@ def _progress(plan: TrainingPlan, initial: int, rank: int):
                 mininterval=interval, dynamic_ncols=True)
 
 
+def across_ranks(count: int, encode_rows: Callable[[list[int]], "np.ndarray"]) -> "np.ndarray":
+    """Rows ``0 … count-1`` (a corpus to encode for mining or evaluation) split into one
+    contiguous share per rank, each encoded by its rank, and gathered so every rank holds
+    all of them in order (issue 21); one process encodes them all."""
+    import numpy as np
+
+    rank, world = distributed()
+    if world == 1 or count < world:
+        return encode_rows(list(range(count)))
+    import torch.distributed as dist
+
+    shares = np.array_split(np.arange(count), world)
+    local = torch.from_numpy(np.ascontiguousarray(encode_rows(shares[rank].tolist())))
+    width = max(len(share) for share in shares)
+    device = torch.device("cuda", torch.cuda.current_device()) \
+        if dist.get_backend() == "nccl" else torch.device("cpu")
+    padded = torch.zeros((width, *local.shape[1:]), dtype=local.dtype, device=device)
+    padded[:len(local)] = local.to(device)
+    gathered = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(gathered, padded)
+    return np.concatenate([g[:len(share)].cpu().numpy() for g, share in zip(gathered, shares)])
+
+
+def from_rank0(value: bool, world: int) -> bool:
+    """Rank 0's ``value`` on every rank (a decision all ranks must take alike)."""
+    if world <= 1:
+        return value
+    import torch.distributed as dist
+
+    device = torch.device("cuda", torch.cuda.current_device()) \
+        if dist.get_backend() == "nccl" else torch.device("cpu")
+    flag = torch.tensor([int(bool(value))], device=device)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
 def barrier(world: int) -> None:
     if world > 1:
         from accelerate import PartialState

@@ -56,7 +56,7 @@ def no_dropout_model(tmp_path_factory, tiny_data):
 def _embedder_overrides(tiny_data, model):
     return [o for o in tiny_config_overrides(tiny_data, model, Path("unused"))
             if not o.startswith(("output_dir", "mlm."))] + [
-        "phases=1,2,3", "lora.dropout=0.0", "evaluation.enabled=false",
+        "phases=1,2,3", "lora.dropout=0.0",
         "stage1.steps=0", "stage1.epochs=1", "stage2.steps=0", "stage2.epochs=1"]
 
 
@@ -96,6 +96,20 @@ def test_two_embedder_processes_train_what_one_does(embedder_runs, stage):
     # stage 3 re-mined its negatives with the model: the same ones on both runs
     assert (one / stage / "hard_negatives.jsonl").read_text() == \
         (two / stage / "hard_negatives.jsonl").read_text()
+
+
+def test_every_rank_evaluates_and_the_metrics_match(embedder_runs):
+    """The corpus is encoded a share per rank and gathered, for mining and evaluation."""
+    one, two = embedder_runs
+    for stage in ("base", "stage1", "stage2", "stage3"):
+        single = json.loads((one / "metrics" / f"{stage}.json").read_text())
+        double = json.loads((two / "metrics" / f"{stage}.json").read_text())
+        for name in ("recall@10", "recall@100", "mrr@10", "ndcg@10"):
+            assert abs(single[name] - double[name]) < 1e-6, (stage, name)
+    whole = json.loads(Path(f"{one}.corpus-0.json").read_text())
+    halves = [json.loads(Path(f"{two}.corpus-{r}.json").read_text()) for r in (0, 1)]
+    assert whole and len(halves[0]) == len(halves[1]) == len(whole)
+    assert [a + b for a, b in zip(*halves)] == whole  # each rank encoded its share only
 
 
 def test_an_epoch_sees_each_example_once_across_the_ranks(embedder_runs, tiny_data):

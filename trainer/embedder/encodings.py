@@ -12,6 +12,7 @@ import numpy as np
 
 from lexedge.runtime.provenance import file_sha256
 from lexedge.trainer.embedder.model import encode
+from lexedge.trainer.training import across_ranks
 
 _ENCODINGS: OrderedDict = OrderedDict()
 _MAX_ENCODINGS = 2
@@ -38,10 +39,11 @@ def corpus_embeddings(embedder, tokenizer, settings, data, *, model_key, max_len
     """Corpus embeddings for mining; shared with evaluation when ``model_key`` names a saved
     stage folder, recomputed when it is None (a model mid-training)."""
 
-    def compute():
+    def compute():  # every rank encodes its share (training.across_ranks)
         texts = [settings.passage_prefix + data.passage(doc_id) for doc_id in data.documents]
-        return encode(embedder, tokenizer, texts, max_length=max_length, batch_size=batch_size,
-                      progress=progress, description="encoding corpus for mining")
+        return across_ranks(len(texts), lambda rows: encode(
+            embedder, tokenizer, [texts[i] for i in rows], max_length=max_length,
+            batch_size=batch_size, progress=progress, description="encoding corpus for mining"))
 
     if model_key is None:
         return compute()

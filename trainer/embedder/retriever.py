@@ -16,6 +16,7 @@ from lexedge.trainer.data import Example, TrainingData
 from lexedge.trainer.embedder.encodings import cached_encoding, corpus_embeddings, encoding_key
 from lexedge.trainer.embedder.model import encode, load_stage_embedder
 from lexedge.trainer.mining import rankings_from_top_k, streaming_top_k
+from lexedge.trainer.training import across_ranks
 
 
 def dense_model_retriever(config, dataset):
@@ -36,11 +37,12 @@ def dense_model_retriever(config, dataset):
     documents = list(dataset.corpus())
     doc_ids = [doc.id for doc in documents]
 
-    def compute():
-        return encode(embedder, tokenizer,
-                      [settings.passage_prefix + doc.indexed_text for doc in documents],
-                      max_length=passage_length, batch_size=batch_size, progress=progress,
-                      description=f"encoding corpus ({chain[0].name})")
+    def compute():  # under several training processes, each encodes its share
+        texts = [settings.passage_prefix + doc.indexed_text for doc in documents]
+        return across_ranks(len(texts), lambda rows: encode(
+            embedder, tokenizer, [texts[i] for i in rows], max_length=passage_length,
+            batch_size=batch_size, progress=progress,
+            description=f"encoding corpus ({chain[0].name})"))
 
     corpus = cached_encoding(encoding_key(chain[0], dataset.corpus_path, passage_length,
                                           settings.passage_prefix), compute)
