@@ -56,6 +56,9 @@ class RuntimeSettings:
         progress: show tqdm progress bars.
         encode_batch_size: batch size when encoding a corpus for mining or evaluation.
         accumulation: batches whose gradients add up before each optimizer step.
+        gradient_cache_chunk: the embedder's cached contrastive loss (GradCache): encode a
+            batch this many texts at a time, so a large batch of in-batch negatives fits a
+            small memory with the same gradient; 0 turns it off.
     """
 
     device: str = "auto"
@@ -67,6 +70,7 @@ class RuntimeSettings:
     progress: bool = True
     encode_batch_size: int = 32
     accumulation: int = 1
+    gradient_cache_chunk: int = 0
 
 
 @dataclass
@@ -257,6 +261,13 @@ class TrainEmbedderConfig:
         if self.runtime.load_in_4bit and any(getattr(self, s).mode == "full" for s in STAGES):
             raise LexedgeError("config: runtime.load_in_4bit (QLoRA) trains adapters only; "
                                "set every stage's mode to lora")
+        runtime = self.runtime
+        if runtime.accumulation < 1 or runtime.gradient_cache_chunk < 0:
+            raise LexedgeError("config: runtime.accumulation must be >= 1 and "
+                               "runtime.gradient_cache_chunk >= 0")
+        if runtime.accumulation > 1 and runtime.gradient_cache_chunk:
+            raise LexedgeError("config: runtime.accumulation and runtime.gradient_cache_chunk "
+                               "are two ways to a larger batch; choose one")
         return self
 
 
@@ -350,6 +361,10 @@ class TrainRerankerConfig(TrainEmbedderConfig):
                                "with lexedge train embedder and use it as base_model")
         if self.base_layers < 0:
             raise LexedgeError("config: base_layers must be >= 0")
+        if self.runtime.gradient_cache_chunk:
+            raise LexedgeError("config: runtime.gradient_cache_chunk caches an embedder's "
+                               "in-batch loss; a reranker's groups need no cache (use "
+                               "runtime.accumulation)")
         if self.evaluation.candidates < 1:
             raise LexedgeError("config: evaluation.candidates must be >= 1")
         for name in STAGES:

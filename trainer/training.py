@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from lexedge.trainer.checkpoint import load_checkpoint, save_checkpoint
+from lexedge.trainer.gradient_cache import Backpropagated
 
 CHECKPOINT_DIR = "checkpoint"
 
@@ -182,11 +183,13 @@ def run_training(module: torch.nn.Module, *, plan: TrainingPlan, work_dir: Path,
                 # gradients are all-reduced once per optimizer step, on its last batch
                 with (nullcontext() if last or world == 1 else accelerator.no_sync(model)), \
                         (accelerator.autocast() if accelerator else nullcontext()):
-                    loss = compute_loss(model, batch) / accumulation
-                if accelerator:
-                    accelerator.backward(loss)
-                else:
-                    loss.backward()
+                    loss = compute_loss(model, batch)
+                    if not isinstance(loss, Backpropagated):  # a cached loss did it itself
+                        loss = loss / accumulation
+                        if accelerator:
+                            accelerator.backward(loss)
+                        else:
+                            loss.backward()
                 total += loss.detach().float()
                 if count is not None and epoch == first_epoch:
                     seen += count(batch)

@@ -63,9 +63,12 @@ def _embedder_overrides(tiny_data, model):
 @pytest.fixture(scope="module")
 def embedder_runs(tmp_path_factory, tiny_data, no_dropout_model):
     root = tmp_path_factory.mktemp("distributed")
+    """One process; two processes with the cached loss (GradCache, a text at a time), whose
+    gradient is the uncached one: both must train the same model."""
     overrides = _embedder_overrides(tiny_data, no_dropout_model)
     return (_launch("embedder", overrides, root / "one", 1),
-            _launch("embedder", overrides, root / "two", 2))
+            _launch("embedder", overrides + ["runtime.gradient_cache_chunk=1"], root / "two",
+                    2))
 
 
 def _manifest(stage_dir: Path) -> dict:

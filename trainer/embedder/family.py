@@ -28,6 +28,7 @@ from lexedge.trainer.data import Example, TrainingData
 from lexedge.trainer.embedder.model import Embedder, tokenize
 from lexedge.trainer.embedder.retriever import embedder_rankings
 from lexedge.trainer.family import Family
+from lexedge.trainer.gradient_cache import cached_backward, row_chunks
 from lexedge.trainer.losses import InfoNCELoss
 from lexedge.trainer.stage import EncoderSettings
 
@@ -90,6 +91,19 @@ class EmbedderFamily(Family):
                            stage.max_query_length, self.device)
         passages = tokenize(tokenizer, [settings.passage_prefix + p for p in layout["passages"]],
                             stage.max_passage_length, self.device)
+        targets = torch.tensor(layout["targets"], device=self.device)
+        exclude = torch.tensor(layout["exclude"], dtype=torch.bool, device=self.device)
+        loss = InfoNCELoss(stage.temperature)
+        world = batch["shard"][1]
+        chunk = self.runtime.gradient_cache_chunk
+        if chunk:  # GradCache: the same gradient, activations of `chunk` texts at a time
+            parts = row_chunks(queries, chunk)
+
+            def cached_loss(vectors: list) -> torch.Tensor:
+                return loss(torch.cat(vectors[:len(parts)]),
+                            _gathered(torch.cat(vectors[len(parts):]), world), targets, exclude)
+
+            return cached_backward(model, parts + row_chunks(passages, chunk), cached_loss)
         if isinstance(model, torch.nn.parallel.DistributedDataParallel):
             # DDP synchronises gradients of one forward: run queries and passages together.
             vectors = model(**_stack(queries, passages, tokenizer.pad_token_id))
@@ -97,12 +111,7 @@ class EmbedderFamily(Family):
                 vectors[len(layout["queries"]):]
         else:
             query_vectors, passage_vectors = model(**queries), model(**passages)
-        if batch["shard"][1] > 1:  # every rank's passages, gradients flowing back to each
-            passage_vectors = gather_with_gradients(passage_vectors)
-        loss = InfoNCELoss(stage.temperature)
-        return loss(query_vectors, passage_vectors,
-                    torch.tensor(layout["targets"], device=self.device),
-                    torch.tensor(layout["exclude"], dtype=torch.bool, device=self.device))
+        return loss(query_vectors, _gathered(passage_vectors, world), targets, exclude)
 
     # -- saving and evaluation ------------------------------------------------------------
     def save_full(self, module: Embedder, out_dir: Path) -> None:
@@ -163,6 +172,11 @@ def _layout(batch: dict, passage_text) -> dict:
             "targets": [rank * width + row for row in range(per)],
             "exclude": [[doc_id is None or doc_id in examples[i].judged for doc_id in columns]
                         for i in mine]}
+
+
+def _gathered(passage_vectors: torch.Tensor, world: int) -> torch.Tensor:
+    """Every rank's passages, gradients flowing back to each (one process: its own)."""
+    return gather_with_gradients(passage_vectors) if world > 1 else passage_vectors
 
 
 def gather_with_gradients(vectors: torch.Tensor) -> torch.Tensor:
