@@ -88,7 +88,7 @@ def four_bit_options(device) -> dict:
         from transformers import BitsAndBytesConfig
     except ImportError:
         raise LexedgeError("runtime.load_in_4bit needs bitsandbytes: "
-                           "pip install bitsandbytes") from None
+                           'pip install "lexedge[gpu]"') from None
     return {"quantization_config": BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.bfloat16), "device_map": {"": device.index or 0}}

@@ -136,7 +136,7 @@ def test_gathered_negatives_make_the_loss_see_every_ranks_passages(embedder_runs
         assert left[1] == right[1] == whole[1]
 
 
-@pytest.mark.parametrize("variant", ["pooler", "split-attention"])
+@pytest.mark.parametrize("variant", ["pooler", "mean", "split-attention"])
 def test_two_reranker_processes_train_what_one_does(embedder_runs, tiny_data, no_dropout_model,
                                                     tmp_path, variant):
     embedder = embedder_runs[0] / "stage2"
@@ -148,6 +148,8 @@ def test_two_reranker_processes_train_what_one_does(embedder_runs, tiny_data, no
         "stage3.batch_size=4", "stage3.candidates=8", "stage3.rank_window=[0, 4]",
         "stage3.hard_negatives=2", "stage3.max_query_length=16",
         "stage3.max_passage_length=32"]
+    if variant == "mean":
+        overrides += ['head="mean"']
     if variant == "split-attention":
         overrides += [f'base_model="{embedder}"', 'head="segments"', "head_temperature=0.1",
                       "separate_layers=1", "cross_attention_bias=-3.0"]
