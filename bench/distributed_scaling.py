@@ -15,28 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from compute_bound import _cpu_flags
+from lock_fsync_cost import cpu_model
 from report import REPO, write_report
-
-
-def cpu_description() -> tuple[str, str]:
-    model, flags = platform.processor() or "unknown", ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("unknown", "x86_64", ""):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
-                present = line.split(":", 1)[1].split()
-                flags = " ".join(f for f in wanted if f in present)
-    except OSError:
-        pass
-    return model, flags
 
 
 def main(argv=None) -> int:
@@ -98,7 +84,7 @@ def main(argv=None) -> int:
         rows.append((name, processes, threads, training["seconds"], per_second, wall,
                      training["loss_last"]))
     base = rows[0][4]
-    model, flags = cpu_description()
+    model, flags = cpu_model(), _cpu_flags()
     lines = [f"# Several training processes: stage 1 of the embedder on {args.data.name} "
              f"({args.base}, {args.steps} steps of global batch {args.batch}, passages "
              f"{args.length} tokens)", "",

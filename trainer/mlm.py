@@ -29,7 +29,7 @@ from lexedge.trainer.config_loader import config_to_dict
 from lexedge.trainer.data import epoch_rng
 from lexedge.trainer.lora import stage_chain
 from lexedge.trainer.provenance import hardware
-from lexedge.trainer.stage import copy_model_files, write_config, write_manifest
+from lexedge.trainer.stage import copy_model_files, write_card, write_config, write_manifest
 from lexedge.trainer.training import TrainingPlan, barrier, run_training, steps_for
 
 MLM_STAGE_INDEX = 0
@@ -159,6 +159,7 @@ def run_mlm(curriculum, below: Path, out_dir: Path) -> Path:
             PROVENANCE: provenance(f"lexedge train {curriculum.family.name}",
                                    inputs=curriculum.inputs),
             "hardware": hardware()})
+        write_card(staging)
     shutil.rmtree(work, ignore_errors=True)
     barrier(curriculum.world)
     curriculum.log(f"mlm: saved {out_dir} (loss {result.losses[0]:.3f} → "

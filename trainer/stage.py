@@ -154,7 +154,7 @@ def write_adapter(out_dir: Path, config: dict, tensors: dict, stack: dict) -> No
     from safetensors.torch import save_file
 
     out_dir = Path(out_dir)
-    (out_dir / "README.md").unlink(missing_ok=True)  # peft's empty template: write_card's
+    (out_dir / CARD_FILE).unlink(missing_ok=True)  # peft's empty template (write_card's)
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(out_dir / ADAPTER_WEIGHTS),
               metadata={"format": "pt"})
     (out_dir / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2, ensure_ascii=False)
@@ -289,15 +289,17 @@ def write_card(folder: Path) -> None:
                      f"base (`{stack.get('base')}`) as one rank-{stack.get('rank')} adapter; "
                      f"the stage below is `{stack.get('below')}`. Each stage trained rank "
                      f"{lora.get('r')}, alpha {lora.get('alpha')}.")
-    trained = [f"- data: `{Path(str(data.get('dir', '?'))).name}`, split "
-               f"`{data.get('train_split')}`, {data.get('examples')} examples",
+    what = f"{data['documents']} corpus documents (masked-language modelling)" \
+        if "documents" in data else \
+        f"split `{data.get('train_split')}`, {data.get('examples')} examples"
+    trained = [f"- data: `{Path(str(data.get('dir', '?'))).name}`, {what}",
                f"- {training.get('steps')} steps ({training.get('epochs')} epochs), "
                f"{training.get('seconds')} s, seed {manifest.get('seed')}, loss "
                f"{training.get('loss_first')} → {training.get('loss_last')}"]
     trained += [f"- `{name}` sha256 `{digest}`" for name, digest in inputs.items()]
     if stack:
-        load = ["```python", "from transformers import " + (
-                    "AutoModelForSequenceClassification as Auto" if reranker else "AutoModel as Auto"),
+        auto = "AutoModelForSequenceClassification" if reranker else "AutoModel"
+        load = ["```python", f"from transformers import {auto} as Auto",
                 "from peft import PeftModel", "",
                 f"base = Auto.from_pretrained(BASE)  # {_base_hint(stack.get('base'))}",
                 "model = PeftModel.from_pretrained(base, STAGE_FOLDER).merge_and_unload()",
