@@ -293,10 +293,12 @@ def write_card(folder: Path) -> None:
         if "documents" in data else \
         f"split `{data.get('train_split')}`, {data.get('examples')} examples"
     trained = [f"- data: `{Path(str(data.get('dir', '?'))).name}`, {what}",
-               f"- {training.get('steps')} steps ({training.get('epochs')} epochs), "
+               f"- {training.get('steps')} steps"
+               + (f" ({training['epochs']} epochs)" if training.get("epochs") else "") + ", "
                f"{training.get('seconds')} s, seed {manifest.get('seed')}, loss "
                f"{training.get('loss_first')} → {training.get('loss_last')}"]
-    trained += [f"- `{name}` sha256 `{digest}`" for name, digest in inputs.items()]
+    trained += [f"- made and measured from `{name}`, sha256 `{digest}`"
+                for name, digest in inputs.items()]
     if stack:
         auto = "AutoModelForSequenceClassification" if reranker else "AutoModel"
         load = ["```python", f"from transformers import {auto} as Auto",
