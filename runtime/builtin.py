@@ -65,7 +65,8 @@ def describe(bundle) -> dict:
             continue
         source = entry.get("source") or {}
         models[section] = {
-            "file": entry["file"], "bytes": sizes[entry["file"]] + sizes[entry["tokenizer"]],
+            "file": entry["file"], "bytes": sizes[entry["file"]],
+            "tokenizer_bytes": sizes[entry["tokenizer"]],
             "layers": entry.get("layers") or source.get("layers"),
             "dimension": entry.get("dimension"), "max_length": entry.get("max_length"),
             "precision": entry.get("precision"), "vocabulary": (entry.get("vocabulary") or {})
@@ -92,7 +93,8 @@ def format_info(info: dict) -> str:
                  f"{model['dimension']} dims" if model.get("dimension") else None,
                  f"{model['vocabulary']:,} pieces" if model.get("vocabulary") else None,
                  f"max {model['max_length']} tokens", model.get("precision"),
-                 f"{model['bytes'] / 1e6:.1f} MB", f"parity {model.get('parity')}"]
+                 f"{model['bytes'] / 1e6:.1f} MB + tokenizer "
+                 f"{model['tokenizer_bytes'] / 1e6:.1f} MB", f"parity {model.get('parity')}"]
         lines.append(f"  {section:<11} " + ", ".join(f for f in facts if f))
         if model.get("base_model"):
             lines.append(f"  {'':<11} from {model['base_model']}")

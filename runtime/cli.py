@@ -187,10 +187,11 @@ def add_commands(commands) -> None:
     encode = index_commands.add_parser(
         "encode", help="embed one shard of a corpus (on this process or machine) for a later "
                        "`index build --vectors`",
-        description="Embed the documents at positions p with p % N == I (of the stream "
-                    "`index build` reads) into a vector shard folder. Run the N shards on "
-                    "several processes or machines, then `lexedge index build --vectors "
-                    "SHARD_DIR...` gives the index one build gives.")
+        description="Embed shard I of N of the documents `index build` reads (its chunks "
+                    "of 1,024 documents c with c % N == I, batched as the build batches them) "
+                    "into a vector shard folder. Run the N shards on several processes or "
+                    "machines, then `lexedge index build --vectors SHARD_DIR...` gives the "
+                    "index one build gives.")
     encode.add_argument("--docs", required=True, type=Path,
                         help="corpus.jsonl, a BEIR dataset folder, or a folder of documents")
     encode.add_argument("--bundle", required=True, metavar="builtin|DIR")
@@ -427,6 +428,7 @@ def format_metrics_table(metrics: dict) -> str:
 
 def run_index_build(args: argparse.Namespace) -> int:
     from .bundle import Bundle
+    from .errors import LexedgeError
     from .index import Index
 
     bundle = Bundle.load(args.bundle) if args.bundle else None
@@ -446,8 +448,9 @@ def run_index_build(args: argparse.Namespace) -> int:
                           "analyzer": manifest["analyzer"]["name"], "vectors": vectors,
                           "bundle": manifest.get("bundle"),
                           "build_seconds": manifest["build_seconds"]})
-    dense = f", {vectors['embedded']} embedded, {vectors['reused']} reused" if vectors else \
-        ", BM25 only"
+    dense = f", {vectors['embedded']} embedded, {vectors['reused']} reused" + (
+        f", {vectors['imported']} imported" if "imported" in vectors else "") if vectors \
+        else ", BM25 only"
     print(f"indexed {manifest['documents']} documents into {args.out} "
           f"(analyzer {manifest['analyzer']['name']}{dense}, {manifest['build_seconds']} s)")
     return 0
@@ -461,8 +464,8 @@ def run_index_encode(args: argparse.Namespace) -> int:
     manifest = encode_shard(args.docs, Bundle.load(args.bundle), args.out, shard, shards,
                             providers=args.providers)
     if args.json:
-        return emit_json({"shard": str(args.out), **{k: manifest[k] for k in (
-            "shard", "shards", "documents", "dimension", "providers", "seconds")}})
+        return emit_json({"out": str(args.out), **{k: manifest[k] for k in (
+            "shard", "shards", "chunk", "documents", "dimension", "providers", "seconds")}})
     print(f"encoded shard {shard}/{shards}: {manifest['documents']} documents into {args.out} "
           f"({', '.join(manifest['providers'])}, {manifest['seconds']} s)")
     return 0

@@ -106,6 +106,9 @@ def bundle_card(manifest: dict) -> str:
                 training.append(f"- {kind} `{stage['stage']}`: `{data.get('dataset')}`, split "
                                 f"`{data.get('split')}`, {data.get('examples')} examples")
     quality = [f"- {name}: {text}" for name, text in (card.get("quality") or {}).items()]
+    if any("bench/" in str(text) for text in (card.get("quality") or {}).values()):
+        quality.append("- (`bench/…` files are in the lexedge source repository, with the "
+                       "commands that reproduce them.)")
     for kind, by_stage in (manifest.get("metrics") or {}).items():
         for stage, metrics in (by_stage or {}).items():
             quality += ["", f"{kind} `{Path(stage).name}`, recorded by training "

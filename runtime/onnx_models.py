@@ -47,7 +47,8 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
 
 def resolve_providers(names: Sequence[str] | None) -> list[str]:
     """onnxruntime provider names for ``names`` (``cuda``, ``coreml``, ``directml``, … or
-    the full names), in that order of preference, the CPU last as the fallback.
+    the full names), in that order of preference, the CPU last (for the operators a provider
+    lacks). A provider this onnxruntime build lacks is refused, not silently replaced.
 
     Raises:
         LexedgeError: a name this onnxruntime build does not have (the error lists those it
@@ -61,9 +62,10 @@ def resolve_providers(names: Sequence[str] | None) -> list[str]:
     for name in names or ():
         full = PROVIDERS.get(name.lower(), name)
         if full not in available:
-            short = {v: k for k, v in PROVIDERS.items()}
-            raise LexedgeError(f"--providers: {name!r} is not available in this onnxruntime "
-                               f"(available: {', '.join(short.get(a, a) for a in available)})")
+            named = name if full == name else f"{name} ({full})"
+            raise LexedgeError(f"--providers: {named} is not in this onnxruntime build; "
+                               f"it has {', '.join(available)} (a GPU provider comes with "
+                               "onnxruntime-gpu, DirectML with onnxruntime-directml)")
         if full not in chosen:
             chosen.append(full)
     if "CPUExecutionProvider" not in chosen:
@@ -112,9 +114,10 @@ class _OnnxModel:
         self.tokenizer = tokenizer if isinstance(tokenizer, SharedTokenizer) \
             else SharedTokenizer(tokenizer)
         self.max_length = int(config["max_length"])
+        chosen = resolve_providers(providers)  # refused by itself, before the model
         try:
             self.session = ort.InferenceSession(str(self.model_path), session_options(threads),
-                                                providers=resolve_providers(providers))
+                                                providers=chosen)
         except Exception as exc:
             raise LexedgeError(f"{self.model_path}: onnxruntime cannot load it ({exc})") from None
         self.inputs = list(config["inputs"])

@@ -45,9 +45,9 @@ PROVENANCE_KEYS = ("made_by", "created", "lexedge", "python", "libraries", "inpu
 #: Every package whose version shapes a lexedge artefact: the runtime's (tokenising, BM25,
 #: the graph, ONNX), the export's and the trainer's. One list, so every manifest names the
 #: same ones.
-LIBRARIES = ("numpy", "bm25s", "fugashi", "ipadic", "hnswlib", "tokenizers", "onnxruntime",
-             "onnx", "torch", "transformers", "peft", "safetensors", "accelerate",
-             "bitsandbytes")
+LIBRARIES = ("numpy", "bm25s", "fugashi", "ipadic", "chroma-hnswlib", "hnswlib", "tokenizers",
+             "onnxruntime", "onnx", "torch", "transformers", "peft", "safetensors",
+             "accelerate", "bitsandbytes")
 
 
 def provenance(made_by: str, inputs: Mapping[str, str | Path] | None = None) -> dict:

@@ -10,10 +10,14 @@ A shard folder::
     manifest.json   format, shard, shards, documents, dimension, the bundle's embedder id,
                     the source and its sha256, provenance, seconds
 
-Shard ``I`` holds the documents at positions ``p`` with ``p % N == I`` of the same document
-stream the build reads (a repeated id refused the same way). A build takes a document's
-vector from a shard only when the bundle's embedder id and the text's sha256 match; any
-other document (changed since, or in a shard not given) is embedded by the build itself.
+The build embeds its document stream in chunks of ``EMBED_CHUNK`` documents (length-sorted
+and batched inside each chunk), and an INT8 model's vectors depend a little on the batch a
+text shares (dynamic quantisation scales activations per batch: up to 0.006 apart with the
+built-in bundle). So a shard takes whole chunks — shard ``I`` of ``N`` embeds chunks ``c``
+with ``c % N == I`` of the same stream (a repeated id refused the same way) — and every
+vector is the one a single build computes. A build takes a document's vector from a shard
+only when the bundle's embedder id, the chunk size and the text's sha256 match; any other
+document (changed since, or in a shard not given) is embedded by the build itself.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ import numpy as np
 from .datasets import Document
 from .embedding_chunks import BuildProgress
 from .errors import LexedgeError
-from .index import EMBED_CHUNK, corpus_lines, unique_ids
+from . import index
+from .index import corpus_lines, unique_ids
 from .provenance import PROVENANCE, provenance
 from .storage import atomic_directory, sha256_file, write_json_atomic
 
@@ -49,13 +54,13 @@ def encode_shard(source: Path, bundle, out: Path, shard: int, shards: int, *,
 
     source, started = Path(source), time.perf_counter()
     embedder = bundle.embedder(providers=providers)
-    total = corpus_lines(source)
-    bar = BuildProgress(None if total is None else -(-(total - shard) // shards), progress)
-    with atomic_directory(out, kind="vectors") as staging:
+    size, total = index.EMBED_CHUNK, corpus_lines(source)
+    bar = BuildProgress(None if total is None else _share(total, size, shard, shards), progress)
+    with atomic_directory(out, kind="vector shard") as staging:
         blocks, count = [], 0
         with (staging / IDS).open("w", encoding="utf-8") as ids:
-            for chunk in _chunks(_mine(unique_ids(iter_documents(source), source), shard,
-                                       shards), EMBED_CHUNK):
+            chunks = _chunks(unique_ids(iter_documents(source), source), size)
+            for chunk in (c for number, c in enumerate(chunks) if number % shards == shard):
                 blocks.append(embedder.encode([d.indexed_text for d in chunk], kind="passage",
                                               on_batch=bar.update))
                 for document in chunk:
@@ -67,7 +72,7 @@ def encode_shard(source: Path, bundle, out: Path, shard: int, shards: int, *,
                                                                  dtype=np.float32)
         np.save(staging / VECTORS, matrix.astype(np.float32), allow_pickle=False)
         manifest = {"format": SHARD_FORMAT, "shard": shard, "shards": shards,
-                    "documents": count, "dimension": int(embedder.dimension),
+                    "chunk": size, "documents": count, "dimension": int(embedder.dimension),
                     "embedder_id": bundle.embedder_id, "bundle": bundle.reference,
                     "providers": list(embedder.session.get_providers()),
                     "source": {"name": source.name,
@@ -78,10 +83,10 @@ def encode_shard(source: Path, bundle, out: Path, shard: int, shards: int, *,
     return manifest
 
 
-def _mine(documents: Iterator[Document], shard: int, shards: int) -> Iterator[Document]:
-    for position, document in enumerate(documents):
-        if position % shards == shard:
-            yield document
+def _share(total: int, size: int, shard: int, shards: int) -> int:
+    """How many of ``total`` documents fall in this shard's chunks."""
+    return sum(min(size, total - start) for number, start in enumerate(range(0, total, size))
+               if number % shards == shard)
 
 
 def _chunks(documents: Iterator[Document], size: int) -> Iterator[list[Document]]:
@@ -112,6 +117,10 @@ class ImportedVectors:
             if manifest["embedder_id"] != bundle.embedder_id:
                 raise LexedgeError(f"{folder}: encoded with another embedder than "
                                    f"{bundle.path}'s; encode it again with this bundle")
+            if manifest.get("chunk") != index.EMBED_CHUNK:
+                raise LexedgeError(f"{folder}: encoded in chunks of {manifest.get('chunk')} "
+                                   f"documents, this build embeds {index.EMBED_CHUNK} at a time "
+                                   "(another lexedge version); encode it again")
             if self.of not in (None, manifest["shards"]) or manifest["shard"] in self.shards:
                 raise LexedgeError(f"{folder}: shard {manifest['shard']}/{manifest['shards']} "
                                    "repeats one or belongs to another split of the corpus")

@@ -76,6 +76,9 @@ class Curriculum:
         # Under torchrun every rank trains (DDP) and mines (deterministically, so alike);
         # rank 0 alone writes folders and evaluates.
         self.rank, self.world = distributed()
+        if self.rank != 0:  # one voice: rank 0 says what the run does
+            self.log = lambda line: None
+        _check_shares(config, self.world)
         if has_config(self.output) and not resume:
             raise LexedgeError(f"{self.output}: holds a run already; pass --resume to continue "
                                "it or choose another output_dir")
@@ -317,6 +320,18 @@ class Curriculum:
             PROVENANCE: provenance(f"lexedge train {self.family.name}", inputs=self.inputs),
             "hardware": hardware(),
         }
+
+
+def _check_shares(config, world: int) -> None:
+    """Before any loading: each of ``world`` processes takes an equal share of every batch."""
+    stages = [("mlm", config.mlm.batch_size)] if "mlm" in config.phases and \
+        hasattr(config, "mlm") else []
+    stages += [(f"stage{phase}", getattr(config, f"stage{phase}").batch_size)
+               for phase in config.phases if phase != "mlm"]
+    for name, size in stages:
+        if size % world:
+            raise LexedgeError(f"config: {name}.batch_size = {size} does not divide among "
+                               f"{world} processes; use a multiple of {world}")
 
 
 def _record_mining(work: Path, mining: list, stats: dict) -> None:

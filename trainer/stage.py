@@ -277,18 +277,26 @@ def write_card(folder: Path) -> None:
              "tags": ["lexedge", "legal", family, "lora" if is_adapter(folder) else mode],
              "pipeline_tag": "text-classification" if reranker else "sentence-similarity"}
     lora = manifest.get("lora") or {}
+    stage_settings = manifest.get("stage_settings") or {}
+    trained_length = stage_settings.get("max_passage_length")
+    length = f"at most {settings.get('max_length')} tokens" + (
+        f" (trained on passages cut at {trained_length})" if trained_length else "")
     about = [f"A lexedge {family}, curriculum stage `{stage}` ({mode}), trained by "
              f"`{(manifest.get('provenance') or {}).get('made_by', 'lexedge train')}`.",
-             f"Pooling `{settings.get('pooling')}`, normalised {settings.get('normalize')}, "
-             f"query prefix {settings.get('query_prefix', '')!r}, passage prefix "
-             f"{settings.get('passage_prefix', '')!r}, at most {settings.get('max_length')} "
-             "tokens." if not reranker else f"Cross-encoder, head `{settings.get('head')}`, "
-             f"at most {settings.get('max_length')} tokens per pair."]
+             f"Cross-encoder, head `{settings.get('head')}`, {length} per pair." if reranker
+             else f"Pooling `{settings.get('pooling')}`, "
+                  f"{'normalised' if settings.get('normalize') else 'not normalised'}, "
+                  f"query prefix {settings.get('query_prefix', '')!r}, passage prefix "
+                  f"{settings.get('passage_prefix', '')!r}, {length}."]
     if stack:
-        about.append(f"The adapter holds all {stack.get('stages')} LoRA stage(s) down to the "
-                     f"base (`{stack.get('base')}`) as one rank-{stack.get('rank')} adapter; "
-                     f"the stage below is `{stack.get('below')}`. Each stage trained rank "
-                     f"{lora.get('r')}, alpha {lora.get('alpha')}.")
+        count = stack.get("stages", 1)
+        about.append(f"The adapter holds {'this' if count == 1 else f'all {count}'} LoRA "
+                     f"stage{'' if count == 1 else 's'} down to the base "
+                     f"(`{stack.get('base')}`) as one rank-{stack.get('rank')} adapter; the "
+                     f"stage below is `{stack.get('below')}`. Each stage trained rank "
+                     f"{lora.get('r')}, alpha {lora.get('alpha')}; the saved adapter has "
+                     "every scale folded into its B matrices, so its lora_alpha equals its "
+                     "rank.")
     what = f"{data['documents']} corpus documents (masked-language modelling)" \
         if "documents" in data else \
         f"split `{data.get('train_split')}`, {data.get('examples')} examples"
@@ -297,20 +305,21 @@ def write_card(folder: Path) -> None:
                + (f" ({training['epochs']} epochs)" if training.get("epochs") else "") + ", "
                f"{training.get('seconds')} s, seed {manifest.get('seed')}, loss "
                f"{training.get('loss_first')} → {training.get('loss_last')}"]
-    trained += [f"- made and measured from `{name}`, sha256 `{digest}`"
+    trained += [f"- input `{name}` (training and evaluation files), sha256 `{digest}`"
                 for name, digest in inputs.items()]
     if stack:
         auto = "AutoModelForSequenceClassification" if reranker else "AutoModel"
-        load = ["```python", f"from transformers import {auto} as Auto",
+        load = ["```python", f"from transformers import {auto}",
                 "from peft import PeftModel", "",
-                f"base = Auto.from_pretrained(BASE)  # {_base_hint(stack.get('base'))}",
+                f"base = {auto}.from_pretrained(BASE)  # {_base_hint(stack.get('base'))}",
                 "model = PeftModel.from_pretrained(base, STAGE_FOLDER).merge_and_unload()",
                 "```"]
     else:
         load = ["```python", "from transformers import AutoModel",
                 "model = AutoModel.from_pretrained(STAGE_FOLDER)", "```"]
-    measured = table(metrics_rows(metrics), ("measure", "value")) if metrics else []
-    if measured:
+    measured = table(metrics_rows(metrics), ("measure", "value")) if metrics else \
+        ["Not evaluated (evaluation off, or not run yet)."]
+    if metrics:
         measured.insert(0, f"On `{metrics.get('split', 'dev')}` "
                            f"({metrics.get('queries', '?')} queries):\n")
     write(folder / CARD_FILE, render(front, f"lexedge {family} — {stage}", [

@@ -161,3 +161,18 @@ def test_two_reranker_processes_train_what_one_does(embedder_runs, tiny_data, no
         for a, b in zip(single["loss_curve"], double["loss_curve"], strict=True):
             assert abs(a - b) < TOLERANCE, (stage, single["loss_curve"], double["loss_curve"])
         assert _weights_close(one / stage, two / stage) < TOLERANCE
+
+
+def test_a_batch_that_does_not_divide_among_the_processes_is_refused_first(tiny_data,
+                                                                         no_dropout_model):
+    from lexedge.runtime.errors import LexedgeError
+    from lexedge.trainer.config import TrainEmbedderConfig
+    from lexedge.trainer.config_loader import load_config
+    from lexedge.trainer.curriculum import _check_shares
+
+    config = load_config(TrainEmbedderConfig, None, _embedder_overrides(
+        tiny_data, no_dropout_model) + ['output_dir="unused"', "stage2.batch_size=3"])
+    _check_shares(config, 1)
+    with pytest.raises(LexedgeError, match=r"stage2.batch_size = 3 does not divide among 2 "
+                                           r"processes; use a multiple of 2"):
+        _check_shares(config, 2)
