@@ -28,6 +28,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from lexedge.trainer.checkpoint import load_checkpoint, save_checkpoint
@@ -248,12 +249,10 @@ def _progress(plan: TrainingPlan, initial: int, rank: int):
                 mininterval=interval, dynamic_ncols=True)
 
 
-def across_ranks(count: int, encode_rows: Callable[[list[int]], "np.ndarray"]) -> "np.ndarray":
+def across_ranks(count: int, encode_rows: Callable[[list[int]], np.ndarray]) -> np.ndarray:
     """Rows ``0 … count-1`` (a corpus to encode for mining or evaluation) split into one
     contiguous share per rank, each encoded by its rank, and gathered so every rank holds
     all of them in order (issue 21); one process encodes them all."""
-    import numpy as np
-
     rank, world = distributed()
     if world == 1 or count < world:
         return encode_rows(list(range(count)))
@@ -262,8 +261,7 @@ def across_ranks(count: int, encode_rows: Callable[[list[int]], "np.ndarray"]) -
     shares = np.array_split(np.arange(count), world)
     local = torch.from_numpy(np.ascontiguousarray(encode_rows(shares[rank].tolist())))
     width = max(len(share) for share in shares)
-    device = torch.device("cuda", torch.cuda.current_device()) \
-        if dist.get_backend() == "nccl" else torch.device("cpu")
+    device = _collective_device()
     padded = torch.zeros((width, *local.shape[1:]), dtype=local.dtype, device=device)
     padded[:len(local)] = local.to(device)
     gathered = [torch.empty_like(padded) for _ in range(world)]
@@ -277,11 +275,17 @@ def from_rank0(value: bool, world: int) -> bool:
         return value
     import torch.distributed as dist
 
-    device = torch.device("cuda", torch.cuda.current_device()) \
-        if dist.get_backend() == "nccl" else torch.device("cpu")
-    flag = torch.tensor([int(bool(value))], device=device)
+    flag = torch.tensor([int(bool(value))], device=_collective_device())
     dist.broadcast(flag, src=0)
     return bool(flag.item())
+
+
+def _collective_device() -> torch.device:
+    """Where tensors of a collective live: the GPU under NCCL, else the CPU (gloo)."""
+    import torch.distributed as dist
+
+    return torch.device("cuda", torch.cuda.current_device()) \
+        if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
 def barrier(world: int) -> None:
