@@ -190,7 +190,8 @@ class Curriculum:
                             weight_decay=stage.weight_decay,
                             checkpoint_every=config.runtime.checkpoint_every,
                             description=name, bf16=config.runtime.bf16,
-                            progress=config.runtime.progress, accumulation=accumulation)
+                            progress=config.runtime.progress, accumulation=accumulation,
+                            unused_parameters=self.family.unused_parameters)
         result = run_training(module, plan=plan, work_dir=work, resume=self.resume,
                               epoch_batches=epoch_batches,
                               compute_loss=lambda model, batch: self.family.compute_loss(

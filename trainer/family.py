@@ -30,6 +30,8 @@ class Family:
 
     name = ""
     lora_options: dict = {}
+    # Under DDP: may a step leave trainable parameters out of its loss (a reranker head)?
+    unused_parameters = False
     evaluate_base = True  # a reranker's base has a fresh, untrained head: nothing to measure
 
     def __init__(self, config, data: TrainingData, device):

@@ -134,7 +134,8 @@ def run_mlm(curriculum, below: Path, out_dir: Path) -> Path:
     plan = TrainingPlan(steps=steps, steps_per_epoch=per_epoch,
                         learning_rate=settings.learning_rate, warmup_ratio=settings.warmup_ratio,
                         checkpoint_every=config.runtime.checkpoint_every, description="mlm",
-                        bf16=config.runtime.bf16, progress=config.runtime.progress)
+                        bf16=config.runtime.bf16, progress=config.runtime.progress,
+                        unused_parameters=True)  # whatever the base carries beside MLM
     result = run_training(module, plan=plan, work_dir=work, resume=curriculum.resume,
                           epoch_batches=epoch_batches, compute_loss=compute_loss,
                           hooks=curriculum.hooks)

@@ -5,7 +5,7 @@ progress with ETA, and a resumable checkpoint every ``checkpoint_every`` steps.
 
 Several processes (issue 21): Hugging Face ``accelerate`` starts the process group (NCCL on
 GPUs, gloo on CPUs) and wraps the model in DistributedDataParallel (unused parameters
-allowed, so every reranker head trains). Every rank builds the same global batches — a pure
+allowed for the reranker, so every head trains). Every rank builds the same global batches — a pure
 function of (seed, stage, epoch) — and the family hands each rank its shard
 (:meth:`~lexedge.trainer.family.Family.shard`), so a step sees ``batch_size`` examples across
 all ranks, an epoch sees each example once, and the same configuration trains the same
@@ -55,6 +55,8 @@ class TrainingPlan:
         head_modules: module names of a fresh head (a reranker's ``classifier``).
         accumulation: batches whose gradients add up before one optimizer step (a larger
             effective batch in the same memory; in-batch negatives stay within a batch).
+        unused_parameters: under DDP, a step may leave trainable parameters out of its loss
+            (a reranker head); costs an extra pass over the graph, so off where none are.
     """
 
     steps: int
@@ -70,6 +72,7 @@ class TrainingPlan:
     head_learning_rate: float = 0.0
     head_modules: tuple[str, ...] = ()
     accumulation: int = 1
+    unused_parameters: bool = False
 
 
 @dataclass
@@ -95,7 +98,7 @@ def distributed() -> tuple[int, int]:
     return state.process_index, state.num_processes
 
 
-def _accelerator(device: torch.device, bf16: bool):
+def _accelerator(device: torch.device, bf16: bool, unused_parameters: bool):
     """accelerate's handle on this process: mixed precision, DDP wrapping, collectives."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
@@ -105,7 +108,7 @@ def _accelerator(device: torch.device, bf16: bool):
     return Accelerator(cpu=device.type != "cuda",
                        mixed_precision="bf16" if bf16 and device.type == "cuda" else "no",
                        kwargs_handlers=[DistributedDataParallelKwargs(
-                           find_unused_parameters=True)])
+                           find_unused_parameters=unused_parameters)])
 
 
 def linear_schedule(optimizer, steps: int, warmup_ratio: float):
@@ -142,7 +145,7 @@ def run_training(module: torch.nn.Module, *, plan: TrainingPlan, work_dir: Path,
     device = next(p for p in module.parameters()).device
     # accelerate for several processes and for bf16 on CUDA; a plain CPU process needs none
     # of it (and accelerate's process-wide state would pin the first run's precision).
-    accelerator = _accelerator(device, plan.bf16) \
+    accelerator = _accelerator(device, plan.bf16, plan.unused_parameters) \
         if world > 1 or (plan.bf16 and device.type == "cuda") else None
     named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     parameters = [p for _, p in named]

@@ -69,6 +69,7 @@ class RerankerFamily(Family):
 
     name = "reranker"
     lora_options = {"modules_to_save": HEAD_MODULES, "task_type": "SEQ_CLS"}
+    unused_parameters = True  # the segments head's classifier, a mean head's pooler
     evaluate_base = False
 
     def __init__(self, config, data: TrainingData, device):
