@@ -165,34 +165,25 @@ def _source(stack: list[Path]) -> dict | None:
     folder = stack[0]
     weights = sorted(p for p in folder.iterdir()
                      if p.is_file() and p.suffix in WEIGHT_SUFFIXES and "optimizer" not in p.name)
-    stage = folder.name
+    manifest = {}
     if (folder / STAGE_MANIFEST).is_file():  # written by lexedge train
-        stage = json.loads((folder / STAGE_MANIFEST).read_text(encoding="utf-8")).get(
-            "stage", stage)
+        manifest = json.loads((folder / STAGE_MANIFEST).read_text(encoding="utf-8"))
     record = {
         "path": str(folder),
-        "stage": stage,
+        "stage": manifest.get("stage", folder.name),
         "kind": kind_of(folder),
         "sha256": {p.name: sha256_file(p) for p in weights},
         "base": _source(stack[1:]),
     }
-    record.update(_described(folder))
-    return record
-
-
-def _described(folder: Path) -> dict:
-    """What a bundle's card tells of a stage: the licences its model settings record and
-    the data its stage manifest says it trained on."""
-    found = {}
+    # what a bundle's card tells of a stage: its licences and the data it trained on
     licences = read_model_settings(folder).get("licences")
     if licences:
-        found["licences"] = licences
-    if (folder / STAGE_MANIFEST).is_file():
-        data = json.loads((folder / STAGE_MANIFEST).read_text(encoding="utf-8")).get("data")
-        if data:
-            found["data"] = {"dataset": Path(str(data.get("dir", ""))).name,
-                             "split": data.get("train_split"), "examples": data.get("examples")}
-    return found
+        record["licences"] = licences
+    data = manifest.get("data")
+    if data:
+        record["data"] = {"dataset": Path(str(data.get("dir", ""))).name,
+                          "split": data.get("train_split"), "examples": data.get("examples")}
+    return record
 
 
 def _metrics(stack: list[Path]) -> dict | None:

@@ -148,12 +148,19 @@ def embedding(documents: Iterator[Document], embedder, vectors: list, progress: 
         bar.update(len(chunk) - len(fresh))
         yield from chunk
 
+    for chunk in chunks(documents, chunk_size):
+        yield from flush(chunk)
+    bar.close()
+
+
+def chunks(documents: Iterator[Document], size: int) -> Iterator[list[Document]]:
+    """``documents`` in lists of ``size`` (the last shorter): how a build embeds its stream,
+    and how a vector shard must cut it to compute the same vectors."""
     chunk: list[Document] = []
     for document in documents:
         chunk.append(document)
-        if len(chunk) == chunk_size:
-            yield from flush(chunk)
+        if len(chunk) == size:
+            yield chunk
             chunk = []
     if chunk:
-        yield from flush(chunk)
-    bar.close()
+        yield chunk

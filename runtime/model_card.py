@@ -122,11 +122,11 @@ def bundle_card(manifest: dict) -> str:
            "lexedge search --index INDEX \"your question\"", "```",
            "Every file's sha256 is in `manifest.json` and checked on load; the models are "
            "ONNX and load with onnxruntime alone (no torch)."]
+    precisions = sorted({str(manifest[kind].get("precision"))
+                         for kind in ("embedder", "reranker") if manifest.get(kind)})
     front = {"library_name": "onnx", "license": card.get("license") or upstream_licence(licences),
              "language": languages, "tags": ["lexedge", "legal", "retrieval", "onnx",
-                                             *sorted({str((manifest.get(kind) or {}).get("precision"))
-                                                      for kind in ("embedder", "reranker")
-                                                      if manifest.get(kind)})],
+                                             *precisions],
              "pipeline_tag": "sentence-similarity"}
     return render(front, card.get("name") or "lexedge bundle", sections + [
         ("Licences", licence_lines(licences)), ("Training data", training),

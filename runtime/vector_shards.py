@@ -25,13 +25,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from .datasets import Document
-from .embedding_chunks import BuildProgress
+from .embedding_chunks import BuildProgress, chunks
 from .errors import LexedgeError
 from . import index
 from .index import corpus_lines, unique_ids
@@ -59,8 +58,8 @@ def encode_shard(source: Path, bundle, out: Path, shard: int, shards: int, *,
     with atomic_directory(out, kind="vector shard") as staging:
         blocks, count = [], 0
         with (staging / IDS).open("w", encoding="utf-8") as ids:
-            chunks = _chunks(unique_ids(iter_documents(source), source), size)
-            for chunk in (c for number, c in enumerate(chunks) if number % shards == shard):
+            stream = chunks(unique_ids(iter_documents(source), source), size)
+            for chunk in (c for number, c in enumerate(stream) if number % shards == shard):
                 blocks.append(embedder.encode([d.indexed_text for d in chunk], kind="passage",
                                               on_batch=bar.update))
                 for document in chunk:
@@ -87,17 +86,6 @@ def _share(total: int, size: int, shard: int, shards: int) -> int:
     """How many of ``total`` documents fall in this shard's chunks."""
     return sum(min(size, total - start) for number, start in enumerate(range(0, total, size))
                if number % shards == shard)
-
-
-def _chunks(documents: Iterator[Document], size: int) -> Iterator[list[Document]]:
-    chunk = []
-    for document in documents:
-        chunk.append(document)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 class ImportedVectors:

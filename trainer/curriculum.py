@@ -325,8 +325,7 @@ class Curriculum:
 
 def _check_shares(config, world: int) -> None:
     """Before any loading: each of ``world`` processes takes an equal share of every batch."""
-    stages = [("mlm", config.mlm.batch_size)] if "mlm" in config.phases and \
-        hasattr(config, "mlm") else []
+    stages = [("mlm", config.mlm.batch_size)] if "mlm" in config.phases else []
     stages += [(f"stage{phase}", getattr(config, f"stage{phase}").batch_size)
                for phase in config.phases if phase != "mlm"]
     for name, size in stages:

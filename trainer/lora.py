@@ -82,14 +82,23 @@ def load_stage_backbone(top: str | Path, *, cache_dir=None, device=None,
     """
     chain = stage_chain(top, cache_dir)
     model = (loader or load_backbone)(chain[-1], load_in_4bit=load_in_4bit, device=device)
-    adapters = []  # a cumulative adapter holds every stage below it: merging stops there
-    for folder in chain[:-1]:
+    for adapter in reversed(stack_deltas(chain)):
+        model = merge_adapter(model, adapter)
+    return model, chain
+
+
+def stack_deltas(chain: list[Path]) -> list[Path]:
+    """The adapters of ``chain`` (top first) that together hold its stack over the base: down
+    to the first that holds every stage below it (issue 23), or all of them in runs written
+    before."""
+    adapters = []
+    for folder in chain:
+        if not is_adapter(folder):
+            break
         adapters.append(folder)
         if is_cumulative(folder):
             break
-    for adapter in reversed(adapters):
-        model = merge_adapter(model, adapter)
-    return model, chain
+    return adapters
 
 
 def merge_adapter(model, adapter_dir: str | Path):
@@ -153,16 +162,12 @@ def save_stage_adapter(peft_model, out_dir: Path, chain: list[Path]) -> None:
     peft_model.save_pretrained(str(out_dir), safe_serialization=True)
     own_config = read_adapter_config(out_dir)
     own = load_file(str(Path(out_dir) / ADAPTER_WEIGHTS))
-    parts, stages = [_lora_part(own_config, own, out_dir)], 1
-    for folder in chain[:-1]:  # the adapters below, down to the first cumulative one
-        if not is_adapter(folder):
-            break
-        parts.append(_lora_part(read_adapter_config(folder),
-                                load_file(str(folder / ADAPTER_WEIGHTS)), folder))
-        if is_cumulative(folder):
-            stages += read_stack(folder).get("stages", 1)
-            break
-        stages += 1
+    below = stack_deltas(chain)
+    parts = [_lora_part(own_config, own, out_dir)] + [
+        _lora_part(read_adapter_config(folder), load_file(str(folder / ADAPTER_WEIGHTS)), folder)
+        for folder in below]
+    stages = 1 + sum(read_stack(folder).get("stages", 1) if is_cumulative(folder) else 1
+                     for folder in below)
     base = next(folder for folder in chain if not is_adapter(folder))
     tensors, rank = _concatenate(parts)
     tensors.update({k: v for k, v in own.items() if not LORA_KEY.match(k)})  # the head

@@ -102,10 +102,7 @@ def run_mlm(curriculum, below: Path, out_dir: Path) -> Path:
                                                      replace=False))]
     steps, per_epoch = steps_for(len(texts), settings.batch_size, settings.steps, 1.0)
     rank, world = curriculum.rank, curriculum.world
-    if settings.batch_size % world:
-        raise LexedgeError(f"mlm.batch_size {settings.batch_size} does not divide among "
-                           f"{world} processes")
-    share = settings.batch_size // world
+    share = settings.batch_size // world  # divides: checked by the curriculum
     special_ids = np.array(sorted(set(tokenizer.all_special_ids)))
     vocab_size = model.get_input_embeddings().weight.shape[0]
 

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 
-from lexedge.runtime.errors import LexedgeError
 from lexedge.runtime.evaluation import EvalConfig
 from lexedge.trainer.backbone import load_backbone, load_tokenizer
 from lexedge.trainer.data import Example, TrainingData
@@ -75,10 +74,8 @@ class EmbedderFamily(Family):
 
     def shard(self, batch: dict, rank: int, world: int) -> dict:
         """Rank ``rank``'s share of a global batch: ``len / world`` of its queries; the
-        passages of every share are gathered back into the loss (:func:`_layout`)."""
-        if len(batch["examples"]) % world:
-            raise LexedgeError(f"batch_size {len(batch['examples'])} does not divide among "
-                               f"{world} processes")
+        passages of every share are gathered back into the loss (:func:`_layout`). The
+        curriculum checked that the batch divides among the processes."""
         return {**batch, "shard": (rank, world)}
 
     def count(self, batch: dict) -> int:
