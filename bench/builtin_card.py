@@ -5,7 +5,10 @@ shows comes from a results file, never from a hand-typed copy.
     python bench/builtin_card.py --depth L3 --alpha 0.5 --alpha-for ja_appi=0.7
 
 reads ``bench/results/student_distill_<depth>.json`` and
-``bench/results/student_depths_<depth>.json``.
+``bench/results/student_depths_<depth>.json``; with ``--reranker PIPELINE`` also
+``bench/results/student_reranker.json`` (how the reranker was trained) and
+``bench/results/PIPELINE.json`` (``bench/builtin_pipeline.py``: the served quality with the
+reranker, at the weight chosen on dev).
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ def main(argv=None) -> int:
     parser.add_argument("--alpha", required=True, help="the hybrid alpha chosen on dev")
     parser.add_argument("--alpha-for", nargs="*", default=[], metavar="DATASET=A",
                         help="the alpha chosen on one dataset's dev set (e.g. ja_appi=0.7)")
+    parser.add_argument("--reranker", metavar="PIPELINE",
+                        help="results name of bench/builtin_pipeline.py: the bundle has a "
+                             "reranker, and its served quality is quoted")
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("--out", type=Path, default=HERE / "builtin_card.json")
     args = parser.parse_args(argv)
@@ -60,6 +66,38 @@ def main(argv=None) -> int:
             f"(bench/results/{depths_name}.md, INT8 as shipped)")
     if not quality:
         raise SystemExit(f"no {args.depth} rows in {depths_name}.json")
+    reranker = {}
+    if args.reranker:
+        trained = json.loads((args.results / "student_reranker.json").read_text("utf-8"))
+        pipeline = json.loads((args.results / f"{args.reranker}.json").read_text("utf-8"))
+        weight = str(pipeline["chosen_weight"])
+        for row in pipeline["rows"]:
+            served = row["pipeline"][weight]
+            quality[f"{row['dataset']} dev, full corpus ({row['documents']:,} articles, "
+                    f"{served['queries']} queries), hybrid + top {pipeline['rerank']} "
+                    f"re-ranked (W {weight})"] = (
+                f"R@10 {served['recall@10']:.3f}, R@100 {served['recall@100']:.3f}, "
+                f"MRR@10 {served['mrr@10']:.3f}, nDCG@10 {served['ndcg@10']:.3f} "
+                f"(bench/results/{args.reranker}.md, INT8 as shipped)")
+        config = trained["config"]
+        stages = ", ".join(f"{name} {row['steps']} steps" for name, row in
+                           trained["stages"].items() if name != "base")
+        data = trained["datasets"]
+        reranker = {
+            "model": f"the student in split attention: its first {config['separate_layers']} "
+                     "layers encode the query and the passage each alone, the rest attend "
+                     f"across the pair (bias {config['cross_attention_bias']}); score: the "
+                     "cosine of the two sides' mean tokens over "
+                     f"{config['head_temperature']}; pairs cut at "
+                     f"{config['evaluation']['max_query_length']} + "
+                     f"{config['evaluation']['max_passage_length']} tokens",
+            "training": f"the three-stage curriculum ({stages}; LoRA r {config['lora']['r']} "
+                        "on the joint layer, merged) on STARD train ("
+                        f"{data['stard']['train_queries']} queries) and ja_appi train "
+                        f"({data['ja_appi']['train_queries']} queries), negatives from the "
+                        f"student's top candidates over both full corpora; "
+                        f"{trained['wall_seconds']:.0f} s on {trained['cpu']} "
+                        f"({trained['flags']})"}
     card = {
         "name": "lexedge built-in: distilled multilingual-e5-small student",
         "license": "apache-2.0",
@@ -88,6 +126,9 @@ def main(argv=None) -> int:
         "quality": quality,
         "licences": LICENCES,
     }
+    if reranker:
+        card["models"]["reranker"] = reranker["model"]
+        card["training"]["reranker"] = reranker["training"]
     args.out.write_text(json.dumps(card, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(card, ensure_ascii=False, indent=2))
     return 0

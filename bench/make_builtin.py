@@ -8,8 +8,13 @@ names no machine) and the manifest sealed again.
         ../shared/data/stard ../shared/data/ja_statutes ../shared/data/ja_appi \\
         --keep-script cjk --out work-out/builtin/L3
     python bench/student_depths.py --bundle L3=work-out/builtin/L3 --name student_depths_L3
+    python bench/student_reranker.py --student work-out/student/student-L3
     python bench/make_builtin.py --student work-out/student/student-L3 --depth L3 \\
-        --alpha 0.5 --alpha-for ja=0.7
+        --alpha 0.5 --reranker work-out/student_reranker/run/stage3 --rerank-weight W
+
+With ``--reranker`` the reranker stage is exported beside the embedder (its vocabulary trimmed
+by the same keep-list, so the two share one tokenizer file), and W, chosen on dev by
+``bench/builtin_pipeline.py``, is the bundle's reranker weight.
 
 ``--card-only`` keeps the exported models and writes the card again (the card in the
 manifest and ``README.md``, issue 23), then seals the manifest.
@@ -40,6 +45,10 @@ def main(argv=None) -> int:
     parser.add_argument("--depth", default="L3")
     parser.add_argument("--alpha", default="0.5")
     parser.add_argument("--alpha-for", action="append", default=[], metavar="ANALYZER=A")
+    parser.add_argument("--reranker", type=Path, help="reranker stage folder")
+    parser.add_argument("--rerank-weight", help="the reranker weight W chosen on dev")
+    parser.add_argument("--pipeline", default="builtin_pipeline",
+                        help="results of bench/builtin_pipeline.py for the card")
     parser.add_argument("--out", type=Path, default=REPO / "runtime" / "builtin")
     parser.add_argument("--card-only", action="store_true",
                         help="keep the exported models: write the card (manifest and "
@@ -57,6 +66,8 @@ def main(argv=None) -> int:
                    for spec in args.alpha_for]
     subprocess.run([sys.executable, str(REPO / "bench" / "builtin_card.py"), "--depth",
                     args.depth, "--alpha", args.alpha, "--alpha-for", *per_dataset,
+                    *(["--reranker", args.pipeline] if args.reranker or args.card_only and
+                      (args.out / "reranker.onnx").is_file() else []),
                     "--out", str(card)], check=True, stdout=subprocess.DEVNULL)
     export = [sys.executable, "-m", "lexedge", "export", "--int8", "--embedder",
               str(args.student), "--trim-vocabulary", *(str(DATA / name) for name in (
@@ -64,6 +75,10 @@ def main(argv=None) -> int:
               "--alpha", args.alpha, "--card", str(card), "--out", str(args.out)]
     for spec in args.alpha_for:
         export += ["--alpha-for", spec]
+    if args.reranker:
+        export += ["--reranker", str(args.reranker)]
+        if args.rerank_weight:
+            export += ["--rerank-weight", args.rerank_weight]
     if not args.card_only:
         subprocess.run(export, check=True)
     manifest_path = args.out / "manifest.json"
