@@ -126,8 +126,7 @@ def _searcher_retriever(config: EvalConfig, dataset: BeirDataset) -> Retriever:
 
     def search_many(queries, k):
         at_depth = settings.replace(top=min(k, budget))
-        return [[(hit.id, hit.score) for hit in searcher.search(query, at_depth).hits]
-                for query in queries]
+        return [served_order(searcher.search(query, at_depth).hits) for query in queries]
 
     live_ids = [index.docs.id_of(r) for r in range(len(index.docs)) if r not in index.deleted]
     setup = {"analyzer": index.analyzer.to_manifest(), "bundle": index.manifest["bundle"],
@@ -144,6 +143,14 @@ def _model_retriever(config: EvalConfig, dataset: BeirDataset) -> Retriever:
     if "dense-model" not in METHODS:
         raise LexedgeError("--model needs the trainer: pip install 'lexedge[train]'")
     return METHODS["dense-model"](config, dataset)
+
+
+def served_order(hits) -> list[tuple[str, float]]:
+    """Hits as a run whose scores fall with the served rank. The metrics (pytrec_eval) rank
+    a run by score, but after re-ranking the re-scored head (reranker scale) and the
+    first-stage tail (fusion scale) are not comparable: scored as served, tail documents
+    would climb over the head, and the measured order would not be the one users see."""
+    return [(hit.id, float(len(hits) - rank)) for rank, hit in enumerate(hits)]
 
 
 def _rerank_model_retriever(config: EvalConfig, dataset: BeirDataset) -> Retriever:

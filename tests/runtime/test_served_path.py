@@ -194,3 +194,35 @@ def test_rebuild_re_embeds_only_changed_documents(tiny_dataset, tiny_bundle, ser
     for query in ("人を殺した者", "著作権"):
         assert ranking(Searcher(rebuilt), query, rerank=0) == \
             ranking(Searcher(fresh), query, rerank=0)
+
+
+def test_eval_measures_the_served_order_after_re_ranking(tiny_dataset, served_index):
+    """The metrics rank a run by score, and a re-scored head (min-max mixed scores in [0, 1])
+    is not on the scale of the first-stage tail: the run eval scores must be the order the
+    searcher serves, or tail documents climb over the head (issue 19, found measuring the
+    laptop reranker)."""
+    from lexedge.runtime.datasets import BeirDataset
+    from lexedge.runtime.evaluation import EvalConfig, run_evaluation
+
+    config = EvalConfig(data_dir=str(tiny_dataset), method="pipeline",
+                        index=str(served_index.path), budget=8, rerank=4, rerank_weight=0.4)
+    _, run = run_evaluation(config)
+    queries = BeirDataset(tiny_dataset).queries()
+    searcher = Searcher(served_index)
+    for query_id, scored in run.items():
+        served = [h.id for h in searcher.search(queries[query_id], budget=8, rerank=4,
+                                                rerank_weight=0.4, top=8).hits]
+        by_score = [doc for doc, _ in sorted(scored, key=lambda item: -item[1])]
+        assert by_score == served
+
+
+def test_a_run_keeps_the_served_order_when_head_and_tail_scales_differ():
+    from types import SimpleNamespace
+
+    from lexedge.runtime.evaluation import served_order
+
+    # a re-ranked head mixed into [0, 1], then the first-stage tail on its own scale
+    hits = [SimpleNamespace(id=doc, score=score) for doc, score in
+            [("a", 1.0), ("b", 0.3), ("c", 0.0), ("d", 0.62), ("e", 0.55)]]
+    run = served_order(hits)
+    assert [doc for doc, _ in sorted(run, key=lambda item: -item[1])] == list("abcde")
