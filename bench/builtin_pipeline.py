@@ -21,21 +21,10 @@ from pathlib import Path
 from compute_bound import _cpu_flags
 from lock_fsync_cost import cpu_model
 from report import write_report
+from student_depths import evaluate
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
-SHOWN = ("recall@10", "recall@100", "mrr@10", "ndcg@10")
-
-
-def evaluate(index: Path, bundle: Path, data: Path, rerank: int, weight: float | None) -> dict:
-    from lexedge.runtime.evaluation import EvalConfig, run_evaluation
-
-    metrics, _ = run_evaluation(EvalConfig(
-        data_dir=str(data), split="dev", method="pipeline" if rerank else "hybrid",
-        index=str(index), bundle=str(bundle), rerank=rerank, rerank_weight=weight))
-    return {name: round(metrics[name], 4) for name in SHOWN} | {
-        "queries": metrics["queries"], "queries_per_second": metrics["queries_per_second"]}
-
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -68,9 +57,11 @@ def main(argv=None) -> int:
             Index.build(args.data / dataset / "corpus.jsonl", index, bundle=bundle)
             row["build_seconds"] = round(time.perf_counter() - started, 1)
         row["documents"] = len(Index.load(index, bundle=bundle))
-        row["hybrid"] = evaluate(index, args.bundle, args.data / dataset, 0, None)
-        row["pipeline"] = {str(w): evaluate(index, args.bundle, args.data / dataset,
-                                            args.rerank, w) for w in args.weights}
+        data = args.data / dataset
+        row["hybrid"] = evaluate(index, data, "hybrid", bundle=str(args.bundle), rerank=0)
+        row["pipeline"] = {str(w): evaluate(index, data, "pipeline", bundle=str(args.bundle),
+                                            rerank=args.rerank, rerank_weight=w)
+                           for w in args.weights}
         results["rows"].append(row)
         print(row, flush=True)
     # one W for every language, the best dev MRR@10 summed over the datasets (ties: larger W)

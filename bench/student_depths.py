@@ -29,11 +29,14 @@ DATA = HERE.parent.parent / "shared" / "data"
 SHOWN = ("recall@10", "recall@100", "mrr@10", "ndcg@10")
 
 
-def evaluate(index: Path, data: Path, method: str, alpha: float) -> dict:
+def evaluate(index: Path, data: Path, method: str, alpha: float | None = None,
+             **settings) -> dict:
+    """Dev metrics of ``method`` served from ``index``; ``settings``: more EvalConfig fields
+    (``bundle``, ``rerank``, ``rerank_weight`` …)."""
     from lexedge.runtime.evaluation import EvalConfig, run_evaluation
 
     metrics, _ = run_evaluation(EvalConfig(data_dir=str(data), split="dev", method=method,
-                                           index=str(index), alpha=alpha))
+                                           index=str(index), alpha=alpha, **settings))
     return {name: round(metrics[name], 4) for name in SHOWN} | {
         "queries": metrics["queries"], "queries_per_second": metrics["queries_per_second"]}
 

@@ -115,6 +115,7 @@ def main(argv=None) -> int:
     from lexedge.trainer.config import TrainRerankerConfig
     from lexedge.trainer.config_loader import load_config
     from lexedge.trainer.curriculum import Curriculum
+    from lexedge.trainer.reranker.family import RerankerFamily
 
     args.work.mkdir(parents=True, exist_ok=True)
     merged = merge_beir({name: args.data / name for name in DATASETS}, args.work / "zh_ja")
@@ -127,7 +128,7 @@ def main(argv=None) -> int:
             "passage": config.evaluation.max_passage_length}
     lengths = token_lengths(args.data, student, caps)
     started = time.perf_counter()
-    summary = Curriculum(config, _family(), resume=args.resume,
+    summary = Curriculum(config, RerankerFamily, resume=args.resume,
                          log=lambda line: print(line, flush=True)).run()
     wall = time.perf_counter() - started
 
@@ -172,11 +173,6 @@ def main(argv=None) -> int:
         "overrides": args.overrides, "config": summary.get("config"), "stages": stages,
         "token_lengths": lengths, "wall_seconds": round(wall, 1)}, lines)
     return 0
-
-
-def _family():
-    from lexedge.trainer.reranker.family import RerankerFamily
-    return RerankerFamily
 
 
 if __name__ == "__main__":

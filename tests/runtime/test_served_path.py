@@ -202,7 +202,7 @@ def test_eval_measures_the_served_order_after_re_ranking(tiny_dataset, served_in
     searcher serves, or tail documents climb over the head (issue 19, found measuring the
     laptop reranker)."""
     from lexedge.runtime.datasets import BeirDataset
-    from lexedge.runtime.evaluation import EvalConfig, run_evaluation
+    from lexedge.runtime.evaluation import EvalConfig, run_evaluation, served_order
 
     config = EvalConfig(data_dir=str(tiny_dataset), method="pipeline",
                         index=str(served_index.path), budget=8, rerank=4, rerank_weight=0.4)
@@ -210,10 +210,9 @@ def test_eval_measures_the_served_order_after_re_ranking(tiny_dataset, served_in
     queries = BeirDataset(tiny_dataset).queries()
     searcher = Searcher(served_index)
     for query_id, scored in run.items():
-        served = [h.id for h in searcher.search(queries[query_id], budget=8, rerank=4,
-                                                rerank_weight=0.4, top=8).hits]
-        by_score = [doc for doc, _ in sorted(scored, key=lambda item: -item[1])]
-        assert by_score == served
+        hits = searcher.search(queries[query_id], budget=8, rerank=4, rerank_weight=0.4,
+                               top=8).hits
+        assert scored == served_order(hits)  # the served order, scored by rank
 
 
 def test_a_run_keeps_the_served_order_when_head_and_tail_scales_differ():
