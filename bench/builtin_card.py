@@ -4,8 +4,11 @@ shows comes from a results file, never from a hand-typed copy.
 
     python bench/builtin_card.py --depth L3 --alpha 0.5 --alpha-for ja_appi=0.7
 
-reads ``bench/results/student_distill_<depth>.json`` and
-``bench/results/student_depths_<depth>.json``; with ``--reranker PIPELINE`` also
+reads ``bench/results/student_distill_<distilled>.json`` (``--distilled``, default the depth)
+and ``bench/results/<depths>.json`` (``--depths``, default ``student_depths_<depth>``), whose
+rows named ``--depth`` are the shipped model's; with ``--curriculum STAGE_DIR ...`` the
+curriculum stages trained on top of the student (their ``lexedge_stage.json``: settings,
+mining, steps, wall time); with ``--reranker PIPELINE`` also
 ``bench/results/student_reranker.json`` (how the reranker was trained) and
 ``bench/results/PIPELINE.json`` (``bench/builtin_pipeline.py``: the served quality with the
 reranker, at the weight chosen on dev).
@@ -34,21 +37,53 @@ LICENCES = {
 }
 
 
+def curriculum_stage(stage_dir: Path) -> dict:
+    """One curriculum stage in words, from the manifest its training wrote."""
+    manifest = json.loads((stage_dir / "lexedge_stage.json").read_text(encoding="utf-8"))
+    settings, training = manifest["stage_settings"], manifest["training"]
+    mining = manifest.get("mining", [])
+    first, last = settings["rank_window"]
+    source = {"model": "mined once by the model below",
+              "model-refresh": "re-mined by the model being trained before each epoch"}.get(
+        settings["negative_source"], f"from {settings['negative_source']}")
+    kept = ("its own mistakes kept (no false-negative filter)"
+            if settings["false_negative_margin"] < 0 else
+            f"candidates within {settings['false_negative_margin']} of the positive skipped")
+    merged = Path(manifest["data"]["dir"]) / "merged.json"  # bench/student_reranker.py's
+    corpora = (" and ".join(json.loads(merged.read_text(encoding="utf-8")))
+               if merged.is_file() else manifest["data"]["dir"])
+    text = (f"{settings['hard_negatives']} hard negatives per query {source} from its ranks "
+            f"{first + 1}-{last} over the full {corpora} corpora (train queries), {kept}; "
+            f"{training['steps']} steps of "
+            f"{settings['batch_size']} ({manifest['data']['examples']:,} train examples), "
+            f"LoRA r {manifest['lora']['r']}, lr {settings['learning_rate']}, temperature "
+            f"{settings['temperature']}; mining {sum(m['seconds'] for m in mining):.0f} s + "
+            f"training {training['seconds']:.0f} s on {manifest['hardware']['cpu_count']} CPU "
+            "cores")
+    return {"stage": manifest["stage"], "text": text}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", required=True, help="the chosen row, e.g. L3")
     parser.add_argument("--alpha", required=True, help="the hybrid alpha chosen on dev")
     parser.add_argument("--alpha-for", nargs="*", default=[], metavar="DATASET=A",
                         help="the alpha chosen on one dataset's dev set (e.g. ja_appi=0.7)")
+    parser.add_argument("--distilled", help="results name suffix of the distillation "
+                        "(student_distill_<distilled>.json); default: --depth")
+    parser.add_argument("--depths", help="results name of bench/student_depths.py holding "
+                        "the --depth rows; default: student_depths_<depth>")
+    parser.add_argument("--curriculum", nargs="*", type=Path, default=[], metavar="STAGE_DIR",
+                        help="curriculum stage folders trained on top of the student, in order")
     parser.add_argument("--reranker", metavar="PIPELINE",
                         help="results name of bench/builtin_pipeline.py: the bundle has a "
                              "reranker, and its served quality is quoted")
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("--out", type=Path, default=HERE / "builtin_card.json")
     args = parser.parse_args(argv)
-    distilled = json.loads((args.results / f"student_distill_{args.depth}.json")
-                           .read_text(encoding="utf-8"))
-    depths_name = f"student_depths_{args.depth}"
+    distilled = json.loads((args.results / f"student_distill_{args.distilled or args.depth}"
+                                               ".json").read_text(encoding="utf-8"))
+    depths_name = args.depths or f"student_depths_{args.depth}"
     depths = json.loads((args.results / f"{depths_name}.json").read_text(encoding="utf-8"))
     stats = distilled["distillation"]
     settings = stats["settings"]
@@ -98,12 +133,18 @@ def main(argv=None) -> int:
                         f"student's top candidates over both full corpora; "
                         f"{trained['wall_seconds']:.0f} s on {trained['cpu']} "
                         f"({trained['flags']})"}
+    embedder = (f"multilingual-e5-small cut to teacher layers {settings['layers']} and "
+                "distilled from the 12-layer model")
+    curriculum = [curriculum_stage(stage_dir) for stage_dir in args.curriculum]
+    if curriculum:
+        embedder += (", then curriculum stage" + "s" * (len(curriculum) > 1) + " "
+                     + " and ".join(s["stage"].removeprefix("stage") for s in curriculum)
+                     + " (LoRA, merged)")
     card = {
         "name": "lexedge built-in: distilled multilingual-e5-small student",
         "license": "apache-2.0",
         "languages": ["zh", "ja"],
-        "models": {"embedder": f"multilingual-e5-small cut to teacher layers "
-                               f"{settings['layers']} and distilled from the 12-layer model"},
+        "models": {"embedder": embedder},
         "training": {
             "teacher": "multilingual-e5-small (zero-shot, FP32)",
             "data": f"STARD train ({distilled['stard']['queries']} queries, "
@@ -126,6 +167,9 @@ def main(argv=None) -> int:
         "quality": quality,
         "licences": LICENCES,
     }
+    for stage in curriculum:
+        card["training"][f"curriculum stage {stage['stage'].removeprefix('stage')}"] = (
+            stage["text"])
     if reranker:
         card["models"]["reranker"] = reranker["model"]
         card["training"]["reranker"] = reranker["training"]

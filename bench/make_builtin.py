@@ -12,6 +12,14 @@ names no machine) and the manifest sealed again.
     python bench/make_builtin.py --student work-out/student/student-L3 --depth L3 \\
         --alpha 0.5 --reranker work-out/student_reranker/run/stage3 --rerank-weight W
 
+A student taken further through the curriculum ships the same way: ``--student`` is its last
+stage folder, ``--curriculum`` lists its stage folders (for the card), ``--distilled L3`` names
+the distillation it started from and ``--depths``/``--depth`` the results rows measuring it:
+
+    python bench/make_builtin.py --student work-out/student_stage3/stage3 --depth L3s3k \
+        --distilled L3 --depths student_depths_L3_stage3 --alpha 0.5 \
+        --curriculum work-out/student_stage3/stage2 work-out/student_stage3/stage3
+
 With ``--reranker`` the reranker stage is exported beside the embedder (its vocabulary trimmed
 by the same keep-list, so the two share one tokenizer file), and W, chosen on dev by
 ``bench/builtin_pipeline.py``, is the bundle's reranker weight.
@@ -43,6 +51,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--student", type=Path)
     parser.add_argument("--depth", default="L3")
+    parser.add_argument("--distilled", help="student_distill_<distilled>.json (default: "
+                        "--depth)")
+    parser.add_argument("--depths", help="results of bench/student_depths.py with the --depth "
+                        "rows (default: student_depths_<depth>)")
+    parser.add_argument("--curriculum", nargs="*", type=Path, default=[], metavar="STAGE_DIR",
+                        help="curriculum stage folders trained on top of the distilled "
+                             "student, in order (the last one is --student)")
     parser.add_argument("--alpha", default="0.5")
     parser.add_argument("--alpha-for", action="append", default=[], metavar="ANALYZER=A")
     parser.add_argument("--reranker", type=Path, help="reranker stage folder")
@@ -66,6 +81,9 @@ def main(argv=None) -> int:
                    for spec in args.alpha_for]
     subprocess.run([sys.executable, str(REPO / "bench" / "builtin_card.py"), "--depth",
                     args.depth, "--alpha", args.alpha, "--alpha-for", *per_dataset,
+                    *(["--distilled", args.distilled] if args.distilled else []),
+                    *(["--depths", args.depths] if args.depths else []),
+                    "--curriculum", *map(str, args.curriculum),
                     *(["--reranker", args.pipeline] if args.reranker or args.card_only and
                       (args.out / "reranker.onnx").is_file() else []),
                     "--out", str(card)], check=True, stdout=subprocess.DEVNULL)

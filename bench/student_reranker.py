@@ -55,15 +55,18 @@ def merge_beir(sources: dict[str, Path], out: Path) -> dict:
                 corpus.write(json.dumps({**row, "id": f"{name}.{row['id']}"},
                                         ensure_ascii=False) + "\n")
                 rows += 1
-            for line in open(folder / "queries.jsonl", encoding="utf-8"):
-                row = json.loads(line)
-                queries.write(json.dumps({**row, "id": f"{name}.{row['id']}"},
-                                         ensure_ascii=False) + "\n")
+            if (folder / "queries.jsonl").is_file():  # a corpus alone (ja_statutes) has none
+                for line in open(folder / "queries.jsonl", encoding="utf-8"):
+                    row = json.loads(line)
+                    queries.write(json.dumps({**row, "id": f"{name}.{row['id']}"},
+                                             ensure_ascii=False) + "\n")
             counts[name] = {"corpus": rows}
     for split in ("train", "dev"):
         with open(out / "qrels" / f"{split}.tsv", "w", encoding="utf-8") as merged:
             merged.write("query-id\tcorpus-id\tscore\n")
             for name, folder in sources.items():
+                if not (folder / "qrels" / f"{split}.tsv").is_file():
+                    continue
                 lines = (folder / "qrels" / f"{split}.tsv").read_text(
                     encoding="utf-8").splitlines()[1:]
                 judged = [line.split("\t") for line in lines if line.strip()]
