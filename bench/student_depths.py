@@ -5,8 +5,12 @@ the index-build throughput beside the quality, and ja_appi dev for the same bund
     python bench/student_depths.py --bundle L2=work-out/builtin/L2 \\
         --bundle L3=work-out/builtin/L3 --bundle L4=work-out/builtin/L4
 
+A bundle exported ``--fp32`` beside its INT8 twin measures what INT8 costs at full scale.
+
 Rows: dense alone and hybrid (BM25 + dense, normalised weighted fusion) at the alphas given,
-all through the served path (``lexedge eval --method dense|hybrid --index``). Dev is where the
+all through the served path (``lexedge eval --method dense|hybrid --index``), each list as
+deep as the run (200); then ``served``: what ``lexedge search`` gives by default, the
+bundle's own alpha with both lists cut at the default budget (100) before fusing. Dev is where the
 choice (depth, alpha) is made; nothing here reads another split.
 Writes ``bench/results/student_depths.{json,md}``; indexes stay in ``--work`` for the latency
 bench (``bench/builtin_speed.py``).
@@ -54,6 +58,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from lexedge.runtime.bundle import Bundle
     from lexedge.runtime.index import Index
+    from lexedge.runtime.settings import SearchSettings
 
     results = {"cpu": cpu_model(), "flags": _cpu_flags(), "cores": os.cpu_count(), "rows": []}
     vocabularies = {}
@@ -62,27 +67,34 @@ def main(argv=None) -> int:
         bundle = Bundle.load(folder)
         entry = bundle.manifest["embedder"]
         kept = (entry.get("vocabulary") or {}).get("kept")
-        vocabularies[name] = f"{kept:,} pieces, trimmed" if kept else "full vocabulary"
+        vocabularies[name] = (f"{entry.get('precision', 'int8').upper()}, "
+                              + (f"{kept:,} pieces, trimmed" if kept else "full vocabulary"))
         for dataset in args.datasets:
             index = args.work / f"{dataset}-{name}"
             started = time.perf_counter()
             built = Index.build(args.data / dataset / "corpus.jsonl", index, bundle=bundle)
             seconds = time.perf_counter() - started
             row = {"bundle": name, "dataset": dataset, "documents": len(built),
-                   "layers": entry.get("layers"),
+                   "layers": entry.get("layers"), "precision": entry.get("precision"),
                    "max_length": entry["max_length"], "build_seconds": round(seconds, 1),
                    "articles_per_s": round(len(built) / seconds, 1),
                    "onnx_mb": round((bundle.path / entry["file"]).stat().st_size / 1e6, 1),
                    "dense": evaluate(index, args.data / dataset, "dense", 1.0),
                    "hybrid": {str(a): evaluate(index, args.data / dataset, "hybrid", a)
-                              for a in args.alphas}}
+                              for a in args.alphas},
+                   # what `lexedge search` serves by default: the bundle's own alpha, both
+                   # lists cut at the default budget before fusing
+                   "served": evaluate(index, args.data / dataset, "hybrid", None,
+                                      depth=SearchSettings.budget),
+                   "served_alpha": bundle.manifest.get("search", {}).get("alpha"),
+                   "served_budget": SearchSettings.budget}
             results["rows"].append(row)
             print(row, flush=True)
     lines = [
         "# Student depth: quality on full-corpus dev against indexing speed (one run)", "",
-        f"CPU: {results['cpu']} ({results['flags']}), {results['cores']} cores. Every bundle "
-        "INT8 (" + "; ".join(f"{name}: {vocab}" for name, vocab in vocabularies.items())
-        + "); each indexes the **full** corpus (BM25 + dense, one process) and answers the "
+        f"CPU: {results['cpu']} ({results['flags']}), {results['cores']} cores. Bundles: "
+        + "; ".join(f"{name}: {vocab}" for name, vocab in vocabularies.items())
+        + ". Each indexes the **full** corpus (BM25 + dense, one process) and answers the "
         "dev questions through the served path.", ""]
     for dataset in args.datasets:
         rows = [r for r in results["rows"] if r["dataset"] == dataset]
@@ -95,6 +107,9 @@ def main(argv=None) -> int:
         for row in rows:
             variants = [("dense", row["dense"])] + [(f"hybrid a={a}", m)
                                                     for a, m in row["hybrid"].items()]
+            if "served" in row:
+                variants.append((f"served: a={row['served_alpha']}, budget "
+                                 f"{row['served_budget']}", row["served"]))
             for label, m in variants:
                 lines.append(f"| {row['bundle']} | {row['build_seconds']} | "
                              f"{row['articles_per_s']} | {label} | {m['recall@10']:.4f} | "
