@@ -57,9 +57,13 @@ def curriculum_stage(stage_dir: Path) -> dict:
             f"{training['steps']} steps of "
             f"{settings['batch_size']} ({manifest['data']['examples']:,} train examples), "
             f"LoRA r {manifest['lora']['r']}, lr {settings['learning_rate']}, temperature "
-            f"{settings['temperature']}; mining {sum(m['seconds'] for m in mining):.0f} s + "
-            f"training {training['seconds']:.0f} s on {manifest['hardware']['cpu_count']} CPU "
-            "cores")
+            f"{settings['temperature']}; ")
+    mined, cores = sum(m["seconds"] for m in mining), manifest["hardware"]["cpu_count"]
+    if settings["negative_source"] == "model-refresh":  # it mines inside its training loop
+        text += f"{training['seconds']:.0f} s on {cores} CPU cores, {mined:.0f} s of it mining"
+    else:
+        text += (f"mining {mined:.0f} s + training {training['seconds']:.0f} s on {cores} CPU "
+                 "cores")
     return {"stage": manifest["stage"], "text": text}
 
 
@@ -99,6 +103,13 @@ def main(argv=None) -> int:
             f"R@10 {hybrid['recall@10']:.3f}, R@100 {hybrid['recall@100']:.3f}, "
             f"MRR@10 {hybrid['mrr@10']:.3f}, nDCG@10 {hybrid['ndcg@10']:.3f} "
             f"(bench/results/{depths_name}.md, INT8 as shipped)")
+        served = row.get("served")
+        if served:
+            quality[f"{row['dataset']} dev, as `lexedge search` serves it (alpha "
+                    f"{row['served_alpha']}, both lists cut at the budget of "
+                    f"{row['served_budget']})"] = (
+                f"R@10 {served['recall@10']:.3f}, R@100 {served['recall@100']:.3f}, "
+                f"MRR@10 {served['mrr@10']:.3f}, nDCG@10 {served['ndcg@10']:.3f}")
     if not quality:
         raise SystemExit(f"no {args.depth} rows in {depths_name}.json")
     reranker = {}
