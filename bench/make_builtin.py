@@ -16,8 +16,8 @@ A student taken further through the curriculum ships the same way: ``--student``
 stage folder, ``--curriculum`` lists its stage folders (for the card), ``--distilled L3`` names
 the distillation it started from and ``--depths``/``--depth`` the results rows measuring it:
 
-    python bench/make_builtin.py --student work-out/student_stage3/stage3 --depth L3s3k \
-        --distilled L3 --depths student_depths_L3_stage3 --alpha 0.5 \
+    python bench/make_builtin.py --student work-out/student_stage3/stage3 --depth L3s3k \\
+        --distilled L3 --depths student_depths_L3_stage3 --alpha 0.6 \\
         --curriculum work-out/student_stage3/stage2 work-out/student_stage3/stage3
 
 With ``--reranker`` the reranker stage is exported beside the embedder (its vocabulary trimmed

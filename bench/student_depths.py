@@ -10,8 +10,8 @@ A bundle exported ``--fp32`` beside its INT8 twin measures what INT8 costs at fu
 Rows: dense alone and hybrid (BM25 + dense, normalised weighted fusion) at the alphas given,
 all through the served path (``lexedge eval --method dense|hybrid --index``), each list as
 deep as the run (200); then ``served``: what ``lexedge search`` gives by default, the
-bundle's own alpha with both lists cut at the default budget (100) before fusing. Dev is where the
-choice (depth, alpha) is made; nothing here reads another split.
+bundle's own alpha with both lists cut at the default budget (100) before fusing. Dev is where
+the choice (depth, alpha) is made; nothing here reads another split.
 Writes ``bench/results/student_depths.{json,md}``; indexes stay in ``--work`` for the latency
 bench (``bench/builtin_speed.py``).
 """
