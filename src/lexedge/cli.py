@@ -21,6 +21,24 @@ EXTRA_OF = {"torch": "train", "transformers": "train", "peft": "train",
             "starlette": "serve", "uvicorn": "serve", "pytrec_eval": "dev"}
 
 
+#: Options whose value may start with "-" (``--shard -1/2``). argparse reads such a value as
+#: another option and says only "expected one argument"; joined to its option
+#: (``--shard=-1/2``) the value reaches the option's own check, whose one line names it.
+SIGNED_VALUE_OPTIONS = ("--shard",)
+
+
+def join_signed_values(argv: list[str]) -> list[str]:
+    """``--shard -1/2`` → ``--shard=-1/2``; a following option (``--shard --out``) stays."""
+    joined, rest = [], list(argv)
+    while rest:
+        token = rest.pop(0)
+        if token in SIGNED_VALUE_OPTIONS and rest and rest[0][:1] == "-" \
+                and rest[0][1:2].isdigit():
+            token = f"{token}={rest.pop(0)}"
+        joined.append(token)
+    return joined
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse whose errors are one line, like every other lexedge error (issue 20): the
     usage block it normally prints first is what ``--help`` is for."""
@@ -56,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     # Importing lexedge already did this; again here because a program may call main() long
     # after that, and the handlers below are what first import onnxruntime.
     disable_telemetry()
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(
+        join_signed_values(sys.argv[1:] if argv is None else argv))
     try:
         code = args.handler(args) or 0
         sys.stdout.flush()  # a reader that went away (`| head -1`) shows here, not at exit

@@ -149,3 +149,16 @@ def test_an_unavailable_provider_is_named_with_those_there_are(tiny_dataset, tin
                             "onnxruntime build; it has ")
     assert "CPUExecutionProvider" in error and not (tmp_path / "t").exists()
     assert len(error.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("shard, message", [
+    ("-1/2", "-1/2: expected 0 <= I < N"),  # argparse alone: "expected one argument"
+    ("2/2", "2/2: expected 0 <= I < N"),
+    ("a/b", "a/b: expected I/N")])
+def test_a_bad_shard_is_one_line_naming_it(tmp_path, capsys, shard, message):
+    with pytest.raises(SystemExit) as stopped:
+        _encode(tmp_path / "docs.jsonl", "builtin", tmp_path / "out", shard)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
