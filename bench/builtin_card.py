@@ -37,6 +37,11 @@ LICENCES = {
 }
 
 
+def metrics_text(metrics: dict) -> str:
+    return (f"R@10 {metrics['recall@10']:.3f}, R@100 {metrics['recall@100']:.3f}, "
+            f"MRR@10 {metrics['mrr@10']:.3f}, nDCG@10 {metrics['ndcg@10']:.3f}")
+
+
 def curriculum_stage(stage_dir: Path) -> dict:
     """One curriculum stage in words, from the manifest its training wrote."""
     manifest = json.loads((stage_dir / "lexedge_stage.json").read_text(encoding="utf-8"))
@@ -64,7 +69,7 @@ def curriculum_stage(stage_dir: Path) -> dict:
     else:
         text += (f"mining {mined:.0f} s + training {training['seconds']:.0f} s on {cores} CPU "
                  "cores")
-    return {"stage": manifest["stage"], "text": text}
+    return {"number": manifest["stage"].removeprefix("stage"), "text": text}
 
 
 def main(argv=None) -> int:
@@ -100,16 +105,12 @@ def main(argv=None) -> int:
         hybrid = row["hybrid"][alpha]
         quality[f"{row['dataset']} dev, full corpus ({row['documents']:,} articles, "
                 f"{hybrid['queries']} queries), hybrid alpha {alpha}"] = (
-            f"R@10 {hybrid['recall@10']:.3f}, R@100 {hybrid['recall@100']:.3f}, "
-            f"MRR@10 {hybrid['mrr@10']:.3f}, nDCG@10 {hybrid['ndcg@10']:.3f} "
-            f"(bench/results/{depths_name}.md, INT8 as shipped)")
+            f"{metrics_text(hybrid)} (bench/results/{depths_name}.md, INT8 as shipped)")
         served = row.get("served")
         if served:
             quality[f"{row['dataset']} dev, as `lexedge search` serves it (alpha "
                     f"{row['served_alpha']}, both lists cut at the budget of "
-                    f"{row['served_budget']})"] = (
-                f"R@10 {served['recall@10']:.3f}, R@100 {served['recall@100']:.3f}, "
-                f"MRR@10 {served['mrr@10']:.3f}, nDCG@10 {served['ndcg@10']:.3f}")
+                    f"{row['served_budget']})"] = metrics_text(served)
     if not quality:
         raise SystemExit(f"no {args.depth} rows in {depths_name}.json")
     reranker = {}
@@ -122,9 +123,7 @@ def main(argv=None) -> int:
             quality[f"{row['dataset']} dev, full corpus ({row['documents']:,} articles, "
                     f"{served['queries']} queries), hybrid + top {pipeline['rerank']} "
                     f"re-ranked (W {weight})"] = (
-                f"R@10 {served['recall@10']:.3f}, R@100 {served['recall@100']:.3f}, "
-                f"MRR@10 {served['mrr@10']:.3f}, nDCG@10 {served['ndcg@10']:.3f} "
-                f"(bench/results/{args.reranker}.md, INT8 as shipped)")
+                f"{metrics_text(served)} (bench/results/{args.reranker}.md, INT8 as shipped)")
         config = trained["config"]
         stages = ", ".join(f"{name} {row['steps']} steps" for name, row in
                            trained["stages"].items() if name != "base")
@@ -149,7 +148,7 @@ def main(argv=None) -> int:
     curriculum = [curriculum_stage(stage_dir) for stage_dir in args.curriculum]
     if curriculum:
         embedder += (", then curriculum stage" + "s" * (len(curriculum) > 1) + " "
-                     + " and ".join(s["stage"].removeprefix("stage") for s in curriculum)
+                     + " and ".join(stage["number"] for stage in curriculum)
                      + " (LoRA, merged)")
     card = {
         "name": "lexedge built-in: distilled multilingual-e5-small student",
@@ -179,8 +178,7 @@ def main(argv=None) -> int:
         "licences": LICENCES,
     }
     for stage in curriculum:
-        card["training"][f"curriculum stage {stage['stage'].removeprefix('stage')}"] = (
-            stage["text"])
+        card["training"][f"curriculum stage {stage['number']}"] = stage["text"]
     if reranker:
         card["models"]["reranker"] = reranker["model"]
         card["training"]["reranker"] = reranker["training"]

@@ -65,10 +65,10 @@ def merge_beir(sources: dict[str, Path], out: Path) -> dict:
         with open(out / "qrels" / f"{split}.tsv", "w", encoding="utf-8") as merged:
             merged.write("query-id\tcorpus-id\tscore\n")
             for name, folder in sources.items():
-                if not (folder / "qrels" / f"{split}.tsv").is_file():
+                qrels = folder / "qrels" / f"{split}.tsv"
+                if not qrels.is_file():  # a corpus alone has no judgments
                     continue
-                lines = (folder / "qrels" / f"{split}.tsv").read_text(
-                    encoding="utf-8").splitlines()[1:]
+                lines = qrels.read_text(encoding="utf-8").splitlines()[1:]
                 judged = [line.split("\t") for line in lines if line.strip()]
                 for query, doc, score in judged:
                     merged.write(f"{name}.{query}\t{name}.{doc}\t{score}\n")
