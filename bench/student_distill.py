@@ -29,13 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compute_bound import _cpu_flags  # noqa: E402
 from lock_fsync_cost import cpu_model  # noqa: E402
-from report import write_report  # noqa: E402
+from report import portable, write_report  # noqa: E402
 
 from lexedge.trainer.base_models import resolve_base_model  # noqa: E402
 from lexedge.trainer.lora import default_model_cache  # noqa: E402
 from lexedge.trainer.student import (DistillSettings, agreement, distill,  # noqa: E402
                                      distillation_texts, make_student, mine_triples,
-                                     sample_passages, teacher_vectors)
+                                     sample_passages, teacher_vectors,
+                                     triples_from_negatives)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -55,6 +56,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--layers", help="teacher layers, comma-separated (default: chosen)")
+    parser.add_argument("--teacher", type=Path, help="teacher model or stage folder (default: "
+                        "multilingual-e5-small)")
+    parser.add_argument("--ffn-width", type=int, help="narrow the student's feed-forward blocks "
+                        "to this many units (make_student's ffn_width)")
+    parser.add_argument("--negatives", type=Path, help="a curriculum stage's hard_negatives.jsonl"
+                        " (the teacher's own mined negatives) instead of BM25 ones")
+    parser.add_argument("--negatives-data", type=Path, help="the BEIR folder --negatives names "
+                        "documents of")
     parser.add_argument("--work", type=Path, default=Path("work-out/student"))
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--plain", type=int, default=1500, help="plain passages per corpus")
@@ -68,15 +77,23 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     rng = np.random.default_rng(13)
+    suffix = f"-F{args.ffn_width}" if args.ffn_width else ""
     args.work.mkdir(parents=True, exist_ok=True)
     phases: dict[str, float] = {}
 
     started = time.perf_counter()
-    stard, stard_info = mine_triples(args.data / "stard", seed=rng)
-    appi, appi_info = mine_triples(args.data / "ja_appi", seed=rng)
-    if args.limit:
-        stard, appi = (part[:args.limit] for part in (stard, appi))
-    triples = stard + appi
+    if args.negatives:
+        triples, stard_info = triples_from_negatives(args.negatives, args.negatives_data,
+                                                     seed=rng)
+        appi_info = None
+        triples = triples[:args.limit] if args.limit else triples
+        stard_info["triples"] = len(triples)
+    else:
+        stard, stard_info = mine_triples(args.data / "stard", seed=rng)
+        appi, appi_info = mine_triples(args.data / "ja_appi", seed=rng)
+        if args.limit:
+            stard, appi = (part[:args.limit] for part in (stard, appi))
+        triples = stard + appi
     used = {text for t in triples for text in (t.positive, t.negative)}
     plain = (sample_passages(args.data / "stard", args.plain, seed=rng, exclude=used)
              + sample_passages(args.data / "ja_statutes", args.plain, seed=rng, exclude=used)
@@ -87,14 +104,14 @@ def main(argv=None) -> int:
     held_passages = held + [t.positive for t in held_triples]
     phases["data and BM25 negatives"] = time.perf_counter() - started
 
-    teacher = resolve_base_model("default", default_model_cache())
+    teacher = args.teacher or resolve_base_model("default", default_model_cache())
     settings = DistillSettings(layers=(0,), epochs=args.epochs,
                                passage_length=args.passage_length)
     started = time.perf_counter()
-    cache = args.work / "teacher_vectors"
+    cache = args.work / ("teacher_vectors" + suffix)
     queries, texts = distillation_texts(triples, plain)
     # the cache is valid for exactly these texts at this length
-    key = hashlib.sha256(json.dumps([queries, texts, args.passage_length],
+    key = hashlib.sha256(json.dumps([queries, texts, args.passage_length, str(teacher)],
                                     ensure_ascii=False).encode()).hexdigest()
     if (cache / "key.txt").is_file() and (cache / "key.txt").read_text() == key:
         teacher_q = np.load(cache / "queries.npy")
@@ -115,35 +132,48 @@ def main(argv=None) -> int:
                   else layer_candidates(args.depth))
     probe = []
     for layers in candidates:
-        folder = args.work / ("init-" + "-".join(map(str, layers)))
-        make_student(teacher, folder, layers)
+        folder = args.work / ("init-" + "-".join(map(str, layers)) + suffix)
+        make_student(teacher, folder, layers, ffn_width=args.ffn_width, calibration=plain,
+                     calibration_length=args.passage_length)
         probe.append({"layers": list(layers), **agreement(
             folder, held_q, held_p, held_queries, held_passages, query_length=64,
             passage_length=args.passage_length)})
         print(f"layers {layers}: {probe[-1]}", flush=True)
     best = max(probe, key=lambda row: row["cosine"])
-    init = args.work / ("init-" + "-".join(map(str, best["layers"])))
+    init = args.work / ("init-" + "-".join(map(str, best["layers"])) + suffix)
     phases["layer choice"] = time.perf_counter() - started
 
     settings.layers = tuple(best["layers"])
-    out = args.work / f"student-L{len(settings.layers)}"
+    out = args.work / f"student-L{len(settings.layers)}{suffix}"
     stats = distill(init, teacher, triples, plain, out, settings,
                     teacher_cache=(teacher_q, teacher_p))
     phases["distillation"] = stats["train_seconds"]
     after = agreement(out, held_q, held_p, held_queries, held_passages, query_length=64,
                       passage_length=args.passage_length)
 
+    teacher_name = ("multilingual-e5-small" if args.teacher is None
+                    else f"`{portable(str(args.teacher))}`")
+    width_note = f", feed-forward blocks narrowed to {args.ffn_width} units" \
+        if args.ffn_width else ""
+    if appi_info is None:
+        data_lines = [f"- {stard_info['queries']} train queries, {stard_info['triples']} "
+                      f"triples: the teacher's own mined negatives "
+                      f"(`{portable(str(args.negatives))}`, 2 per row) over "
+                      f"{stard_info['corpus']:,} articles"]
+    else:
+        data_lines = [
+            f"- STARD: {stard_info['queries']} train queries, {stard_info['triples']} triples "
+            f"(BM25 negatives from ranks 3-40 over all {stard_info['corpus']:,} articles)",
+            f"- ja_appi: {appi_info['queries']} train queries, {appi_info['triples']} triples "
+            f"over {appi_info['corpus']:,} articles"]
     rows = [f"| {row['layers']} | {row['cosine']:.4f} | {row['score_kl']:.4f} |"
             for row in probe]
     lines = [
-        f"# Student embedder distilled from multilingual-e5-small ({len(settings.layers)} "
-        "layers)", "",
+        f"# Student embedder distilled from {teacher_name} ({len(settings.layers)} layers"
+        f"{width_note})", "",
         f"CPU: {cpu_model()} ({_cpu_flags()}), {os.cpu_count()} cores. "
         "Data: the **full** corpora; train splits only.", "",
-        f"- STARD: {stard_info['queries']} train queries, {stard_info['triples']} triples "
-        f"(BM25 negatives from ranks 3-40 over all {stard_info['corpus']:,} articles)",
-        f"- ja_appi: {appi_info['queries']} train queries, {appi_info['triples']} triples "
-        f"over {appi_info['corpus']:,} articles",
+        *data_lines,
         f"- plain passages (embedding term): {len(plain):,} from STARD, ja_statutes and ja_appi;"
         f" {len(held_passages)} passages and {len(held_queries)} queries held out for the "
         "agreement rows", "",
@@ -157,8 +187,8 @@ def main(argv=None) -> int:
           f"{e['contrastive']:.4f} |" for i, e in enumerate(stats["epochs"])], "",
         "## Wall time (2 CPU cores)", "", "| phase | seconds |", "|---|---|",
         *[f"| {name} | {seconds:.0f} |" for name, seconds in phases.items()], "",
-        f"Reproduce: `python bench/student_distill.py --depth {args.depth} --plain {args.plain} "
-        f"--epochs {args.epochs} --name {args.name}`",
+        "Reproduce: `python bench/student_distill.py "
+        + " ".join(portable(a) for a in (argv if argv is not None else sys.argv[1:])) + "`",
     ]
     write_report(args.results, args.name, {
         "cpu": cpu_model(), "flags": _cpu_flags(), "stard": stard_info, "ja_appi": appi_info,

@@ -24,7 +24,7 @@ def register_bundle_builder(name: str, build: Callable[[Path], None]) -> None:
 
 #: The search settings ``lexedge eval`` takes: the run's depth replaces ``top``, and a benchmark
 #: is not filtered.
-EVAL_SETTINGS = ("budget", "rerank", "rerank_weight", "alpha", "fusion")
+EVAL_SETTINGS = ("budget", "pool", "rerank", "rerank_weight", "alpha", "fusion")
 
 JSON_HELP = "print the result as one JSON object (for scripts)"
 

@@ -128,13 +128,16 @@ class Searcher:
         per_stage_scores)``."""
         timings = {} if timings is None else timings
         budget, alpha = settings.budget, self.alpha_for(settings)
+        # each list this deep when two are fused; the fusion keeps ``budget``
+        fuses = self.has_dense and 0.0 < alpha < 1.0
+        fetched = budget * settings.pool if fuses else budget
         # filters choose the documents first, then each retriever ranks only those (issue 23)
         allowed = self.filters.allowed(settings.filters) if settings.filters else None
         if allowed is not None and not allowed.rows:
             return []
         started = time.perf_counter()
         lexical = self.index.bm25.search(
-            query, budget, None if allowed is None else allowed.bm25_mask(
+            query, fetched, None if allowed is None else allowed.bm25_mask(
                 self.index.bm25.doc_ids)) if alpha < 1.0 or not self.has_dense else []
         timings["bm25"] = _ms(started)
         if not self.has_dense or alpha <= 0.0:
@@ -142,7 +145,7 @@ class Searcher:
         started = time.perf_counter()
         vector = self.embedder.encode([query], kind="query")
         rows, scores = self.index.dense.search(
-            vector, budget, allowed=None if allowed is None else allowed.rows)
+            vector, fetched, allowed=None if allowed is None else allowed.rows)
         dense = [(self.index.docs.id_of(int(r)), float(s)) for r, s in zip(rows[0], scores[0])]
         timings["dense"] = _ms(started)
         fused = fuse(dense, lexical, budget, method=settings.fusion, alpha=alpha)
@@ -206,7 +209,7 @@ class Searcher:
                             document.metadata))
         timings["total"] = _ms(started)
         # what was done: the re-ranked count, and alpha 0 where there is no dense index
-        done = {"budget": settings.budget, "rerank": reranked,
+        done = {"budget": settings.budget, "pool": settings.pool, "rerank": reranked,
                 "alpha": self.alpha_for(settings) if self.has_dense else 0.0,
                 "fusion": settings.fusion,
                 "filters": dict(settings.filters), "rerank_weight": weight if reranked else None}

@@ -55,7 +55,7 @@ from .service_token import ADMIN_TOKEN_ENV, TOKEN_ENV, read_token
 from .settings import SearchSettings
 
 #: The settings a request may give (the same names as ``SearchSettings``).
-SETTING_NAMES = ("budget", "rerank", "rerank_weight", "alpha", "fusion", "top", "filters")
+SETTING_NAMES = ("budget", "pool", "rerank", "rerank_weight", "alpha", "fusion", "top", "filters")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class Limits:
     max_body_bytes: int = 64 * 1024
     max_top: int = 100
     max_budget: int = 1_000
+    max_pool: int = 10
     max_rerank: int = 100
     max_batch: int = 32
     timeout_seconds: float = 30.0
@@ -164,7 +165,7 @@ def settings_from(body: dict, limits: Limits) -> SearchSettings:
     except LexedgeError as error:
         raise RequestError(422, str(error)) from None
     for name, most in (("top", limits.max_top), ("budget", limits.max_budget),
-                       ("rerank", limits.max_rerank)):
+                       ("pool", limits.max_pool), ("rerank", limits.max_rerank)):
         if getattr(settings, name) > most:
             raise RequestError(422, f"{name} {getattr(settings, name)}: this service answers "
                                     f"at most {most}")
@@ -364,6 +365,7 @@ def openapi_schema(limits: Limits) -> dict:
     docstring YAML, and the bounds are this service's)."""
     settings = {
         "budget": {"type": "integer", "minimum": 1, "maximum": limits.max_budget},
+        "pool": {"type": "integer", "minimum": 1, "maximum": limits.max_pool},
         "rerank": {"type": "integer", "minimum": 0, "maximum": limits.max_rerank},
         "rerank_weight": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         "alpha": {"type": ["number", "null"], "minimum": 0, "maximum": 1},

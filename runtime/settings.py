@@ -45,8 +45,13 @@ class SearchSettings:
     """The settings of one search; each is checked when the settings are made.
 
     Args:
-        budget: K, candidates taken from each first-stage retriever (dense and BM25): the
-            quality/latency knob (recall grows with K, and so does the work; see ``bench/``).
+        budget: K, the fused first-stage candidates handed on (to the reranker and the
+            results): the quality/latency knob (recall grows with K, and so does the work;
+            see ``bench/``).
+        pool: each first-stage retriever (dense and BM25) fetches ``pool * K`` candidates,
+            and the fusion keeps its best K: an article one retriever ranks just below K
+            can still win on the other's score (3, chosen on STARD and ja_appi dev; 1 fuses
+            the two top-K lists alone).
         rerank: N, how many fused candidates the bundle's cross-encoder re-scores (0: none;
             ignored when the bundle has no reranker).
         rerank_weight: the re-ranked head is ordered by ``w * reranker + (1 - w) * first
@@ -68,7 +73,10 @@ class SearchSettings:
     """
 
     budget: int = field(default=100, metadata=_setting(
-        POSITIVE, "retrieval budget K: candidates per first-stage retriever", metavar="K"))
+        POSITIVE, "retrieval budget K: fused first-stage candidates", metavar="K"))
+    pool: int = field(default=3, metadata=_setting(
+        POSITIVE, "each retriever fetches P x K candidates; the fusion keeps the best K",
+        metavar="P"))
     rerank: int = field(default=20, metadata=_setting(
         NON_NEGATIVE, "re-score the top N with the bundle's reranker; 0: off", metavar="N"))
     rerank_weight: float | None = field(default=None, metadata=_setting(

@@ -115,6 +115,9 @@ def add_student_command(models) -> None:
                               "teacher on text without queries")
     student.add_argument("--per-corpus", type=int, default=1000,
                          help="passages drawn from each --passages corpus (default 1000)")
+    student.add_argument("--ffn-width", type=int, metavar="N",
+                         help="narrow every kept layer's feed-forward block to its N most "
+                              "important units on the --passages (default: keep them all)")
     student.add_argument("--out", required=True, help="model folder to write")
     student.add_argument("--epochs", type=int, default=2)
     student.add_argument("--batch-size", type=int, default=16)
@@ -160,7 +163,9 @@ def run_train_student(args: argparse.Namespace) -> int:
     teacher = resolve_base_model(args.teacher, default_model_cache())
     init = out.parent / f".{out.name}.init"  # the cut, before training; removed after
     try:
-        make_student(teacher, init, layers)
+        make_student(teacher, init, layers, ffn_width=args.ffn_width,
+                     calibration=passages or [t.positive for t in triples],
+                     calibration_length=args.passage_length)
         stats = distill(init, teacher, triples, passages, out, settings)
     finally:
         shutil.rmtree(init, ignore_errors=True)

@@ -33,7 +33,6 @@ import torch
 
 from lexedge.runtime.errors import LexedgeError
 from lexedge.runtime.storage import atomic_directory
-from lexedge.trainer.backbone import load_backbone
 from lexedge.trainer.embedder.model import encode, load_stage_embedder, tokenize
 from lexedge.trainer.stage import (EncoderSettings, copy_model_files, read_model_settings,
                                    record_model_settings)
@@ -116,6 +115,38 @@ def mine_triples(data_dir: str | Path, *, split: str = "train", ranks: tuple[int
                      "seconds": round(time.perf_counter() - started, 1)}
 
 
+def triples_from_negatives(path: str | Path, data_dir: str | Path, *, per_row: int = 2,
+                           seed: int | np.random.Generator = 13) -> tuple[list[Triple], dict]:
+    """Triples from a curriculum stage's ``hard_negatives.jsonl`` (the negatives its model mined
+    for the train queries, by document id of the BEIR folder ``data_dir`` it trained on):
+    ``per_row`` negatives drawn from each row's list, each a triple with the row's positive.
+
+    Raises:
+        LexedgeError: a line that is not a row of that file, or an id ``data_dir`` lacks.
+    """
+    from lexedge.runtime.datasets import iter_corpus
+
+    rng = np.random.default_rng(seed)
+    path, data_dir = Path(path), Path(data_dir)
+    texts = {doc.id: doc.indexed_text for doc in iter_corpus(data_dir / "corpus.jsonl")}
+    triples, queries = [], set()
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            try:
+                row = json.loads(line)
+                query, positive, negatives = row["query"], row["positive"], row["negatives"]
+                chosen = [negatives[i] for i in rng.choice(
+                    len(negatives), min(per_row, len(negatives)), replace=False)
+                          ] if negatives else []
+                triples += [Triple(query, texts[positive], texts[n]) for n in chosen]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise LexedgeError(f"{path}:{number}: not a hard-negative row of "
+                                   f"{data_dir} ({exc})") from None
+            queries.add(row.get("query_id", query))
+    return triples, {"data": str(data_dir), "negatives": str(path), "queries": len(queries),
+                     "triples": len(triples), "corpus": len(texts)}
+
+
 def sample_passages(corpus: str | Path, count: int, *, seed: int | np.random.Generator = 13,
                     exclude: set[str] = frozenset()) -> list[str]:
     """``count`` passages (title and text, as indexed) drawn at random from a corpus file or
@@ -130,15 +161,24 @@ def sample_passages(corpus: str | Path, count: int, *, seed: int | np.random.Gen
                                                 replace=False))]
 
 
-def make_student(teacher: str | Path, out: str | Path, layers: Sequence[int]) -> Path:
+def make_student(teacher: str | Path, out: str | Path, layers: Sequence[int], *,
+                 ffn_width: int | None = None, calibration: Sequence[str] = (),
+                 calibration_length: int = 256) -> Path:
     """Write a model folder ``out`` whose encoder keeps the teacher's embeddings and the
     teacher layers ``layers`` (in that order), with the teacher's tokenizer and settings.
+    ``teacher`` may be a stage folder (its adapters merged first).
+
+    With ``ffn_width`` each kept layer's feed-forward block is narrowed to that many units, the
+    most important on the ``calibration`` passages (:func:`narrow_ffn`): fewer units cut the
+    arithmetic of every token without losing a layer.
 
     Raises:
-        LexedgeError: a layer index outside the teacher's depth.
+        LexedgeError: a layer index outside the teacher's depth, or a width the teacher's
+            blocks cannot give.
     """
     teacher, out = Path(teacher), Path(out)
-    source = load_backbone(teacher)
+    stage = load_stage_embedder(teacher, torch.device("cpu"))
+    source = stage.embedder.backbone
     total = int(source.config.num_hidden_layers)
     layers = [int(i) for i in layers]
     if not layers or any(not 0 <= i < total for i in layers):
@@ -146,11 +186,93 @@ def make_student(teacher: str | Path, out: str | Path, layers: Sequence[int]) ->
     kept = torch.nn.ModuleList([source.encoder.layer[i] for i in layers])
     source.encoder.layer = kept
     source.config.num_hidden_layers = len(layers)
+    derived = {"path": str(teacher), "teacher_layers": layers, "layers_total": total}
+    if ffn_width is not None:
+        stage.embedder.backbone = source
+        derived["ffn"] = narrow_ffn(stage, int(ffn_width), calibration,
+                                    max_length=calibration_length)
     with atomic_directory(out, kind="model") as staging:
         source.save_pretrained(str(staging), safe_serialization=True)
-        copy_model_files([teacher], staging)
-        record_model_settings(staging, {"derived_from": {
-            "path": str(teacher), "teacher_layers": layers, "layers_total": total}})
+        copy_model_files(stage.chain, staging)
+        record_model_settings(staging, {"derived_from": derived})
+    return out
+
+
+def ffn_importance(stage, texts: Sequence[str], *, max_length: int,
+                   batch_size: int = 32) -> list[torch.Tensor]:
+    """Per layer, each feed-forward unit's importance: the mean over the real (non-padding)
+    tokens of ``texts`` of the magnitude of what it adds to the residual stream,
+    ``|activation| * ||output column||`` (the first-order criterion of Michel et al., 2019,
+    arXiv:1905.10650, applied to units; passages take the stage's passage prefix)."""
+    backbone = stage.embedder.backbone
+    blocks = [layer.output.dense for layer in backbone.encoder.layer]
+    sums = [torch.zeros(block.in_features) for block in blocks]
+    mask: list[torch.Tensor] = []
+
+    def hook(index):
+        def record(_module, inputs):
+            activation = inputs[0].detach().abs() * mask[0].unsqueeze(-1)
+            sums[index] += activation.sum(dim=(0, 1)).float()
+        return record
+
+    handles = [block.register_forward_pre_hook(hook(i)) for i, block in enumerate(blocks)]
+    tokens = 0
+    prefix = stage.settings.passage_prefix
+    try:
+        with torch.no_grad():
+            for start in range(0, len(texts), batch_size):
+                batch = tokenize(stage.tokenizer, [prefix + t for t in
+                                                   texts[start:start + batch_size]],
+                                 max_length, torch.device("cpu"))
+                mask[:] = [batch["attention_mask"].float()]
+                tokens += int(batch["attention_mask"].sum())
+                backbone(**batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [total / max(tokens, 1) * block.weight.detach().norm(dim=0)
+            for total, block in zip(sums, blocks)]
+
+
+def narrow_ffn(stage, width: int, calibration: Sequence[str], *, max_length: int = 256) -> dict:
+    """Keep, in every layer of ``stage``'s backbone, the ``width`` feed-forward units of most
+    importance on ``calibration`` (:func:`ffn_importance`), in their original order, and set
+    the config's ``intermediate_size`` to match. Returns what to record: the widths and the
+    share of importance kept per layer."""
+    backbone = stage.embedder.backbone
+    full = int(backbone.config.intermediate_size)
+    if not 1 <= width < full:
+        raise LexedgeError(f"ffn width {width}: give 1..{full - 1} (the teacher's blocks have "
+                           f"{full} units)")
+    if not calibration:
+        raise LexedgeError("narrowing the feed-forward blocks needs calibration passages")
+    importance = ffn_importance(stage, calibration, max_length=max_length)
+    kept_share = []
+    for layer, scores in zip(backbone.encoder.layer, importance):
+        keep = torch.sort(torch.topk(scores, width).indices).values
+        kept_share.append(round(float(scores[keep].sum() / scores.sum()), 4))
+        layer.intermediate.dense = _linear_rows(layer.intermediate.dense, keep)
+        layer.output.dense = _linear_columns(layer.output.dense, keep)
+    backbone.config.intermediate_size = width
+    return {"width": width, "teacher_width": full, "importance_kept": kept_share,
+            "calibration_passages": len(calibration)}
+
+
+def _linear_rows(linear: torch.nn.Linear, rows: torch.Tensor) -> torch.nn.Linear:
+    out = torch.nn.Linear(linear.in_features, len(rows), bias=linear.bias is not None)
+    with torch.no_grad():
+        out.weight.copy_(linear.weight[rows])
+        if linear.bias is not None:
+            out.bias.copy_(linear.bias[rows])
+    return out
+
+
+def _linear_columns(linear: torch.nn.Linear, columns: torch.Tensor) -> torch.nn.Linear:
+    out = torch.nn.Linear(len(columns), linear.out_features, bias=linear.bias is not None)
+    with torch.no_grad():
+        out.weight.copy_(linear.weight[:, columns])
+        if linear.bias is not None:
+            out.bias.copy_(linear.bias)
     return out
 
 
@@ -346,5 +468,5 @@ def agreement(student: str | Path, teacher_q: np.ndarray, teacher_p: np.ndarray,
 
 
 __all__ = ["DistillSettings", "Triple", "agreement", "distill", "distillation_loss",
-           "distillation_texts", "make_student", "mine_triples", "sample_passages",
-           "teacher_vectors"]
+           "distillation_texts", "ffn_importance", "make_student", "mine_triples",
+           "narrow_ffn", "sample_passages", "teacher_vectors", "triples_from_negatives"]

@@ -124,3 +124,29 @@ def test_lexedge_tui_fusion_rrf_searches_with_rrf_whatever_the_keys_change(
     requests += [controls.request(live=True), controls.request(live=False)]
     assert [r.fusion for r in requests] == ["rrf"] * len(requests), \
         "the TUI was started with --fusion rrf"
+
+
+POOL_QUERIES = (QUERY, "契約の解除と損害賠償", "法律行為の無効", "個人情報の第三者提供")
+
+
+def test_each_retriever_fetches_pool_times_the_budget(served_index, capsys):
+    """``pool`` P: the fusion ranks each retriever's top P x K and keeps K; P = 1 fuses the two
+    top-K lists alone. A query whose two answers differ tells the depths apart, on the API and
+    on ``lexedge search --pool``."""
+    budget, searcher = 2, Searcher(served_index)
+
+    def fused(query, depth):
+        return order(reference(served_index, query, depth)["weighted"])[:budget]
+
+    query = next((q for q in POOL_QUERIES if fused(q, 3 * budget) != fused(q, budget)), None)
+    assert query is not None, "no query tells pool 3 from pool 1 on the tiny corpus"
+    for pool in (1, 3):
+        served = searcher.search(query, rerank=0, budget=budget, pool=pool, top=budget)
+        assert [h.id for h in served.hits] == fused(query, pool * budget), f"pool {pool}"
+        assert served.settings["pool"] == pool
+        assert main(["search", query, "--index", str(served_index.path), "--rerank", "0",
+                     "--budget", str(budget), "--pool", str(pool), "--top", str(budget),
+                     "--json"]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert [h["id"] for h in printed["hits"]] == fused(query, pool * budget)
+    assert SearchSettings().pool == 3

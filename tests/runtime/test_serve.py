@@ -107,6 +107,7 @@ def test_a_token_once_set_is_required(hybrid_index, tmp_path, capsys):
     ({"query": QUERY, "budget": 0}, 422, "budget 0: must be a positive integer"),
     ({"query": QUERY, "top": 101}, 422, "top 101: this service answers at most 100"),
     ({"query": QUERY, "budget": 5000}, 422, "budget 5000: this service answers at most 1000"),
+    ({"query": QUERY, "pool": 50}, 422, "pool 50: this service answers at most 10"),
     ({"query": QUERY, "alpha": 2}, 422, "alpha 2: must be within [0, 1]"),
     ({"query": QUERY, "fusion": "max"}, 422, "fusion 'max': must be one of weighted, rrf"),
     ({"query": QUERY, "path": "/etc/passwd"}, 422, "unknown field 'path'"),

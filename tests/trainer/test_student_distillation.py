@@ -50,6 +50,40 @@ def test_make_student_keeps_the_chosen_teacher_layers(teacher, tmp_path):
         make_student(teacher, tmp_path / "bad", [4])
 
 
+def test_narrowing_drops_the_units_that_add_nothing(teacher, tiny_data, tmp_path):
+    """Units whose output columns are zero add nothing to the residual stream: narrowing by
+    exactly their number must drop them (and only them), so the student's vectors equal the
+    teacher's."""
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModel
+
+    _, passages = _texts(tiny_data)
+    muted = tmp_path / "muted"
+    make_student(teacher, muted, [0, 1, 2, 3])
+    weights = load_file(str(muted / "model.safetensors"))
+    full = AutoModel.from_pretrained(str(teacher)).config.intermediate_size
+    dead = {layer: torch.randperm(full, generator=torch.Generator().manual_seed(layer))[:full // 4]
+            for layer in range(4)}
+    for layer, units in dead.items():
+        weights[f"encoder.layer.{layer}.output.dense.weight"][:, units] = 0.0
+    save_file(weights, str(muted / "model.safetensors"))
+
+    width = full - full // 4
+    student = make_student(muted, tmp_path / "narrow", [0, 1, 2, 3], ffn_width=width,
+                           calibration=passages[:40], calibration_length=32)
+    model = AutoModel.from_pretrained(str(student))
+    assert model.config.intermediate_size == width
+    assert model.encoder.layer[2].intermediate.dense.weight.shape == (width, 32)
+    recorded = json.loads((student / "lexedge_model.json").read_text(encoding="utf-8"))
+    assert recorded["derived_from"]["ffn"]["importance_kept"] == [1.0] * 4
+    held = passages[40:60]
+    vectors = [teacher_vectors(folder, held[:2], held, query_length=16, passage_length=32,
+                               progress=False)[1] for folder in (muted, student)]
+    np.testing.assert_allclose(vectors[0], vectors[1], atol=1e-5)
+    with pytest.raises(LexedgeError, match="ffn width"):
+        make_student(muted, tmp_path / "wide", [0], ffn_width=full, calibration=passages[:4])
+
+
 def test_distilled_student_moves_toward_the_teacher(teacher, tiny_data, tmp_path):
     triples, passages = _texts(tiny_data)
     # A student far from the teacher (another random start): random tiny encoders give
@@ -104,10 +138,13 @@ def test_train_student_command_writes_a_model_folder_export_can_take(teacher, ti
     assert main(["train", "student", "--teacher", str(teacher), "--layers", "0,3", "--data",
                  str(tiny_data), "--passages", str(tiny_data), "--per-corpus", "8",
                  "--epochs", "1", "--batch-size", "4", "--passage-length", "32",
-                 "--out", str(out)]) == 0
+                 "--ffn-width", "48", "--out", str(out)]) == 0
     assert "2 layers from teacher layers [0, 3]" in capsys.readouterr().out
     settings = read_model_settings(out)
     assert settings["max_length"] == 32 and settings["derived_from"]["teacher_layers"] == [0, 3]
+    assert settings["derived_from"]["ffn"]["width"] == 48
+    assert json.loads((out / "config.json").read_text(encoding="utf-8"))[
+        "intermediate_size"] == 48
     stats = json.loads((out / "distillation.json").read_text(encoding="utf-8"))
     assert stats["plain_passages"] == 8 and stats["triples"] > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["student"]  # the cut is removed
