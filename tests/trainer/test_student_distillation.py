@@ -151,3 +151,25 @@ def test_train_student_command_writes_a_model_folder_export_can_take(teacher, ti
     assert main(["train", "student", "--layers", "0,x", "--data", str(tiny_data),
                  "--out", str(tmp_path / "s2")]) == 2
     assert "--layers 0,x" in capsys.readouterr().err
+
+
+def test_triples_from_a_stage_s_mined_negatives(tiny_data, tmp_path):
+    from lexedge.trainer.student import triples_from_negatives
+
+    documents = {doc.id: doc.indexed_text for doc in BeirDataset(tiny_data).corpus()}
+    ids = sorted(documents)
+    mined = tmp_path / "hard_negatives.jsonl"
+    rows = [{"query": "q one", "query_id": "a", "positive": ids[0], "negatives": ids[1:4]},
+            {"query": "q two", "query_id": "b", "positive": ids[4], "negatives": [ids[5]]},
+            {"query": "q three", "query_id": "c", "positive": ids[6], "negatives": []}]
+    mined.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    triples, info = triples_from_negatives(mined, tiny_data, per_row=2, seed=3)
+    assert [t.query for t in triples] == ["q one", "q one", "q two"]
+    assert {t.positive for t in triples[:2]} == {documents[ids[0]]}
+    assert {t.negative for t in triples[:2]} < {documents[i] for i in ids[1:4]}
+    assert len({t.negative for t in triples[:2]}) == 2  # drawn without replacement
+    assert triples[2].negative == documents[ids[5]]
+    assert info["queries"] == 3 and info["triples"] == 3
+    mined.write_text(json.dumps({**rows[0], "positive": "nope"}) + "\n", encoding="utf-8")
+    with pytest.raises(LexedgeError, match=r"hard_negatives.jsonl:1: not a hard-negative row"):
+        triples_from_negatives(mined, tiny_data)
