@@ -72,6 +72,33 @@ def curriculum_stage(stage_dir: Path) -> dict:
     return {"number": manifest["stage"].removeprefix("stage"), "text": text}
 
 
+def narrowing(results: Path, name: str) -> dict:
+    """The last step, in words: the curriculum-trained model's feed-forward blocks narrowed
+    and the narrow copy distilled from the full-width one (``bench/student_distill.py
+    --ffn-width``)."""
+    run = json.loads((results / f"{name}.json").read_text(encoding="utf-8"))
+    stats, data = run["distillation"], run["stard"]
+    settings = stats["settings"]
+    if not run.get("ffn"):  # written before the results recorded it: the cut's own record
+        cut = Path(stats["student_init"]) / "lexedge_model.json"
+        run["ffn"] = json.loads(cut.read_text(encoding="utf-8"))["derived_from"]["ffn"]
+    width = run["ffn"]["width"]
+    return {
+        "model": f", then its feed-forward blocks narrowed to {width} of "
+                 f"{run['ffn']['teacher_width']} units (the most important on plain passages) "
+                 "and distilled from the full-width model",
+        "training": f"narrowing: the {width} units of each block that add most to the "
+                    f"residual stream on {run['ffn']['calibration_passages']:,} plain passages "
+                    f"(share of importance kept per layer: {', '.join(map(str, run['ffn']['importance_kept']))}); then "
+                    f"distilled from the full-width curriculum model over "
+                    f"{data['triples']:,} triples of its own mined negatives "
+                    f"({data['queries']:,} train queries) and {run['plain']:,} plain passages: "
+                    f"{settings['epochs']} epoch, batch {settings['batch_size']}, lr "
+                    f"{settings['learning_rate']}; cosine to the full-width model on held "
+                    f"texts {run['probe'][0]['cosine']:.3f} -> {run['after']['cosine']:.3f}; "
+                    f"{stats['train_seconds']:.0f} s on {run['cpu']} ({run['flags']})"}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", required=True, help="the chosen row, e.g. L3")
@@ -84,6 +111,9 @@ def main(argv=None) -> int:
                         "the --depth rows; default: student_depths_<depth>")
     parser.add_argument("--curriculum", nargs="*", type=Path, default=[], metavar="STAGE_DIR",
                         help="curriculum stage folders trained on top of the student, in order")
+    parser.add_argument("--narrowed", metavar="DISTILLED",
+                        help="results name of bench/student_distill.py --ffn-width: the "
+                             "curriculum-trained model was narrowed and distilled into it")
     parser.add_argument("--reranker", metavar="PIPELINE",
                         help="results name of bench/builtin_pipeline.py: the bundle has a "
                              "reranker, and its served quality is quoted")
@@ -108,9 +138,11 @@ def main(argv=None) -> int:
             f"{metrics_text(hybrid)} (bench/results/{depths_name}.md, INT8 as shipped)")
         served = row.get("served")
         if served:
+            depth = (f"each list fetched {row['served_pool']} x the budget of "
+                     f"{row['served_budget']} before fusing" if "served_pool" in row else
+                     f"both lists cut at the budget of {row['served_budget']}")
             quality[f"{row['dataset']} dev, as `lexedge search` serves it (alpha "
-                    f"{row['served_alpha']}, both lists cut at the budget of "
-                    f"{row['served_budget']})"] = metrics_text(served)
+                    f"{row['served_alpha']}, {depth})"] = metrics_text(served)
     if not quality:
         raise SystemExit(f"no {args.depth} rows in {depths_name}.json")
     reranker = {}
@@ -179,6 +211,10 @@ def main(argv=None) -> int:
     }
     for stage in curriculum:
         card["training"][f"curriculum stage {stage['number']}"] = stage["text"]
+    if args.narrowed:
+        step = narrowing(args.results, args.narrowed)
+        card["models"]["embedder"] += step["model"]
+        card["training"]["narrowing"] = step["training"]
     if reranker:
         card["models"]["reranker"] = reranker["model"]
         card["training"]["reranker"] = reranker["training"]

@@ -12,6 +12,15 @@ names no machine) and the manifest sealed again.
     python bench/make_builtin.py --student work-out/student/student-L3 --depth L3 \\
         --alpha 0.5 --reranker work-out/student_reranker/run/stage3 --rerank-weight W
 
+A curriculum-trained student whose feed-forward blocks were narrowed and distilled from it
+(``bench/student_distill.py --teacher STAGE --ffn-width N``) ships with ``--narrowed`` naming
+that distillation's results:
+
+    python bench/make_builtin.py --student work-out/narrow/student-L3-F512 --depth F512 \
+        --distilled L3 --depths student_depths_L3s3k_F512 --alpha 0.6 \
+        --curriculum work-out/student_stage3/stage2 work-out/student_stage3/stage3 \
+        --narrowed L3s3k_F512
+
 A student taken further through the curriculum ships the same way: ``--student`` is its last
 stage folder, ``--curriculum`` lists its stage folders (for the card), ``--distilled L3`` names
 the distillation it started from and ``--depths``/``--depth`` the results rows measuring it:
@@ -58,6 +67,9 @@ def main(argv=None) -> int:
     parser.add_argument("--curriculum", nargs="*", type=Path, default=[], metavar="STAGE_DIR",
                         help="curriculum stage folders trained on top of the distilled "
                              "student, in order (the last one is --student)")
+    parser.add_argument("--narrowed", help="student_distill_<narrowed>.json: --student is the "
+                        "curriculum model narrowed and distilled (bench/student_distill.py "
+                        "--ffn-width)")
     parser.add_argument("--alpha", default="0.5")
     parser.add_argument("--alpha-for", action="append", default=[], metavar="ANALYZER=A")
     parser.add_argument("--reranker", type=Path, help="reranker stage folder")
@@ -84,6 +96,8 @@ def main(argv=None) -> int:
                     *(["--distilled", args.distilled] if args.distilled else []),
                     *(["--depths", args.depths] if args.depths else []),
                     "--curriculum", *map(str, args.curriculum),
+                    *(["--narrowed", f"student_distill_{args.narrowed}"] if args.narrowed
+                      else []),
                     *(["--reranker", args.pipeline] if args.reranker or args.card_only and
                       (args.out / "reranker.onnx").is_file() else []),
                     "--out", str(card)], check=True, stdout=subprocess.DEVNULL)

@@ -71,6 +71,9 @@ def main(argv=None) -> int:
     parser.add_argument("--articles", type=int, default=400)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--results", type=Path, default=HERE / "results")
+    parser.add_argument("--name", default="student_depth_table")
+    parser.add_argument("--note", default="", help="a paragraph under the table (what the "
+                        "bundle names mean)")
     args = parser.parse_args(argv)
     from lexedge.runtime.datasets import BeirDataset
 
@@ -127,9 +130,10 @@ def main(argv=None) -> int:
         + ". Compare depths by the articles/s column, which was measured side by side.", "",
         "A row with '-' for quality is a depth whose student was not evaluated on dev: its "
         "speed is measured all the same (speed does not depend on the weights).", "",
+        *([args.note, ""] if args.note else []),
         "Reproduce: see the docstring of `bench/student_depth_table.py`.",
     ]
-    write_report(args.results, "student_depth_table", results, lines)
+    write_report(args.results, args.name, results, lines)
     return 0
 
 

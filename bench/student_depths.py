@@ -8,9 +8,10 @@ the index-build throughput beside the quality, and ja_appi dev for the same bund
 A bundle exported ``--fp32`` beside its INT8 twin measures what INT8 costs at full scale.
 
 Rows: dense alone and hybrid (BM25 + dense, normalised weighted fusion) at the alphas given,
-all through the served path (``lexedge eval --method dense|hybrid --index``), each list as
-deep as the run (200); then ``served``: what ``lexedge search`` gives by default, the
-bundle's own alpha with both lists cut at the default budget (100) before fusing. Dev is where
+all through the served path (``lexedge eval --method dense|hybrid --index``), the fused list
+as deep as the run (200; each retriever fetches the default pool, 3 ×, before the fusion);
+then ``served``: what ``lexedge search`` gives by default, the bundle's own alpha at the
+default budget (100, each list fetched 3 × 100 deep before fusing). Dev is where
 the choice (depth, alpha) is made; nothing here reads another split.
 Writes ``bench/results/student_depths.{json,md}``; indexes stay in ``--work`` for the latency
 bench (``bench/builtin_speed.py``).
@@ -82,12 +83,12 @@ def main(argv=None) -> int:
                    "dense": evaluate(index, args.data / dataset, "dense", 1.0),
                    "hybrid": {str(a): evaluate(index, args.data / dataset, "hybrid", a)
                               for a in args.alphas},
-                   # what `lexedge search` serves by default: the bundle's own alpha, both
-                   # lists cut at the default budget before fusing
+                   # what `lexedge search` serves by default: the bundle's own alpha at the
+                   # default budget and pool
                    "served": evaluate(index, args.data / dataset, "hybrid", None,
                                       depth=SearchSettings.budget),
-                   "served_alpha": bundle.manifest.get("search", {}).get("alpha"),
-                   "served_budget": SearchSettings.budget}
+                   "served_alpha": (bundle.manifest.get("search") or {}).get("alpha"),
+                   "served_budget": SearchSettings.budget, "served_pool": SearchSettings.pool}
             results["rows"].append(row)
             print(row, flush=True)
     lines = [
@@ -109,7 +110,9 @@ def main(argv=None) -> int:
                                                     for a, m in row["hybrid"].items()]
             if "served" in row:
                 variants.append((f"served: a={row['served_alpha']}, budget "
-                                 f"{row['served_budget']}", row["served"]))
+                                 f"{row['served_budget']}"
+                                 + (f", pool {row['served_pool']}" if "served_pool" in row
+                                    else ""), row["served"]))
             for label, m in variants:
                 lines.append(f"| {row['bundle']} | {row['build_seconds']} | "
                              f"{row['articles_per_s']} | {label} | {m['recall@10']:.4f} | "

@@ -193,6 +193,8 @@ def main(argv=None) -> int:
     write_report(args.results, args.name, {
         "cpu": cpu_model(), "flags": _cpu_flags(), "stard": stard_info, "ja_appi": appi_info,
         "plain": len(plain), "probe": probe, "chosen": best["layers"], "after": after,
+        "ffn": json.loads((init / "lexedge_model.json").read_text(encoding="utf-8"))[
+            "derived_from"].get("ffn"),
         "distillation": stats, "phases_seconds": {k: round(v, 1) for k, v in phases.items()}},
         lines)
     return 0
