@@ -87,7 +87,7 @@ def narrowing(results: Path, name: str) -> dict:
         "model": f", then its feed-forward blocks narrowed to {width} of "
                  f"{run['ffn']['teacher_width']} units (the most important on plain passages) "
                  "and distilled from the full-width model",
-        "training": f"narrowing: the {width} units of each block that add most to the "
+        "training": f"the {width} units of each block that add most to the "
                     f"residual stream on {run['ffn']['calibration_passages']:,} plain passages "
                     f"(share of importance kept per layer: {', '.join(map(str, run['ffn']['importance_kept']))}); then "
                     f"distilled from the full-width curriculum model over "

@@ -43,7 +43,8 @@ def evaluate(index: Path, data: Path, method: str, alpha: float | None = None,
     metrics, _ = run_evaluation(EvalConfig(data_dir=str(data), split="dev", method=method,
                                            index=str(index), alpha=alpha, **settings))
     return {name: round(metrics[name], 4) for name in SHOWN} | {
-        "queries": metrics["queries"], "queries_per_second": metrics["queries_per_second"]}
+        "queries": metrics["queries"], "queries_per_second": metrics["queries_per_second"],
+        "alpha": metrics["alpha"]}
 
 
 def main(argv=None) -> int:
@@ -87,8 +88,8 @@ def main(argv=None) -> int:
                    # default budget and pool
                    "served": evaluate(index, args.data / dataset, "hybrid", None,
                                       depth=SearchSettings.budget),
-                   "served_alpha": (bundle.manifest.get("search") or {}).get("alpha"),
                    "served_budget": SearchSettings.budget, "served_pool": SearchSettings.pool}
+            row["served_alpha"] = row["served"]["alpha"]  # the bundle's, for this language
             results["rows"].append(row)
             print(row, flush=True)
     lines = [
