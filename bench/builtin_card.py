@@ -83,13 +83,14 @@ def narrowing(results: Path, name: str) -> dict:
         cut = Path(stats["student_init"]) / "lexedge_model.json"
         run["ffn"] = json.loads(cut.read_text(encoding="utf-8"))["derived_from"]["ffn"]
     width = run["ffn"]["width"]
+    kept = ", ".join(map(str, run["ffn"]["importance_kept"]))
     return {
         "model": f", then its feed-forward blocks narrowed to {width} of "
                  f"{run['ffn']['teacher_width']} units (the most important on plain passages) "
                  "and distilled from the full-width model",
         "training": f"the {width} units of each block that add most to the "
                     f"residual stream on {run['ffn']['calibration_passages']:,} plain passages "
-                    f"(share of importance kept per layer: {', '.join(map(str, run['ffn']['importance_kept']))}); then "
+                    f"(share of importance kept per layer: {kept}); then "
                     f"distilled from the full-width curriculum model over "
                     f"{data['triples']:,} triples of its own mined negatives "
                     f"({data['queries']:,} train queries) and {run['plain']:,} plain passages: "

@@ -109,7 +109,8 @@ def main(argv=None) -> int:
         "# Student depth: quality on full-corpus dev against speed", "",
         f"CPU: {results['cpu']} ({results['flags']}), {results['cores']} cores. Speed: "
         f"{args.articles} STARD articles encoded by every bundle in this one run, each in a "
-        f"process of its own, rounds alternating (median of 3); {BASELINE}: {speed[BASELINE]} articles/s. Quality: the "
+        f"process of its own, rounds alternating (median of 3); {BASELINE}: "
+        f"{speed[BASELINE]} articles/s. Quality: the "
         "served INT8 path over the **full** corpora (STARD 58,513 articles, 124 dev "
         f"questions; ja_appi 12,116 articles, 80 dev clauses), hybrid at alpha {args.alpha} "
         "(bench/results/student_depths_<depth>.md have every alpha and the dense rows).", "",

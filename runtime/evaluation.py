@@ -55,9 +55,9 @@ class EvalConfig:
 
     def search_settings(self, **changes) -> SearchSettings:
         """These search settings as :class:`SearchSettings`, with ``changes``."""
-        return SearchSettings(budget=self.budget, pool=self.pool, rerank=self.rerank, alpha=self.alpha,
-                              fusion=self.fusion, rerank_weight=self.rerank_weight,
-                              ).replace(**changes)
+        return SearchSettings(budget=self.budget, pool=self.pool, rerank=self.rerank,
+                              alpha=self.alpha, fusion=self.fusion,
+                              rerank_weight=self.rerank_weight).replace(**changes)
 
 
 @dataclass
@@ -131,7 +131,8 @@ def _searcher_retriever(config: EvalConfig, dataset: BeirDataset) -> Retriever:
 
     live_ids = [index.docs.id_of(r) for r in range(len(index.docs)) if r not in index.deleted]
     setup = {"analyzer": index.analyzer.to_manifest(), "bundle": index.manifest["bundle"],
-             "budget": budget, "pool": settings.pool, "rerank": rerank, "alpha": alpha, "fusion": config.fusion,
+             "budget": budget, "pool": settings.pool, "rerank": rerank, "alpha": alpha,
+             "fusion": config.fusion,
              "rerank_weight": (searcher.rerank_weight if config.rerank_weight is None
                                else config.rerank_weight) if rerank else None,
              "corpus_size": len(live_ids), "doc_ids": live_ids,
