@@ -136,10 +136,9 @@ def triples_from_negatives(path: str | Path, data_dir: str | Path, *, per_row: i
             try:
                 row = json.loads(line)
                 query, positive, negatives = row["query"], row["positive"], row["negatives"]
-                chosen = [negatives[i] for i in rng.choice(
-                    len(negatives), min(per_row, len(negatives)), replace=False)
-                          ] if negatives else []
-                triples += [Triple(query, texts[positive], texts[n]) for n in chosen]
+                count = min(per_row, len(negatives))
+                drawn = rng.choice(len(negatives), count, replace=False) if count else []
+                triples += [Triple(query, texts[positive], texts[negatives[i]]) for i in drawn]
             except (ValueError, KeyError, TypeError) as exc:
                 raise LexedgeError(f"{path}:{number}: not a hard-negative row of "
                                    f"{data_dir} ({exc})") from None
@@ -188,8 +187,7 @@ def make_student(teacher: str | Path, out: str | Path, layers: Sequence[int], *,
     source.encoder.layer = kept
     source.config.num_hidden_layers = len(layers)
     derived = {"path": str(teacher), "teacher_layers": layers, "layers_total": total}
-    if ffn_width is not None:
-        stage.embedder.backbone = source
+    if ffn_width is not None:  # narrows ``source`` in place: it is the stage's backbone
         derived["ffn"] = narrow_ffn(stage, int(ffn_width), calibration,
                                     max_length=calibration_length)
     with atomic_directory(out, kind="model") as staging:
