@@ -82,7 +82,10 @@ def main(argv=None) -> int:
     lines = ["# Fusion pool: how deep each retriever fetches before the fusion (one run)", "",
              f"CPU: {cpu_model()} ({_cpu_flags()}), {os.cpu_count()} cores. Served path "
              f"(`lexedge search`), budget K = {args.budget}, no re-ranking; each retriever "
-             "fetches pool × K candidates and the weighted fusion keeps the best K.", ""]
+             "fetches pool × K candidates and the weighted fusion keeps the best K. Latency "
+             "is per search returning all K hits, each with its snippet and matched terms "
+             "(Japanese articles are analysed by MeCab for those: `lexedge search` shows "
+             "10).", ""]
     for spec in args.index:
         name, _, folder = spec.partition("=")
         measured = measure(Path(folder), args.data / name, args.pools, args.budget)
