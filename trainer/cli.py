@@ -104,8 +104,8 @@ def add_student_command(models) -> None:
                     "positives and BM25 hard negatives (KL), and the training judgments "
                     "(InfoNCE). Writes a model folder lexedge export takes as --embedder.")
     student.add_argument("--teacher", default="default",
-                         help="teacher embedder: a model folder, or a built-in base name "
-                              "(default: default, multilingual-e5-small)")
+                         help="teacher embedder: a model or stage folder, or a built-in base "
+                              "name (default: default, multilingual-e5-small)")
     student.add_argument("--layers", required=True, metavar="I,J,...",
                          help="teacher layers (0-based) that start the student's layers")
     student.add_argument("--data", nargs="+", required=True, metavar="DATA_DIR",
