@@ -20,7 +20,7 @@ from pathlib import Path
 
 from compute_bound import _cpu_flags
 from lock_fsync_cost import cpu_model
-from report import write_report
+from report import metric_cells, write_report
 from student_depths import evaluate
 
 HERE = Path(__file__).resolve().parent
@@ -90,9 +90,7 @@ def main(argv=None) -> int:
         for label, m in [("hybrid (fused as deep as the run)", row["hybrid"]),
                          ("pipeline, nothing re-scored", row["first_stage"])] + [
                 (f"W = {w}", m) for w, m in row["pipeline"].items()]:
-            lines.append(f"| {label} | {m['recall@10']:.4f} | {m['recall@100']:.4f} | "
-                         f"{m['mrr@10']:.4f} | {m['ndcg@10']:.4f} | "
-                         f"{m['queries_per_second']:.1f} |")
+            lines.append(f"| {label} | {metric_cells(m)} | {m['queries_per_second']:.1f} |")
         lines.append("")
     lines += [f"Chosen on dev (one weight for both languages, best summed MRR@10): **W = "
               f"{chosen}**.", "",

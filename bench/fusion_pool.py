@@ -24,7 +24,7 @@ import numpy as np
 
 from compute_bound import _cpu_flags
 from lock_fsync_cost import cpu_model
-from report import portable, write_report
+from report import metric_cells, portable, write_report
 from served_pipeline_stard import paired_test, per_query
 
 HERE = Path(__file__).resolve().parent
@@ -95,13 +95,11 @@ def main(argv=None) -> int:
                   "| pool | R@10 | R@100 | MRR@10 | nDCG@10 | ΔMRR@10 vs pool 1 [95 % CI], p "
                   "| p50 ms | p95 ms |", "|---|---|---|---|---|---|---|---|"]
         for pool, row in measured["rows"].items():
-            m = row["metrics"]
             against = row.get("against_first", {}).get("mrr@10")
             versus = (f"{against['mean_difference']:+.4f} [{against['ci95'][0]:+.3f}, "
                       f"{against['ci95'][1]:+.3f}], p {against['p_value']:.2f}"
                       if against else "–")
-            lines.append(f"| {pool} | {m['recall@10']:.4f} | {m['recall@100']:.4f} | "
-                         f"{m['mrr@10']:.4f} | {m['ndcg@10']:.4f} | {versus} | "
+            lines.append(f"| {pool} | {metric_cells(row['metrics'])} | {versus} | "
                          f"{row['p50_ms']:.1f} | {row['p95_ms']:.1f} |")
         lines.append("")
     lines.append("Reproduce: see the docstring of `bench/fusion_pool.py`.")

@@ -22,6 +22,12 @@ def portable(value):
     return value
 
 
+def metric_cells(metrics: dict) -> str:
+    """R@10, R@100, MRR@10 and nDCG@10 as Markdown table cells (``a | b | c | d``)."""
+    return " | ".join(f"{metrics[name]:.4f}"
+                      for name in ("recall@10", "recall@100", "mrr@10", "ndcg@10"))
+
+
 def write_json_result(path: Path, results) -> None:
     """Write ``results`` to ``path`` as JSON, atomically and with portable paths."""
     from lexedge.runtime.storage import write_json_atomic

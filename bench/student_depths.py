@@ -27,7 +27,7 @@ from pathlib import Path
 
 from compute_bound import _cpu_flags
 from lock_fsync_cost import cpu_model
-from report import write_report
+from report import metric_cells, write_report
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
@@ -116,9 +116,7 @@ def main(argv=None) -> int:
                                     else ""), row["served"]))
             for label, m in variants:
                 lines.append(f"| {row['bundle']} | {row['build_seconds']} | "
-                             f"{row['articles_per_s']} | {label} | {m['recall@10']:.4f} | "
-                             f"{m['recall@100']:.4f} | {m['mrr@10']:.4f} | "
-                             f"{m['ndcg@10']:.4f} |")
+                             f"{row['articles_per_s']} | {label} | {metric_cells(m)} |")
         lines.append("")
     lines.append("Reproduce: see the docstring of `bench/student_depths.py`.")
     write_report(args.out, args.name, results, lines)
