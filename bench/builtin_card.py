@@ -79,9 +79,6 @@ def narrowing(results: Path, name: str) -> dict:
     run = json.loads((results / f"{name}.json").read_text(encoding="utf-8"))
     stats, data = run["distillation"], run["stard"]
     settings = stats["settings"]
-    if not run.get("ffn"):  # written before the results recorded it: the cut's own record
-        cut = Path(stats["student_init"]) / "lexedge_model.json"
-        run["ffn"] = json.loads(cut.read_text(encoding="utf-8"))["derived_from"]["ffn"]
     width = run["ffn"]["width"]
     kept = ", ".join(map(str, run["ffn"]["importance_kept"]))
     return {

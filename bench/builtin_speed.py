@@ -55,18 +55,21 @@ ENCODING = """
 import json, sys, time
 from lexedge.runtime.bundle import Bundle
 texts = json.loads(open(sys.argv[2], encoding="utf-8").read())
+size = {"batch_size": int(sys.argv[3])} if len(sys.argv) > 3 else {}
 embedder = Bundle.load(sys.argv[1]).embedder()
-embedder.encode(texts[:8])
+embedder.encode(texts[:8], **size)
 started = time.perf_counter()
-embedder.encode(texts)
+embedder.encode(texts, **size)
 print(len(texts) / (time.perf_counter() - started))
 """
 
 
-def throughput(bundles: dict, texts: list[str], rounds: int = 3) -> dict:
+def throughput(bundles: dict, texts: list[str], rounds: int = 3,
+               batch_sizes: dict | None = None) -> dict:
     """Articles/s of each bundle's embedder on ``texts`` (median of ``rounds``), each time in a
     process of its own with that one model loaded, as an index build has it, rounds
-    alternating between the bundles. Several models loaded in one process slowed the small
+    alternating between the bundles; ``batch_sizes`` (name: texts per batch) overrides the
+    encoder's default for the bundles it names. Several models loaded in one process slowed the small
     one by up to a fifth (their onnxruntime thread pools compete), which no user sees."""
     import tempfile
 
@@ -76,8 +79,10 @@ def throughput(bundles: dict, texts: list[str], rounds: int = 3) -> dict:
         rates = {name: [] for name in bundles}
         for _ in range(rounds):
             for name, path in bundles.items():
-                out = subprocess.run([sys.executable, "-c", ENCODING, str(path), str(sample)],
-                                     check=True, capture_output=True, text=True).stdout
+                size = [str(batch_sizes[name])] if name in (batch_sizes or {}) else []
+                out = subprocess.run([sys.executable, "-c", ENCODING, str(path), str(sample),
+                                      *size], check=True, capture_output=True,
+                                     text=True).stdout
                 rates[name].append(float(out.strip().splitlines()[-1]))
     return {name: round(float(np.median(found)), 1) for name, found in rates.items()}
 

@@ -2,7 +2,8 @@
 full corpora: STARD (58,513 articles) and ja_appi (12,116) for the training judgments and
 their BM25 hard negatives, plus plain passages sampled from STARD, ja_appi and ja_statutes.
 
-Steps, each timed: BM25 negatives; the teacher's vectors (computed once, cached as .npy in
+Steps, each timed: BM25 negatives (or, with ``--negatives``, triples from a curriculum stage's
+mined negatives); the teacher's vectors (computed once, cached as .npy in
 the work folder); the choice of which teacher layers start the student (mean cosine to the
 teacher on held texts, before any training, for each candidate set); distillation; the
 student's agreement with the teacher on held texts before and after.
@@ -102,7 +103,8 @@ def main(argv=None) -> int:
     held_triples = [triples[i] for i in rng.choice(len(triples), args.held // 4, replace=False)]
     held_queries = [t.query for t in held_triples]
     held_passages = held + [t.positive for t in held_triples]
-    phases["data and BM25 negatives"] = time.perf_counter() - started
+    phases["data and the stage's negatives" if args.negatives
+           else "data and BM25 negatives"] = time.perf_counter() - started
 
     teacher = args.teacher or resolve_base_model("default", default_model_cache())
     settings = DistillSettings(layers=(0,), epochs=args.epochs,

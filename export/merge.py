@@ -159,7 +159,12 @@ def _tokenizer_file(stack: list[Path]) -> Path:
                        f"({', '.join(str(p) for p in stack)})")
 
 
-def _source(stack: list[Path]) -> dict | None:
+def _source(stack: list[Path], depth: int = 0) -> dict | None:
+    """What the bundle records of the stage it came from: each folder of its stack (weights'
+    sha256, licences, training data) down to the base model, and for a whole model made
+    from another stage (a distilled student, a narrowed copy: ``derived_from`` in its
+    ``lexedge_model.json``) that stage's own record under ``derived_from.source``, so the
+    manifest holds the whole chain."""
     if not stack:
         return None
     folder = stack[0]
@@ -173,8 +178,19 @@ def _source(stack: list[Path]) -> dict | None:
         "stage": manifest.get("stage", folder.name),
         "kind": kind_of(folder),
         "sha256": {p.name: sha256_file(p) for p in weights},
-        "base": _source(stack[1:]),
+        "base": _source(stack[1:], depth),
     }
+    derived = read_model_settings(folder).get("derived_from")
+    if len(stack) == 1 and isinstance(derived, dict):
+        record["derived_from"] = dict(derived)
+        origin = Path(str(derived.get("path") or ""))
+        if derived.get("path") and origin.is_dir():
+            from lexedge.trainer.lora import MAX_STACK, stage_chain
+
+            if depth >= MAX_STACK:
+                raise LexedgeError(f"{folder}: models derived from one another form a loop "
+                                   f"or a chain deeper than {MAX_STACK}")
+            record["derived_from"]["source"] = _source(stage_chain(origin), depth + 1)
     # what a bundle's card tells of a stage: its licences and the data it trained on
     licences = read_model_settings(folder).get("licences")
     if licences:

@@ -26,6 +26,16 @@ from .errors import LexedgeError
 # bounded on a large corpus while batches are still nearly uniform in length.
 SORT_WINDOW = 4096
 
+# Texts per batch when embedding on the CPU: one. INT8 dynamic quantisation takes its scale
+# from the whole batch, so in a batch of several a text's vector depends on its batch mates
+# (and so on how a corpus was cut into chunks, shards or updates); alone, it depends on its
+# text only. Small batches are also the fastest on the CPU: 1,000 STARD articles on 2 cores,
+# 1 text per batch gave 1.13x the articles/s of 32 for both the built-in student and e5-small
+# INT8, 2-8 texts at most 9 % more than 1 (bench/results/encode_batch.md). A GPU provider
+# keeps batches.
+CPU_BATCH = 1
+ACCELERATOR_BATCH = 32
+
 
 def session_options(threads: int | None = None):
     """onnxruntime options: all graph optimisations, one thread per core unless told otherwise."""
@@ -191,19 +201,28 @@ class OnnxEmbedder(_OnnxModel):
     def dimension(self) -> int:
         return int(self.config["dimension"])
 
-    def encode(self, texts: Sequence[str], kind: str = "passage", batch_size: int = 32,
+    @property
+    def batch_size(self) -> int:
+        """Texts per batch by default: :data:`CPU_BATCH` on the CPU, :data:`ACCELERATOR_BATCH`
+        when a GPU (or other) provider runs the session."""
+        return CPU_BATCH if self.session.get_providers()[0] == "CPUExecutionProvider" \
+            else ACCELERATOR_BATCH
+
+    def encode(self, texts: Sequence[str], kind: str = "passage", batch_size: int | None = None,
                progress: bool = False, on_batch=None) -> np.ndarray:
         """Embed ``texts`` as queries or passages; returns float32 [len(texts), dimension]
         in the order given. E5-style models need the prefix their kind names
         (Wang et al., 2022, arXiv:2212.03533); the manifest records it. ``on_batch(n)`` is
-        called after each batch of ``n`` texts (an index build's progress)."""
+        called after each batch of ``n`` texts (an index build's progress); ``batch_size``
+        defaults to :attr:`batch_size`."""
         if kind not in ("query", "passage"):
             raise LexedgeError(f"embedding kind must be 'query' or 'passage', got {kind!r}")
         if isinstance(texts, str):
             texts = [texts]
         prefix = self.config.get(f"{kind}_prefix") or ""
-        return self._run([prefix + text for text in texts], (self.dimension,), batch_size,
-                         progress, f"embedding {kind}s", on_batch)
+        return self._run([prefix + text for text in texts], (self.dimension,),
+                         batch_size or self.batch_size, progress, f"embedding {kind}s",
+                         on_batch)
 
 
 class OnnxReranker(_OnnxModel):

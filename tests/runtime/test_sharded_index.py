@@ -99,12 +99,11 @@ def test_a_changed_document_or_a_missing_shard_is_embedded_by_the_build(sample, 
     merged = Index.load(tmp_path / "merged")
     fresh = Index.build(sample, tmp_path / "fresh", bundle=Bundle.load("builtin"),
                         progress=False)
-    # the stale one was embedded again (alone in its batch now: INT8 rounds it a little
-    # differently from a whole chunk), the imported ones are the single build's
+    # the stale one was embedded again, the imported ones are the single build's: on the CPU
+    # a vector depends on its text only, not on the chunk or shard it was encoded in
     changed = merged.row_of(records[0]["id"])
-    assert np.dot(_vectors(merged)[changed], _vectors(fresh)[changed]) > 0.999
-    rows = [merged.row_of(json.loads(line)["id"]) for line in
-            (shard / "ids.jsonl").read_text().splitlines()[1:]]
+    rows = [changed] + [merged.row_of(json.loads(line)["id"]) for line in
+                        (shard / "ids.jsonl").read_text().splitlines()[1:]]
     np.testing.assert_array_equal(_vectors(merged)[rows], _vectors(fresh)[rows])
 
 

@@ -173,3 +173,20 @@ def test_triples_from_a_stage_s_mined_negatives(tiny_data, tmp_path):
     mined.write_text(json.dumps({**rows[0], "positive": "nope"}) + "\n", encoding="utf-8")
     with pytest.raises(LexedgeError, match=r"hard_negatives.jsonl:1: not a hard-negative row"):
         triples_from_negatives(mined, tiny_data)
+
+
+def test_export_records_the_whole_chain_of_a_derived_model(teacher, tmp_path):
+    """A bundle made from a student of a student names every model it came from: the
+    manifest's source nests each ``derived_from`` model's own record (weights' sha256)."""
+    from lexedge.export.merge import load_merged
+    from lexedge.runtime.storage import sha256_file
+
+    first = make_student(teacher, tmp_path / "first", [0, 3])
+    second = make_student(first, tmp_path / "second", [1])
+    source = load_merged(second, "embedder").source
+    assert source["derived_from"]["teacher_layers"] == [1]
+    parent = source["derived_from"]["source"]
+    assert parent["path"] == str(first)
+    assert parent["sha256"]["model.safetensors"] == sha256_file(first / "model.safetensors")
+    assert parent["derived_from"]["teacher_layers"] == [0, 3]
+    assert parent["derived_from"]["source"]["path"] == str(teacher)
