@@ -26,14 +26,14 @@ from .errors import LexedgeError
 # bounded on a large corpus while batches are still nearly uniform in length.
 SORT_WINDOW = 4096
 
-# Texts per batch when embedding on the CPU: one. INT8 dynamic quantisation takes its scale
-# from the whole batch, so in a batch of several a text's vector depends on its batch mates
-# (and so on how a corpus was cut into chunks, shards or updates); alone, it depends on its
-# text only. Small batches are also the fastest on the CPU: 1,000 STARD articles on 2 cores,
-# 1 text per batch gave 1.13x the articles/s of 32 for both the built-in student and e5-small
-# INT8, 2-8 texts at most 9 % more than 1 (bench/results/encode_batch.md). A GPU provider
-# keeps batches.
-CPU_BATCH = 1
+# Texts per batch when embedding on the CPU. Small batches of length-sorted texts are the
+# fastest there: 1,000 random STARD articles on 2 cores, 4 texts per batch gave 1.21x-1.24x
+# the articles/s of 32 for e5-small INT8 and 1.09x-1.23x for the built-in student (two runs of
+# bench/encode_batch.py); one text per batch loses the gain on short texts (a call per text).
+# A GPU provider keeps larger batches. (INT8 dynamic quantisation scales activations per
+# batch, so a vector depends slightly on its batch mates, cosine > 0.999; the same corpus
+# always gives the same batches.)
+CPU_BATCH = 4
 ACCELERATOR_BATCH = 32
 
 

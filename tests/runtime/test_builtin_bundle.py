@@ -129,17 +129,3 @@ def test_the_shipped_builtin_refuses_a_changed_file(tmp_path, monkeypatch):
     with pytest.raises(LexedgeError, match="embedder.tokenizer.json: sha256 mismatch"):
         Bundle.load("builtin")
 
-
-def test_a_passage_vector_depends_on_its_text_only():
-    """INT8 dynamic quantisation takes its scale from the whole batch: on the CPU the embedder
-    encodes one text per batch by default, so a passage gets the same vector alone or among
-    others (whatever chunk, shard or update it is indexed in)."""
-    import numpy as np
-
-    embedder = Bundle.load("builtin").embedder()
-    passage = "当事人一方不履行合同义务或者履行合同义务不符合约定的，应当承担违约责任。"
-    others = ["民法第九十条", "公の秩序又は善良の風俗に反する法律行為は、無効とする。" * 3,
-              "合同的解除条件", "个人信息处理者应当采取必要措施保障所处理的个人信息的安全。" * 2]
-    alone = embedder.encode([passage])
-    among = embedder.encode(others[:2] + [passage] + others[2:])
-    np.testing.assert_array_equal(among[2], alone[0])

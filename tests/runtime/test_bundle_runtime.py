@@ -185,3 +185,21 @@ def test_models_with_one_tokenizer_file_share_it_and_keep_their_own_lengths(tmp_
     assert len(embedder.tokenize([long])[0].ids) == 64
     assert len(reranker.tokenize([("ab", long)])[0].ids) == 8
     assert embedder.encode([long]).shape == (1, 16)
+
+
+def test_cpu_encoding_runs_small_batches(bundle_dir, monkeypatch):
+    """On the CPU the embedder batches few texts (the fastest there, bench/encode_batch.py);
+    a batch size given by the caller still rules."""
+    from lexedge.runtime.onnx_models import CPU_BATCH
+
+    embedder = Bundle.load(bundle_dir).embedder(threads=1)
+    run, calls = embedder.session.run, []
+    monkeypatch.setattr(embedder.session, "run",
+                        lambda *args: calls.append(len(args[1]["input_ids"])) or run(*args))
+    texts = [f"text {i} " * (i % 5 + 1) for i in range(2 * CPU_BATCH + 1)]
+    small = embedder.encode(texts, kind="passage")
+    assert embedder.batch_size == CPU_BATCH == 4 and sorted(calls) == [1, 4, 4]
+    calls.clear()
+    np.testing.assert_allclose(embedder.encode(texts, kind="passage", batch_size=32), small,
+                               atol=1e-5)
+    assert calls == [len(texts)]

@@ -99,12 +99,16 @@ def test_a_changed_document_or_a_missing_shard_is_embedded_by_the_build(sample, 
     merged = Index.load(tmp_path / "merged")
     fresh = Index.build(sample, tmp_path / "fresh", bundle=Bundle.load("builtin"),
                         progress=False)
-    # the stale one was embedded again, the imported ones are the single build's: on the CPU
-    # a vector depends on its text only, not on the chunk or shard it was encoded in
+    # the stale one was embedded again (alone in its batch now: INT8 rounds it a little
+    # differently from a whole chunk); the others are the shard's vectors, imported as they
+    # are (the changed text moved its chunk mates into other batches of the single build,
+    # which rounds them a little differently too)
     changed = merged.row_of(records[0]["id"])
-    rows = [changed] + [merged.row_of(json.loads(line)["id"]) for line in
-                        (shard / "ids.jsonl").read_text().splitlines()[1:]]
-    np.testing.assert_array_equal(_vectors(merged)[rows], _vectors(fresh)[rows])
+    assert np.dot(_vectors(merged)[changed], _vectors(fresh)[changed]) > 0.999
+    rows = [merged.row_of(json.loads(line)["id"]) for line in
+            (shard / "ids.jsonl").read_text().splitlines()[1:]]
+    np.testing.assert_array_equal(_vectors(merged)[rows], np.load(shard / "vectors.npy")[1:])
+    assert (np.sum(_vectors(merged)[rows] * _vectors(fresh)[rows], axis=1) > 0.999).all()
 
 
 def test_shards_of_another_bundle_split_or_chunking_are_refused(tiny_dataset, tiny_bundle,
