@@ -69,8 +69,9 @@ def throughput(bundles: dict, texts: list[str], rounds: int = 3,
     """Articles/s of each bundle's embedder on ``texts`` (median of ``rounds``), each time in a
     process of its own with that one model loaded, as an index build has it, rounds
     alternating between the bundles; ``batch_sizes`` (name: texts per batch) overrides the
-    encoder's default for the bundles it names. Several models loaded in one process slowed the small
-    one by up to a fifth (their onnxruntime thread pools compete), which no user sees."""
+    encoder's default for the bundles it names. Several models loaded in one process slowed
+    the small one by up to a fifth (their onnxruntime thread pools compete), which no user
+    sees."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
