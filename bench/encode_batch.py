@@ -78,7 +78,8 @@ def main(argv=None) -> int:
         "| built-in / e5-small | " + " | ".join(
             f"{results['ratio_per_size'][size]:.2f}x" for size in args.sizes) + " |", "",
         "Each at its own best size (bold): built-in / e5-small "
-        f"**{results['ratio_at_best']:.2f}x**.", "", "Reproduce: see the docstring of `bench/encode_batch.py`.",
+        f"**{results['ratio_at_best']:.2f}x**.", "",
+        "Reproduce: see the docstring of `bench/encode_batch.py`.",
     ]
     write_report(args.out, args.name, results, lines)
     return 0
