@@ -131,12 +131,26 @@ def cold_search(index: Path, query: str, repeats: int = 3) -> float:
     return round(float(np.median(runs)), 3)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def compared_bundles(parser: argparse.ArgumentParser) -> None:
+    """``--baseline`` and ``--bundle``, as each side-by-side speed bench takes them."""
     parser.add_argument("--baseline", type=Path, required=True,
                         help="the zero-shot e5-small INT8 bundle (lexedge export --embedder "
                              "default)")
     parser.add_argument("--bundle", default="builtin")
+
+
+def article_sample(documents: list[str], count: int, first: bool = False) -> list[str]:
+    """``count`` articles, the same in every run: random ones (in corpus order), or the
+    corpus's first ones."""
+    if first:
+        return documents[:count]
+    rng = np.random.default_rng(13)
+    return [documents[i] for i in sorted(rng.choice(len(documents), count, replace=False))]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    compared_bundles(parser)
     parser.add_argument("--index", type=Path, required=True,
                         help="a full STARD index built with --bundle")
     parser.add_argument("--data", type=Path, default=DATA)
@@ -150,9 +164,7 @@ def main(argv=None) -> int:
 
     dataset = BeirDataset(args.data / "stard")
     documents = [doc.indexed_text for doc in dataset.corpus()]
-    rng = np.random.default_rng(13)
-    sample = [documents[i] for i in sorted(rng.choice(len(documents), args.articles,
-                                                      replace=False))]
+    sample = article_sample(documents, args.articles)
     queries = dataset.queries()
     dev = [queries[q] for q in dataset.qrels("dev", query_ids=queries)]
     bundle = Bundle.load(args.bundle)

@@ -18,9 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from builtin_speed import throughput
+from builtin_speed import article_sample, compared_bundles, throughput
 from compute_bound import _cpu_flags
 from lock_fsync_cost import cpu_model
 from report import write_report
@@ -31,10 +29,7 @@ DATA = HERE.parent.parent / "shared" / "data"
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--baseline", type=Path, required=True,
-                        help="the zero-shot e5-small INT8 bundle (lexedge export --embedder "
-                             "default)")
-    parser.add_argument("--bundle", default="builtin")
+    compared_bundles(parser)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--articles", type=int, default=1000)
     parser.add_argument("--sample", choices=("random", "first"), default="random",
@@ -47,9 +42,7 @@ def main(argv=None) -> int:
     from lexedge.runtime.datasets import BeirDataset
 
     documents = [doc.indexed_text for doc in BeirDataset(args.data / "stard").corpus()]
-    rng = np.random.default_rng(13)
-    sample = documents[:args.articles] if args.sample == "first" else [
-        documents[i] for i in sorted(rng.choice(len(documents), args.articles, replace=False))]
+    sample = article_sample(documents, args.articles, first=args.sample == "first")
     bundles = {"e5-small INT8 (zero-shot)": args.baseline, "built-in": args.bundle}
     runs = {f"{name} @{size}": path for size in args.sizes for name, path in bundles.items()}
     sizes = {f"{name} @{size}": size for size in args.sizes for name in bundles}
