@@ -8,7 +8,8 @@ reads ``bench/results/student_distill_<distilled>.json`` (``--distilled``, defau
 and ``bench/results/<depths>.json`` (``--depths``, default ``student_depths_<depth>``), whose
 rows named ``--depth`` are the shipped model's; with ``--curriculum STAGE_DIR ...`` the
 curriculum stages trained on top of the student (their ``lexedge_stage.json``: settings,
-mining, steps, wall time); with ``--reranker PIPELINE`` also
+mining, steps, wall time), with ``--narrowed`` its narrowing and with ``--after-narrowing
+STAGE_DIR ...`` the stages trained on top of the narrowed model; with ``--reranker PIPELINE`` also
 ``bench/results/student_reranker.json`` (how the reranker was trained) and
 ``bench/results/PIPELINE.json`` (``bench/builtin_pipeline.py``: the served quality with the
 reranker, at the weight chosen on dev).
@@ -112,6 +113,10 @@ def main(argv=None) -> int:
     parser.add_argument("--narrowed", metavar="DISTILLED",
                         help="results name of bench/student_distill.py --ffn-width: the "
                              "curriculum-trained model was narrowed and distilled into it")
+    parser.add_argument("--after-narrowing", nargs="*", type=Path, default=[],
+                        metavar="STAGE_DIR",
+                        help="curriculum stage folders trained on top of the narrowed model, "
+                             "in order")
     parser.add_argument("--reranker", metavar="PIPELINE",
                         help="results name of bench/builtin_pipeline.py: the bundle has a "
                              "reranker, and its served quality is quoted")
@@ -213,6 +218,14 @@ def main(argv=None) -> int:
         step = narrowing(args.results, args.narrowed)
         card["models"]["embedder"] += step["model"]
         card["training"]["narrowing"] = step["training"]
+    later = [curriculum_stage(stage_dir) for stage_dir in args.after_narrowing]
+    if later:
+        card["models"]["embedder"] += (", then curriculum stage" + "s" * (len(later) > 1)
+                                       + " " + " and ".join(stage["number"] for stage in later)
+                                       + " again on the narrow model (LoRA, merged)")
+    for stage in later:
+        card["training"][f"curriculum stage {stage['number']} on the narrow model"] = \
+            stage["text"]
     if reranker:
         card["models"]["reranker"] = reranker["model"]
         card["training"]["reranker"] = reranker["training"]

@@ -16,10 +16,18 @@ A curriculum-trained student whose feed-forward blocks were narrowed and distill
 (``bench/student_distill.py --teacher STAGE --ffn-width N``) ships with ``--narrowed`` naming
 that distillation's results:
 
-    python bench/make_builtin.py --student work-out/narrow/student-L3-F512 --depth F512 \
-        --distilled L3 --depths student_depths_L3s3k_F512 --alpha 0.6 \
-        --curriculum work-out/student_stage3/stage2 work-out/student_stage3/stage3 \
+    python bench/make_builtin.py --student work-out/narrow/student-L3-F512 --depth F512 \\
+        --distilled L3 --depths student_depths_L3s3k_F512 --alpha 0.6 \\
+        --curriculum work-out/student_stage3/stage2 work-out/student_stage3/stage3 \\
         --narrowed L3s3k_F512
+
+The narrowed model taken through a curriculum stage again ships with ``--after-narrowing``
+listing that stage's folder (the shipped built-in):
+
+    python bench/make_builtin.py --student work-out/narrow_stage3/stage3 --depth F512s3 \
+        --distilled L3 --depths student_depths_F512_stage3 --alpha 0.7 --alpha-for ja=0.5 \
+        --curriculum work-out/student_stage3/stage2 work-out/student_stage3/stage3 \
+        --narrowed L3s3k_F512 --after-narrowing work-out/narrow_stage3/stage3
 
 A student taken further through the curriculum ships the same way: ``--student`` is its last
 stage folder, ``--curriculum`` lists its stage folders (for the card), ``--distilled L3`` names
@@ -70,6 +78,10 @@ def main(argv=None) -> int:
     parser.add_argument("--narrowed", help="student_distill_<narrowed>.json: --student is the "
                         "curriculum model narrowed and distilled (bench/student_distill.py "
                         "--ffn-width)")
+    parser.add_argument("--after-narrowing", nargs="*", type=Path, default=[],
+                        metavar="STAGE_DIR",
+                        help="curriculum stage folders trained on top of the narrowed model "
+                             "(the last one is --student)")
     parser.add_argument("--alpha", default="0.5")
     parser.add_argument("--alpha-for", action="append", default=[], metavar="ANALYZER=A")
     parser.add_argument("--reranker", type=Path, help="reranker stage folder")
@@ -98,6 +110,7 @@ def main(argv=None) -> int:
                     "--curriculum", *map(str, args.curriculum),
                     *(["--narrowed", f"student_distill_{args.narrowed}"] if args.narrowed
                       else []),
+                    "--after-narrowing", *map(str, args.after_narrowing),
                     *(["--reranker", args.pipeline] if args.reranker or args.card_only and
                       (args.out / "reranker.onnx").is_file() else []),
                     "--out", str(card)], check=True, stdout=subprocess.DEVNULL)
