@@ -10,8 +10,8 @@ reranker), the search process's peak memory, and a cold ``lexedge search``.
 
 The side-by-side build over the **full** STARD corpus (about 10 min on 2 cores):
 
-    python bench/builtin_speed.py --baseline work-out/e5-int8 \
-        --index work-out/narrow/depths-e/stard-F512s3 --build-articles 58513 \
+    python bench/builtin_speed.py --baseline work-out/e5-int8 \\
+        --index work-out/narrow/depths-e/stard-F512s3 --build-articles 58513 \\
         --build-rounds 1 --name builtin_speed_full
 
 Writes ``bench/results/<name>.{json,md}`` (``builtin_speed`` by default).

@@ -24,9 +24,9 @@ that distillation's results:
 The narrowed model taken through a curriculum stage again ships with ``--after-narrowing``
 listing that stage's folder (the shipped built-in):
 
-    python bench/make_builtin.py --student work-out/narrow_stage3/stage3 --depth F512s3 \
-        --distilled L3 --depths student_depths_F512_stage3 --alpha 0.7 --alpha-for ja=0.5 \
-        --curriculum work-out/student_stage3/stage2 work-out/student_stage3/stage3 \
+    python bench/make_builtin.py --student work-out/narrow_stage3/stage3 --depth F512s3 \\
+        --distilled L3 --depths student_depths_F512_stage3 --alpha 0.7 --alpha-for ja=0.5 \\
+        --curriculum work-out/student_stage3/stage2 work-out/student_stage3/stage3 \\
         --narrowed L3s3k_F512 --after-narrowing work-out/narrow_stage3/stage3
 
 A student taken further through the curriculum ships the same way: ``--student`` is its last

@@ -128,4 +128,3 @@ def test_the_shipped_builtin_refuses_a_changed_file(tmp_path, monkeypatch):
     tokenizer.write_text(tokenizer.read_text(encoding="utf-8") + " ", encoding="utf-8")
     with pytest.raises(LexedgeError, match="embedder.tokenizer.json: sha256 mismatch"):
         Bundle.load("builtin")
-
