@@ -11,7 +11,14 @@ install the module ``hnswlib``):
     python bench/ann_choice.py --index work-out/depths/stard-L3 \\
         --python chroma-hnswlib=.venv/bin/python --python hnswlib=work-out/venv-hnswlib/bin/python
 
-Writes ``bench/results/ann_choice.{json,md}``.
+``--graph M,EF_CONSTRUCTION`` (repeated) compares graph parameters instead, e.g. what a
+cheaper graph would cost in recall (issue 19: the graph is a share of every index build):
+
+    python bench/ann_choice.py --index work-out/narrow/depths-e/stard-F512s3 \\
+        --python chroma-hnswlib=.venv/bin/python --graph 32,200 --graph 32,100 \\
+        --graph 16,200 --graph 16,100 --graph 32,64 --name ann_graph
+
+Writes ``bench/results/<name>.{json,md}`` (``ann_choice`` by default).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from importlib import metadata
 import numpy as np
 import hnswlib
 vectors, queries, exact = (np.load(sys.argv[i]) for i in (1, 2, 3))
-k = int(sys.argv[4])
+k, m, ef_construction = (int(sys.argv[i]) for i in (4, 5, 6))
 version = None
 for name in ("chroma-hnswlib", "hnswlib"):
     try:
@@ -49,8 +56,8 @@ for name in ("chroma-hnswlib", "hnswlib"):
         pass
 started = time.perf_counter()
 graph = hnswlib.Index(space="ip", dim=vectors.shape[1])
-graph.init_index(max_elements=len(vectors), M=32, ef_construction=200, random_seed=0,
-                 allow_replace_deleted=True)
+graph.init_index(max_elements=len(vectors), M=m, ef_construction=ef_construction,
+                 random_seed=0, allow_replace_deleted=True)
 graph.add_items(vectors, np.arange(len(vectors)), num_threads=1)
 build = time.perf_counter() - started
 graph.set_ef(2 * k)
@@ -74,7 +81,10 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, default=DATA / "stard")
     parser.add_argument("--python", action="append", required=True, metavar="NAME=PYTHON")
     parser.add_argument("--k", type=int, default=100)
+    parser.add_argument("--graph", action="append", metavar="M,EF_CONSTRUCTION",
+                        help="graph parameters to compare (default: lexedge's, 32,200)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--name", default="ann_choice")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from lexedge.runtime.datasets import BeirDataset
@@ -95,29 +105,36 @@ def main(argv=None) -> int:
             np.save(path, array)
         for spec in args.python:
             name, _, python = spec.partition("=")
-            out = subprocess.run([python, "-c", WORKER, *paths, str(args.k)], check=True,
-                                 capture_output=True, text=True).stdout
-            results.append({"package": name, **json.loads(out.strip().splitlines()[-1])})
-            print(results[-1], flush=True)
+            for graph in args.graph or ["32,200"]:
+                m, ef_construction = (int(part) for part in graph.split(","))
+                out = subprocess.run([python, "-c", WORKER, *paths, str(args.k), str(m),
+                                      str(ef_construction)], check=True, capture_output=True,
+                                     text=True).stdout
+                results.append({"package": name, "m": m, "ef_construction": ef_construction,
+                                **json.loads(out.strip().splitlines()[-1])})
+                print(results[-1], flush=True)
     report = {"cpu": cpu_model(), "flags": _cpu_flags(), "cores": os.cpu_count(),
               "vectors": len(vectors), "dimension": int(vectors.shape[1]),
               "queries": len(texts), "k": args.k, "rows": results}
     lines = [
+        "# HNSW graph parameters (one run)" if args.graph else
         "# HNSW package: chroma-hnswlib beside hnswlib 0.8 (one run)", "",
         f"CPU: {report['cpu']} ({report['flags']}), {report['cores']} cores. Vectors: the "
         f"**full** STARD corpus as indexed ({len(vectors):,} x {vectors.shape[1]}, index "
-        f"`{args.index.name}`), {len(texts)} dev questions embedded by the same bundle. Same "
-        f"parameters as lexedge (M 32, ef_construction 200, one thread, seed 0; ef = 2K at "
-        f"K = {args.k}); recall against exact inner-product search.", "",
-        "| package | version | build s | p50 ms | p95 ms | recall@100 |",
-        "|---|---|---|---|---|---|",
-        *[f"| {r['package']} | {r['library']} | {r['build_seconds']} | {r['p50_ms']} | "
-          f"{r['p95_ms']} | {r['recall_at_k']} |" for r in results], "",
-        "The two packages write different graph files (neither reads the other's): an index "
-        "built before the switch is refused with the command that rebuilds it.", "",
+        f"`{args.index.name}`), {len(texts)} dev questions embedded by the same bundle. "
+        f"lexedge builds with M 32, ef_construction 200, one thread, seed 0, and searches with "
+        f"ef = 2K at K = {args.k}; recall against exact inner-product search.", "",
+        "| package | version | M | ef_construction | build s | p50 ms | p95 ms | recall@100 |",
+        "|---|---|---|---|---|---|---|---|",
+        *[f"| {r['package']} | {r['library']} | {r['m']} | {r['ef_construction']} | "
+          f"{r['build_seconds']} | {r['p50_ms']} | {r['p95_ms']} | {r['recall_at_k']} |"
+          for r in results], "",
+        *([] if args.graph else [
+            "The two packages write different graph files (neither reads the other's): an "
+            "index built before the switch is refused with the command that rebuilds it.", ""]),
         "Reproduce: see the docstring of `bench/ann_choice.py`.",
     ]
-    write_report(args.out, "ann_choice", report, lines)
+    write_report(args.out, args.name, report, lines)
     return 0
 
 
