@@ -6,7 +6,9 @@ Each (bundle, batch size) encodes the same random STARD articles in a process of
 (one model loaded, as an index build has it), rounds alternating, median of 3.
 
     lexedge export --int8 --embedder default --out work-out/e5-int8
-    python bench/encode_batch.py --baseline work-out/e5-int8
+    python bench/encode_batch.py --baseline work-out/e5-int8 --sizes 1 2 4 8 16 32
+    python bench/encode_batch.py --baseline work-out/e5-int8 --sample first --articles 5000 \\
+        --sizes 1 4 32 --name encode_batch_first
 
 Writes ``bench/results/encode_batch.{json,md}``.
 """

@@ -29,10 +29,10 @@ SORT_WINDOW = 4096
 # Texts per batch when embedding on the CPU. Small batches of length-sorted texts are the
 # fastest there: 1,000 random STARD articles on 2 cores, 4 texts per batch gave 1.21x-1.24x
 # the articles/s of 32 for e5-small INT8 and 1.09x-1.23x for the built-in student (two runs of
-# bench/encode_batch.py); one text per batch loses the gain on short texts (a call per text).
-# A GPU provider keeps larger batches. (INT8 dynamic quantisation scales activations per
-# batch, so a vector depends slightly on its batch mates, cosine > 0.999; the same corpus
-# always gives the same batches.)
+# bench/encode_batch.py; on the first 5,000 articles 1.16x and 1.11x); one text per batch
+# is slower than 4 in every run. A GPU provider keeps larger batches. (INT8 dynamic
+# quantisation scales activations per batch, so a vector depends slightly on its batch mates,
+# cosine > 0.999; the same corpus always gives the same batches.)
 CPU_BATCH = 4
 ACCELERATOR_BATCH = 32
 
