@@ -180,19 +180,20 @@ def _source(stack: list[Path], depth: int = 0) -> dict | None:
         "sha256": {p.name: sha256_file(p) for p in weights},
         "base": _source(stack[1:], depth),
     }
-    derived = read_model_settings(folder).get("derived_from")
+    settings = read_model_settings(folder)
+    derived = settings.get("derived_from")
     if len(stack) == 1 and isinstance(derived, dict):
         record["derived_from"] = dict(derived)
-        origin = Path(str(derived.get("path") or ""))
-        if derived.get("path") and origin.is_dir():
+        if derived.get("path") and Path(derived["path"]).is_dir():
             from lexedge.trainer.lora import MAX_STACK, stage_chain
 
             if depth >= MAX_STACK:
                 raise LexedgeError(f"{folder}: models derived from one another form a loop "
                                    f"or a chain deeper than {MAX_STACK}")
-            record["derived_from"]["source"] = _source(stage_chain(origin), depth + 1)
+            record["derived_from"]["source"] = _source(stage_chain(derived["path"]),
+                                                       depth + 1)
     # what a bundle's card tells of a stage: its licences and the data it trained on
-    licences = read_model_settings(folder).get("licences")
+    licences = settings.get("licences")
     if licences:
         record["licences"] = licences
     data = manifest.get("data")
