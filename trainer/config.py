@@ -146,6 +146,11 @@ class StageSettings:
         max_passage_length: passage tokens.
         distill_weight: a reranker's share of distillation from
             ``TrainRerankerConfig.teacher`` in its loss (0: the listwise loss alone).
+        mining_bundle: an embedder's ``model`` stage: mine with this exported bundle
+            (a folder, or ``builtin``) through onnxruntime instead of with the model being
+            trained ("" : the model). A 12-layer model trained on 2 CPU cores then mines
+            the full corpora with the 3-layer INT8 built-in in about 2 minutes instead of
+            encoding them in torch for most of an hour.
     """
 
     mode: str = "lora"
@@ -170,6 +175,7 @@ class StageSettings:
     max_query_length: int = 64
     max_passage_length: int = 128
     distill_weight: float = 0.0
+    mining_bundle: str = ""
 
 
 def _stage1() -> StageSettings:
@@ -255,6 +261,10 @@ class TrainEmbedderConfig:
                                      or not hasattr(self, "teacher")):
                 raise LexedgeError(f"config: {name}.candidates applies to a reranker's "
                                    "model-refresh stage only")
+            if stage.mining_bundle and (stage.negative_source != "model"
+                                        or hasattr(self, "teacher")):
+                raise LexedgeError(f"config: {name}.mining_bundle applies to an embedder's "
+                                   "model stage only (negative_source = model)")
             if stage.candidates and stage.candidates < last:
                 raise LexedgeError(f"config: {name}.candidates ({stage.candidates}) must be at "
                                    f"least rank_window's end ({last})")

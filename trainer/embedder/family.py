@@ -13,6 +13,9 @@ Negatives per stage (2602.00805, section 2; 2412.13205's BM25 then model-mined p
 * ``model``: ranks ``rank_window`` of the previous stage's model, judged positives and
   candidates scoring within ``false_negative_margin`` of the positive removed.
 * ``model-refresh``: the same, re-mined with the current model before every epoch.
+
+A ``model`` stage may mine with an exported bundle instead (``mining_bundle``): onnxruntime
+INT8, so a large model trained on CPU borrows a small model's fast mining.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from lexedge.runtime.evaluation import EvalConfig
 from lexedge.trainer.backbone import load_backbone, load_tokenizer
 from lexedge.trainer.data import Example, TrainingData
 from lexedge.trainer.embedder.model import Embedder, tokenize
-from lexedge.trainer.embedder.retriever import embedder_rankings
+from lexedge.trainer.embedder.retriever import bundle_rankings, embedder_rankings
 from lexedge.trainer.family import Family
 from lexedge.trainer.gradient_cache import cached_backward, row_chunks
 from lexedge.trainer.losses import InfoNCELoss
@@ -60,6 +63,9 @@ class EmbedderFamily(Family):
 
     # -- negatives ------------------------------------------------------------------------
     def model_rankings(self, examples, stage, model, model_key):
+        if stage.mining_bundle:
+            return bundle_rankings(self.data, stage.mining_bundle, examples,
+                                   depth=stage.rank_window[1], progress=self.runtime.progress)
         return embedder_rankings(self.data, self.runtime, model, self.tokenizer, examples,
                                  depth=stage.rank_window[1],
                                  query_length=stage.max_query_length,

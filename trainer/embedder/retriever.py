@@ -88,3 +88,30 @@ def embedder_rankings(data: TrainingData, runtime, embedder, tokenizer,
         rankings.append([(doc_ids[int(i)], float(s)) for s, i in zip(scores[r], indices[r])])
         positive_scores.append(float(vectors[r] @ corpus[position[example.positive]]))
     return rankings, positive_scores
+
+
+def bundle_rankings(data: TrainingData, bundle: str | Path, examples: list[Example], *,
+                    depth: int, progress: bool = False):
+    """What :func:`embedder_rankings` returns, mined with an exported bundle's embedder
+    (``lexedge.runtime``'s onnxruntime path, the prefixes its manifest records) instead of a
+    torch model: ``bundle`` is a folder or ``builtin``. Positive scores are the bundle's, so
+    ``false_negative_margin`` compares the bundle's scores with each other."""
+    from lexedge.runtime.builtin import bundle_location
+    from lexedge.runtime.bundle import Bundle
+
+    embedder = Bundle.load(bundle_location(bundle)).embedder()
+    doc_ids = data.doc_ids
+    corpus = embedder.encode([data.documents[d].indexed_text for d in doc_ids],
+                             kind="passage", progress=progress)
+    unique = list(dict.fromkeys(e.query for e in examples))
+    vectors = embedder.encode(unique, kind="query")
+    extra = max(len(e.judged) for e in examples)
+    scores, indices = streaming_top_k(vectors, corpus, depth + extra)
+    row = {q: i for i, q in enumerate(unique)}
+    position = {doc_id: i for i, doc_id in enumerate(doc_ids)}
+    rankings = [[(doc_ids[int(i)], float(s)) for s, i in zip(scores[row[e.query]],
+                                                              indices[row[e.query]])]
+                for e in examples]
+    positive_scores = [float(vectors[row[e.query]] @ corpus[position[e.positive]])
+                       for e in examples]
+    return rankings, positive_scores
