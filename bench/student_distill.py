@@ -6,9 +6,15 @@ Steps, each timed: BM25 negatives (or, with ``--negatives``, triples from a curr
 mined negatives); the teacher's vectors (computed once, cached as .npy in
 the work folder); the choice of which teacher layers start the student (mean cosine to the
 teacher on held texts, before any training, for each candidate set); distillation; the
-student's agreement with the teacher on held texts before and after.
+student's agreement with the teacher on held texts before and after. ``--init`` skips the
+layer choice and distils an existing student further (a trained stage: the shipped model's
+last one), e.g. from a 12-layer teacher trained on the full corpora:
 
     python bench/student_distill.py --depth 3 --work work-out/student
+    python bench/student_distill.py --teacher work-out/teacher/stage2 \\
+        --init work-out/narrow_stage3/stage3 \\
+        --negatives work-out/teacher/stage2/hard_negatives.jsonl \\
+        --negatives-data work-out/student_reranker/zh_ja --work work-out/teacher_distill
 
 Train splits only: dev queries are never read here (choices on dev are made by the
 evaluation that follows, bench/builtin_bundle.py).
@@ -53,6 +59,14 @@ def layer_candidates(depth: int, total: int = 12) -> list[tuple[int, ...]]:
     return list(dict.fromkeys([spread, upper, first, tuple(range(depth))]))
 
 
+def _depth_of(folder: Path) -> int:
+    """Encoder layers of a model folder, or of the base a stage folder's adapters sit on."""
+    from lexedge.trainer.lora import stage_chain
+
+    config = json.loads((stage_chain(folder)[-1] / "config.json").read_text(encoding="utf-8"))
+    return int(config["num_hidden_layers"])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=3)
@@ -61,8 +75,11 @@ def main(argv=None) -> int:
                         "multilingual-e5-small)")
     parser.add_argument("--ffn-width", type=int, help="narrow the student's feed-forward blocks "
                         "to this many units (make_student's ffn_width)")
+    parser.add_argument("--init", type=Path, help="continue distilling this student (a model or "
+                        "stage folder, e.g. the shipped one's last stage) instead of starting "
+                        "one from teacher layers")
     parser.add_argument("--negatives", type=Path, help="a curriculum stage's hard_negatives.jsonl"
-                        " (the teacher's own mined negatives) instead of BM25 ones")
+                        " (its mined negatives) instead of BM25 ones")
     parser.add_argument("--negatives-data", type=Path, help="the BEIR folder --negatives names "
                         "documents of")
     parser.add_argument("--work", type=Path, default=Path("work-out/student"))
@@ -130,23 +147,32 @@ def main(argv=None) -> int:
     phases["teacher vectors"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    candidates = ([tuple(int(i) for i in args.layers.split(","))] if args.layers
-                  else layer_candidates(args.depth))
     probe = []
-    for layers in candidates:
-        folder = args.work / ("init-" + "-".join(map(str, layers)) + suffix)
-        make_student(teacher, folder, layers, ffn_width=args.ffn_width, calibration=plain,
-                     calibration_length=args.passage_length)
-        probe.append({"layers": list(layers), **agreement(
-            folder, held_q, held_p, held_queries, held_passages, query_length=64,
+    if args.init:  # an existing student: its agreement before this distillation
+        init = args.init
+        probe.append({"layers": f"`{portable(str(init))}`", **agreement(
+            init, held_q, held_p, held_queries, held_passages, query_length=64,
             passage_length=args.passage_length)})
-        print(f"layers {layers}: {probe[-1]}", flush=True)
-    best = max(probe, key=lambda row: row["cosine"])
-    init = args.work / ("init-" + "-".join(map(str, best["layers"])) + suffix)
-    phases["layer choice"] = time.perf_counter() - started
+        best = {"layers": list(range(_depth_of(init)))}
+        phases["agreement before"] = time.perf_counter() - started
+    else:
+        candidates = ([tuple(int(i) for i in args.layers.split(","))] if args.layers
+                      else layer_candidates(args.depth))
+        for layers in candidates:
+            folder = args.work / ("init-" + "-".join(map(str, layers)) + suffix)
+            make_student(teacher, folder, layers, ffn_width=args.ffn_width,
+                         calibration=plain, calibration_length=args.passage_length)
+            probe.append({"layers": list(layers), **agreement(
+                folder, held_q, held_p, held_queries, held_passages, query_length=64,
+                passage_length=args.passage_length)})
+            print(f"layers {layers}: {probe[-1]}", flush=True)
+        best = max(probe, key=lambda row: row["cosine"])
+        init = args.work / ("init-" + "-".join(map(str, best["layers"])) + suffix)
+        phases["layer choice"] = time.perf_counter() - started
 
     settings.layers = tuple(best["layers"])
-    out = args.work / f"student-L{len(settings.layers)}{suffix}"
+    out = args.work / (f"student-L{len(settings.layers)}{suffix}" if not args.init
+                       else f"student-{args.init.name}-distilled")
     stats = distill(init, teacher, triples, plain, out, settings,
                     teacher_cache=(teacher_q, teacher_p))
     phases["distillation"] = stats["train_seconds"]
@@ -159,7 +185,7 @@ def main(argv=None) -> int:
         if args.ffn_width else ""
     if appi_info is None:
         data_lines = [f"- {stard_info['queries']} train queries, {stard_info['triples']} "
-                      f"triples: the teacher's own mined negatives "
+                      f"triples: a curriculum stage's mined negatives "
                       f"(`{portable(str(args.negatives))}`, 2 per row) over "
                       f"{stard_info['corpus']:,} articles"]
     else:
@@ -179,9 +205,13 @@ def main(argv=None) -> int:
         f"- plain passages (embedding term): {len(plain):,} from STARD, ja_statutes and ja_appi;"
         f" {len(held_passages)} passages and {len(held_queries)} queries held out for the "
         "agreement rows", "",
+        "## Where the student starts (before training, held texts)" if args.init else
         "## Which teacher layers start the student (before training, held texts)", "",
+        "| student | cosine to teacher | score KL |" if args.init else
         "| teacher layers | cosine to teacher | score KL |", "|---|---|---|", *rows, "",
-        f"Chosen: {best['layers']}. After distillation ({settings.epochs} epochs): cosine "
+        (f"Continued from `{portable(str(args.init))}`." if args.init
+         else f"Chosen: {best['layers']}.")
+        + f" After distillation ({settings.epochs} epochs): cosine "
         f"**{after['cosine']:.4f}**, score KL **{after['score_kl']:.4f}**.", "",
         "## Loss per epoch", "", "| epoch | loss | embedding | score | contrastive |",
         "|---|---|---|---|---|",

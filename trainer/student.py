@@ -35,8 +35,8 @@ from lexedge.runtime.errors import LexedgeError
 from lexedge.runtime.storage import atomic_directory
 from lexedge.trainer.embedder.model import encode, load_stage_embedder, tokenize
 from lexedge.trainer.ffn_narrowing import narrow_ffn
-from lexedge.trainer.stage import (EncoderSettings, copy_model_files, read_model_settings,
-                                   record_model_settings)
+from lexedge.trainer.stage import (EncoderSettings, copy_model_files, is_adapter,
+                                   read_model_settings, record_model_settings)
 
 DISTILLATION_FILE = "distillation.json"
 
@@ -276,6 +276,7 @@ def distill(student: str | Path, teacher: str | Path, triples: Sequence[Triple],
     stage = load_stage_embedder(student, torch.device("cpu"))
     model, tokenizer, encoder_settings = stage.embedder, stage.tokenizer, stage.settings
     model.train()
+    model.requires_grad_(True)  # a stage's merged weights come frozen, as LoRA left its base
     prefix_q, prefix_p = encoder_settings.query_prefix, encoder_settings.passage_prefix
     rng = np.random.default_rng(settings.seed)
     torch.manual_seed(settings.seed)
@@ -356,7 +357,10 @@ def save_student(backbone, init: Path, out: Path, stats: dict) -> Path:
     with atomic_directory(out, kind="model") as staging:
         backbone.save_pretrained(str(staging), safe_serialization=True)
         copy_model_files([init], staging)
-        derived = read_model_settings(init).get("derived_from") or {}
+        if is_adapter(init):  # a trained stage distilled further: the chain goes through it
+            derived = {"path": str(init), "teacher": str(stats["teacher"])}
+        else:  # a student made from teacher layers: what it was made from
+            derived = read_model_settings(init).get("derived_from") or {}
         record_model_settings(staging, {
             "derived_from": {**derived, "distilled": True},
             "max_length": int(stats["settings"]["passage_length"])})

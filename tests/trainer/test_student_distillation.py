@@ -190,3 +190,22 @@ def test_export_records_the_whole_chain_of_a_derived_model(teacher, tmp_path):
     assert parent["sha256"]["model.safetensors"] == sha256_file(first / "model.safetensors")
     assert parent["derived_from"]["teacher_layers"] == [0, 3]
     assert parent["derived_from"]["source"]["path"] == str(teacher)
+
+
+def test_a_trained_stage_distilled_further_keeps_its_chain(teacher, tiny_data, finished_run,
+                                                           tmp_path):
+    """Distilling a curriculum stage (an adapter over its base) again, from a new teacher,
+    gives a whole model whose record goes through that stage, not around it."""
+    from lexedge.export.merge import load_merged
+
+    output, _ = finished_run
+    triples, passages = _texts(tiny_data)
+    settings = DistillSettings(layers=(0,), epochs=1, batch_size=4, passages_per_batch=4,
+                               query_length=16, passage_length=32, threads=1)
+    distill(output / "stage3", teacher, triples, passages, tmp_path / "again", settings,
+            progress=False)
+    source = load_merged(tmp_path / "again", "embedder").source
+    assert source["derived_from"]["teacher"] == str(teacher)
+    assert source["derived_from"]["distilled"] is True
+    assert source["derived_from"]["source"]["path"] == str(output / "stage3")
+    assert source["derived_from"]["source"]["stage"] == "stage3"
