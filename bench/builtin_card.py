@@ -9,7 +9,8 @@ and ``bench/results/<depths>.json`` (``--depths``, default ``student_depths_<dep
 rows named ``--depth`` are the shipped model's; with ``--curriculum STAGE_DIR ...`` the
 curriculum stages trained on top of the student (their ``lexedge_stage.json``: settings,
 mining, steps, wall time), with ``--narrowed`` its narrowing and with ``--after-narrowing
-STAGE_DIR ...`` the stages trained on top of the narrowed model; with ``--reranker PIPELINE`` also
+STAGE_DIR ...`` the stages trained on top of the narrowed model, with ``--teacher-distilled``
+the distillation from a trained 12-layer teacher that followed them; with ``--reranker PIPELINE`` also
 ``bench/results/student_reranker.json`` (how the reranker was trained) and
 ``bench/results/PIPELINE.json`` (``bench/builtin_pipeline.py``: the served quality with the
 reranker, at the weight chosen on dev).
@@ -52,6 +53,10 @@ def curriculum_stage(stage_dir: Path) -> dict:
     source = {"model": "mined once by the model below",
               "model-refresh": "re-mined by the model being trained before each epoch"}.get(
         settings["negative_source"], f"from {settings['negative_source']}")
+    if settings.get("mining_bundle"):
+        bundle = settings["mining_bundle"]
+        source = ("mined once by the built-in bundle shipped then" if bundle == "builtin"
+                  else f"mined once by the bundle {Path(bundle).name}") + " (INT8, onnxruntime)"
     kept = ("its own mistakes kept (no false-negative filter)"
             if settings["false_negative_margin"] < 0 else
             f"candidates within {settings['false_negative_margin']} of the positive skipped")
@@ -98,6 +103,29 @@ def narrowing(results: Path, name: str) -> dict:
                     f"{stats['train_seconds']:.0f} s on {run['cpu']} ({run['flags']})"}
 
 
+def teacher_distillation(results: Path, name: str) -> dict:
+    """The last step, in words: the curriculum-trained student distilled further from a
+    12-layer teacher trained on the full corpora (``bench/student_distill.py --init``)."""
+    run = json.loads((results / f"{name}.json").read_text(encoding="utf-8"))
+    stats, data = run["distillation"], run["stard"]
+    settings = stats["settings"]
+    teacher = Path(stats["teacher"])
+    trained = curriculum_stage(teacher) if (teacher / "lexedge_stage.json").is_file() else None
+    described = ("multilingual-e5-small (12 layers) taken through curriculum stage "
+                 f"{trained['number']}: {trained['text']}" if trained else str(teacher))
+    return {
+        "model": ", then distilled further from a 12-layer teacher trained on the full corpora",
+        "teacher": described,
+        "training": f"score KL + embedding MSE + InfoNCE against the teacher's FP32 vectors "
+                    f"over {data['triples']:,} triples of the teacher's mined negatives "
+                    f"({data['queries']:,} train queries) and {run['plain']:,} plain "
+                    f"passages: {settings['epochs']} epochs, batch {settings['batch_size']}, "
+                    f"lr {settings['learning_rate']}; cosine to the teacher on held texts "
+                    f"{run['probe'][0]['cosine']:.3f} -> {run['after']['cosine']:.3f}; teacher "
+                    f"vectors {run['phases_seconds']['teacher vectors']:.0f} s, distillation "
+                    f"{stats['train_seconds']:.0f} s on {run['cpu']} ({run['flags']})"}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", required=True, help="the chosen row, e.g. L3")
@@ -117,6 +145,9 @@ def main(argv=None) -> int:
                         metavar="STAGE_DIR",
                         help="curriculum stage folders trained on top of the narrowed model, "
                              "in order")
+    parser.add_argument("--teacher-distilled", metavar="DISTILLED",
+                        help="results name of bench/student_distill.py --init: the last "
+                             "stage was distilled further from a trained 12-layer teacher")
     parser.add_argument("--reranker", metavar="PIPELINE",
                         help="results name of bench/builtin_pipeline.py: the bundle has a "
                              "reranker, and its served quality is quoted")
@@ -226,6 +257,11 @@ def main(argv=None) -> int:
     for stage in later:
         card["training"][f"curriculum stage {stage['number']} on the narrow model"] = \
             stage["text"]
+    if args.teacher_distilled:
+        step = teacher_distillation(args.results, args.teacher_distilled)
+        card["models"]["embedder"] += step["model"]
+        card["training"]["12-layer teacher"] = step["teacher"]
+        card["training"]["distillation from the 12-layer teacher"] = step["training"]
     if reranker:
         card["models"]["reranker"] = reranker["model"]
         card["training"]["reranker"] = reranker["training"]
