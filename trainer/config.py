@@ -11,6 +11,7 @@ default.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from lexedge.runtime.errors import LexedgeError
 from lexedge.runtime.settings import SearchSettings
@@ -265,6 +266,11 @@ class TrainEmbedderConfig:
                                         or hasattr(self, "teacher")):
                 raise LexedgeError(f"config: {name}.mining_bundle applies to an embedder's "
                                    "model stage only (negative_source = model)")
+            if stage.mining_bundle not in ("", "builtin") and not (
+                    Path(stage.mining_bundle) / "manifest.json").is_file():
+                raise LexedgeError(f"config: {name}.mining_bundle: {stage.mining_bundle} is "
+                                   "not a bundle folder (no manifest.json); give one, or "
+                                   "builtin")
             if stage.candidates and stage.candidates < last:
                 raise LexedgeError(f"config: {name}.candidates ({stage.candidates}) must be at "
                                    f"least rank_window's end ({last})")

@@ -68,3 +68,9 @@ def test_mining_bundle_is_refused_outside_a_model_stage(make_config, tiny_data_b
     with pytest.raises(LexedgeError, match=f"{stage}.mining_bundle"):
         make_config(f'{stage}.mining_bundle="{tiny_data_bundle}"',
                     f'{stage}.negative_source="{source}"')
+
+
+def test_a_mining_bundle_that_is_not_a_bundle_is_refused_before_training(make_config,
+                                                                         tmp_path):
+    with pytest.raises(LexedgeError, match="stage2.mining_bundle: .* not a bundle folder"):
+        make_config(f'stage2.mining_bundle="{tmp_path / "nowhere"}"')
