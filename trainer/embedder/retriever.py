@@ -74,9 +74,22 @@ def embedder_rankings(data: TrainingData, runtime, embedder, tokenizer,
     corpus = corpus_embeddings(embedder, tokenizer, settings, data, model_key=model_key,
                                max_length=passage_length, batch_size=runtime.encode_batch_size,
                                progress=runtime.progress)
-    unique = list(dict.fromkeys(e.query for e in examples))
+    unique = unique_queries(examples)
     vectors = encode(embedder, tokenizer, [settings.query_prefix + q for q in unique],
                      max_length=query_length, batch_size=runtime.encode_batch_size)
+    return ranked(data, examples, unique, vectors, corpus, depth)
+
+
+def unique_queries(examples: list[Example]) -> list[str]:
+    """Each example's query once, in first-seen order: what a miner encodes."""
+    return list(dict.fromkeys(e.query for e in examples))
+
+
+def ranked(data: TrainingData, examples: list[Example], unique: list[str], vectors, corpus,
+           depth: int):
+    """``(rankings, positive_scores)`` of every example: the exact top ``depth`` (plus room
+    for judged articles) of its query's vector (row of ``vectors``, in ``unique``'s order)
+    over ``corpus`` (rows in ``data.doc_ids``' order), and its positive's score."""
     extra = max(len(e.judged) for e in examples)
     scores, indices = streaming_top_k(vectors, corpus, depth + extra)
     row = {q: i for i, q in enumerate(unique)}
@@ -100,18 +113,8 @@ def bundle_rankings(data: TrainingData, bundle: str | Path, examples: list[Examp
     from lexedge.runtime.bundle import Bundle
 
     embedder = Bundle.load(bundle_location(bundle)).embedder()
-    doc_ids = data.doc_ids
-    corpus = embedder.encode([data.documents[d].indexed_text for d in doc_ids],
-                             kind="passage", progress=progress)
-    unique = list(dict.fromkeys(e.query for e in examples))
-    vectors = embedder.encode(unique, kind="query")
-    extra = max(len(e.judged) for e in examples)
-    scores, indices = streaming_top_k(vectors, corpus, depth + extra)
-    row = {q: i for i, q in enumerate(unique)}
-    position = {doc_id: i for i, doc_id in enumerate(doc_ids)}
-    rankings = [[(doc_ids[int(i)], float(s)) for s, i in zip(scores[row[e.query]],
-                                                              indices[row[e.query]])]
-                for e in examples]
-    positive_scores = [float(vectors[row[e.query]] @ corpus[position[e.positive]])
-                       for e in examples]
-    return rankings, positive_scores
+    corpus = embedder.encode([data.passage(d) for d in data.doc_ids], kind="passage",
+                             progress=progress)
+    unique = unique_queries(examples)
+    return ranked(data, examples, unique, embedder.encode(unique, kind="query"), corpus,
+                  depth)
