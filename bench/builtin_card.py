@@ -103,18 +103,23 @@ def narrowing(results: Path, name: str) -> dict:
                     f"{stats['train_seconds']:.0f} s on {run['cpu']} ({run['flags']})"}
 
 
-def teacher_distillation(results: Path, name: str) -> dict:
+def teacher_distillation(results: Path, name: str, again: bool = False) -> dict:
     """The last step, in words: the curriculum-trained student distilled further from a
-    12-layer teacher trained on the full corpora (``bench/student_distill.py --init``)."""
+    12-layer teacher trained on the full corpora (``bench/student_distill.py --init``);
+    ``again``: a later round, from the teacher of the round before trained further."""
     run = json.loads((results / f"{name}.json").read_text(encoding="utf-8"))
     stats, data = run["distillation"], run["stard"]
     settings = stats["settings"]
     teacher = Path(stats["teacher"])
     trained = curriculum_stage(teacher) if (teacher / "lexedge_stage.json").is_file() else None
-    described = ("multilingual-e5-small (12 layers) taken through curriculum stage "
-                 f"{trained['number']}: {trained['text']}" if trained else str(teacher))
+    start = ("the teacher of the round before, merged," if again else
+             "multilingual-e5-small (12 layers)")
+    described = (f"{start} taken through curriculum stage {trained['number']}: "
+                 f"{trained['text']}" if trained else str(teacher))
     return {
-        "model": ", then distilled further from a 12-layer teacher trained on the full corpora",
+        "model": (", then once more from that teacher trained further" if again else
+                  ", then distilled further from a 12-layer teacher trained on the full "
+                  "corpora"),
         "teacher": described,
         "training": f"score KL + embedding MSE + InfoNCE against the teacher's FP32 vectors "
                     f"over {data['triples']:,} triples of the teacher's mined negatives "
@@ -145,9 +150,11 @@ def main(argv=None) -> int:
                         metavar="STAGE_DIR",
                         help="curriculum stage folders trained on top of the narrowed model, "
                              "in order")
-    parser.add_argument("--teacher-distilled", metavar="DISTILLED",
-                        help="results name of bench/student_distill.py --init: the last "
-                             "stage was distilled further from a trained 12-layer teacher")
+    parser.add_argument("--teacher-distilled", nargs="*", default=[], metavar="DISTILLED",
+                        help="results names of bench/student_distill.py --init, in order: "
+                             "the last stage was distilled further from a trained 12-layer "
+                             "teacher (a later name: again, from that teacher trained "
+                             "further)")
     parser.add_argument("--reranker", metavar="PIPELINE",
                         help="results name of bench/builtin_pipeline.py: the bundle has a "
                              "reranker, and its served quality is quoted")
@@ -257,11 +264,12 @@ def main(argv=None) -> int:
     for stage in later:
         card["training"][f"curriculum stage {stage['number']} on the narrow model"] = \
             stage["text"]
-    if args.teacher_distilled:
-        step = teacher_distillation(args.results, args.teacher_distilled)
+    for number, name in enumerate(args.teacher_distilled, start=1):
+        step = teacher_distillation(args.results, name, again=number > 1)
+        suffix = f", round {number}" if number > 1 else ""
         card["models"]["embedder"] += step["model"]
-        card["training"]["12-layer teacher"] = step["teacher"]
-        card["training"]["distillation from the 12-layer teacher"] = step["training"]
+        card["training"]["12-layer teacher" + suffix] = step["teacher"]
+        card["training"]["distillation from the 12-layer teacher" + suffix] = step["training"]
     if reranker:
         card["models"]["reranker"] = reranker["model"]
         card["training"]["reranker"] = reranker["training"]

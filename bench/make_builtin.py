@@ -82,10 +82,10 @@ def main(argv=None) -> int:
                         metavar="STAGE_DIR",
                         help="curriculum stage folders trained on top of the narrowed model "
                              "(the last one is --student)")
-    parser.add_argument("--teacher-distilled", metavar="DISTILLED",
-                        help="student_distill_<DISTILLED>.json: --student is the last stage "
-                             "distilled further from a trained 12-layer teacher "
-                             "(bench/student_distill.py --init)")
+    parser.add_argument("--teacher-distilled", nargs="*", default=[], metavar="DISTILLED",
+                        help="student_distill_<DISTILLED>.json, one per round in order: "
+                             "--student is the last stage distilled further from a trained "
+                             "12-layer teacher (bench/student_distill.py --init)")
     parser.add_argument("--alpha", default="0.5")
     parser.add_argument("--alpha-for", action="append", default=[], metavar="ANALYZER=A")
     parser.add_argument("--reranker", type=Path, help="reranker stage folder")
@@ -115,8 +115,8 @@ def main(argv=None) -> int:
                     *(["--narrowed", f"student_distill_{args.narrowed}"] if args.narrowed
                       else []),
                     "--after-narrowing", *map(str, args.after_narrowing),
-                    *(["--teacher-distilled", f"student_distill_{args.teacher_distilled}"]
-                      if args.teacher_distilled else []),
+                    "--teacher-distilled", *(f"student_distill_{name}"
+                                             for name in args.teacher_distilled),
                     *(["--reranker", args.pipeline] if args.reranker or args.card_only and
                       (args.out / "reranker.onnx").is_file() else []),
                     "--out", str(card)], check=True, stdout=subprocess.DEVNULL)
