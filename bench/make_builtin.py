@@ -22,7 +22,7 @@ that distillation's results:
         --narrowed L3s3k_F512
 
 The narrowed model taken through a curriculum stage again ships with ``--after-narrowing``
-listing that stage's folder (the shipped built-in):
+listing that stage's folder:
 
     python bench/make_builtin.py --student work-out/narrow_stage3/stage3 --depth F512s3 \\
         --distilled L3 --depths student_depths_F512_stage3 --alpha 0.7 --alpha-for ja=0.5 \\
@@ -40,6 +40,17 @@ the distillation it started from and ``--depths``/``--depth`` the results rows m
 With ``--reranker`` the reranker stage is exported beside the embedder (its vocabulary trimmed
 by the same keep-list, so the two share one tokenizer file), and W, chosen on dev by
 ``bench/builtin_pipeline.py``, is the bundle's reranker weight.
+
+A student distilled further from trained 12-layer teachers (``bench/student_distill.py
+--init``) ships with ``--teacher-distilled`` naming each round's results, in order (the shipped
+built-in):
+
+    python bench/make_builtin.py \\
+        --student work-out/teacher2_distill/student-student-stage3-distilled-distilled \\
+        --depth F512s3t2 --distilled L3 --depths student_depths_teacher2_shipped --alpha 0.8 \\
+        --alpha-for ja=0.5 --curriculum work-out/student_stage3/stage2 \\
+        work-out/student_stage3/stage3 --narrowed L3s3k_F512 \\
+        --after-narrowing work-out/narrow_stage3/stage3 --teacher-distilled teacher teacher2
 
 ``--card-only`` keeps the exported models and writes the card again (the card in the
 manifest and ``README.md``, issue 23), then seals the manifest.

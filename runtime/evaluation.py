@@ -113,14 +113,14 @@ def _searcher_retriever(config: EvalConfig, dataset: BeirDataset) -> Retriever:
     searcher = Searcher(index)
     if not searcher.has_dense:
         raise LexedgeError(f"{index.path}: has no dense vectors; build it with --bundle")
-    if config.method == "pipeline" and not searcher.has_reranker:
-        raise LexedgeError(f"{index.bundle.path}: the bundle has no reranker for --method "
-                           "pipeline")
+    # pipeline is what lexedge search serves: a bundle without a reranker serves the fused
+    # first stage at the budget (SearchSettings.rerank is ignored there), and is scored so.
+    reranks = config.method == "pipeline" and searcher.has_reranker
     # The run is as deep as the budget for dense/hybrid (Recall@K up to K), and every
     # metric cutoff is reported; deeper cutoffs than the budget simply stop growing.
     settings = config.search_settings(
         alpha=1.0 if config.method == "dense" else config.alpha,
-        rerank=config.rerank if config.method == "pipeline" else 0,
+        rerank=config.rerank if reranks else 0,
         budget=config.budget if config.method == "pipeline"
         else max(config.budget, config.depth))
     budget, rerank, alpha = settings.budget, settings.rerank, searcher.alpha_for(settings)

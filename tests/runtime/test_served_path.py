@@ -180,6 +180,32 @@ def test_eval_served_methods(tiny_dataset, tiny_bundle, tmp_path):
         assert metrics["rerank"] == (3 if method == "pipeline" else 0)
 
 
+def test_eval_pipeline_without_a_reranker_scores_what_search_serves(served_index,
+                                                                    tiny_dataset, tmp_path):
+    """A bundle without a reranker (the built-in) serves the fused first stage at the budget;
+    ``--method pipeline`` measures exactly that instead of refusing (issue 19 states its
+    quality bar as ``lexedge eval --method pipeline``)."""
+    from lexedge.runtime.datasets import BeirDataset
+    from lexedge.runtime.evaluation import EvalConfig, run_evaluation, served_order
+
+    from support.tiny_bundle import build_tiny_bundle
+
+    characters = ((tiny_dataset / "corpus.jsonl").read_text(encoding="utf-8")
+                  + (tiny_dataset / "queries.jsonl").read_text(encoding="utf-8"))
+    without_reranker = Bundle.load(build_tiny_bundle(tmp_path / "plain", characters,
+                                                     reranker=False))
+    config = EvalConfig(data_dir=str(tiny_dataset), method="pipeline",
+                        index=str(served_index.path), bundle=str(without_reranker.path),
+                        budget=5, rerank=3)
+    metrics, run = run_evaluation(config)
+    assert metrics["rerank"] == 0 and metrics["budget"] == 5
+    searcher = Searcher(Index.load(served_index.path, bundle=without_reranker))
+    queries = BeirDataset(tiny_dataset).queries()
+    for query_id, scored in run.items():
+        hits = searcher.search(queries[query_id], budget=5, rerank=3, top=5).hits
+        assert scored == served_order(hits)
+
+
 def test_rebuild_re_embeds_only_changed_documents(tiny_dataset, tiny_bundle, served_index,
                                                   tmp_path):
     assert served_index.manifest["vectors"] == {"embedded": 6, "reused": 0, "resumed": 0}
