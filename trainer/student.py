@@ -357,10 +357,13 @@ def save_student(backbone, init: Path, out: Path, stats: dict) -> Path:
     with atomic_directory(out, kind="model") as staging:
         backbone.save_pretrained(str(staging), safe_serialization=True)
         copy_model_files([init], staging)
-        if is_adapter(init):  # a trained stage distilled further: the chain goes through it
+        recorded = read_model_settings(init).get("derived_from") or {}
+        if is_adapter(init) or recorded.get("distilled"):
+            # a trained stage, or a student distilled before, distilled further from a new
+            # teacher: the chain goes through it
             derived = {"path": str(init), "teacher": str(stats["teacher"])}
-        else:  # a student made from teacher layers: what it was made from
-            derived = read_model_settings(init).get("derived_from") or {}
+        else:  # a student just made from teacher layers: what it was made from
+            derived = recorded
         record_model_settings(staging, {
             "derived_from": {**derived, "distilled": True},
             "max_length": int(stats["settings"]["passage_length"])})

@@ -209,3 +209,25 @@ def test_a_trained_stage_distilled_further_keeps_its_chain(teacher, tiny_data, f
     assert source["derived_from"]["distilled"] is True
     assert source["derived_from"]["source"]["path"] == str(output / "stage3")
     assert source["derived_from"]["source"]["stage"] == "stage3"
+
+
+def test_a_distilled_student_distilled_again_names_it_and_the_new_teacher(teacher, tiny_data,
+                                                                          tmp_path):
+    """A second round (the shipped built-in's): the student distilled before is the start of
+    the new one, so the record names it and the round's own teacher, and the chain goes on
+    through the first round's record."""
+    from lexedge.export.merge import load_merged
+
+    triples, passages = _texts(tiny_data)
+    settings = DistillSettings(layers=(0,), epochs=1, batch_size=4, passages_per_batch=4,
+                               query_length=16, passage_length=32, threads=1)
+    make_student(teacher, tmp_path / "cut", [0])
+    distill(tmp_path / "cut", teacher, triples, passages, tmp_path / "round1", settings,
+            progress=False)
+    second_teacher = build_tiny_encoder(tmp_path / "teacher2", tiny_data, seed=5)
+    distill(tmp_path / "round1", second_teacher, triples, passages, tmp_path / "round2",
+            settings, progress=False)
+    derived = load_merged(tmp_path / "round2", "embedder").source["derived_from"]
+    assert derived["path"] == str(tmp_path / "round1")
+    assert derived["teacher"] == str(second_teacher)
+    assert derived["source"]["derived_from"]["path"] == str(teacher)
