@@ -9,8 +9,8 @@ and ``bench/results/<depths>.json`` (``--depths``, default ``student_depths_<dep
 rows named ``--depth`` are the shipped model's; with ``--curriculum STAGE_DIR ...`` the
 curriculum stages trained on top of the student (their ``lexedge_stage.json``: settings,
 mining, steps, wall time), with ``--narrowed`` its narrowing and with ``--after-narrowing
-STAGE_DIR ...`` the stages trained on top of the narrowed model, with ``--teacher-distilled``
-the distillation from a trained 12-layer teacher that followed them; with ``--reranker PIPELINE`` also
+STAGE_DIR ...`` the stages trained on top of the narrowed model, with ``--teacher-distilled
+DISTILLED ...`` each round of distillation from a trained 12-layer teacher that followed them; with ``--reranker PIPELINE`` also
 ``bench/results/student_reranker.json`` (how the reranker was trained) and
 ``bench/results/PIPELINE.json`` (``bench/builtin_pipeline.py``: the served quality with the
 reranker, at the weight chosen on dev).

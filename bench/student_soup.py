@@ -27,7 +27,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from lexedge.runtime.storage import atomic_directory
-from lexedge.trainer.stage import copy_model_files, read_model_settings, record_model_settings
+from lexedge.trainer.stage import copy_model_files, record_model_settings
 
 WEIGHTS = "model.safetensors"
 
@@ -49,9 +49,8 @@ def soup(models: list[Path], weights: list[float], out: Path) -> Path:
         save_file(mean, str(staging / WEIGHTS), metadata={"format": "pt"})
         shutil.copyfile(models[0] / "config.json", staging / "config.json")
         copy_model_files([models[0]], staging)
-        settings = read_model_settings(models[0])
-        record_model_settings(staging, {
-            "derived_from": {**(settings.get("derived_from") or {}),
+        record_model_settings(staging, {  # the chain goes on through the first ingredient
+            "derived_from": {"path": str(models[0]),
                              "soup": [{"path": str(m), "weight": w / total}
                                       for m, w in zip(models, weights)]}})
     return out
