@@ -92,7 +92,7 @@ def main(argv=None) -> int:
 
     index = Index.load(args.index)
     rows = [r for r in range(len(index.docs)) if r not in index.deleted]
-    vectors = np.asarray(index.dense.graph.get_items(rows), dtype=np.float32)
+    vectors = index.dense.vectors(rows)
     dataset = BeirDataset(args.data)
     wanted = set(dataset.qrels("dev"))
     texts = [t for q, t in dataset.queries().items() if q in wanted]

@@ -64,8 +64,7 @@ def compare(full: Path, resumed: Path, queries: list[str]) -> dict:
 
     a, b = Index.load(full), Index.load(resumed)
     rows = list(range(len(a)))
-    difference = np.abs(np.asarray(a.dense.graph.get_items(rows))
-                        - np.asarray(b.dense.graph.get_items(rows))).max()
+    difference = np.abs(a.dense.vectors(rows) - b.dense.vectors(rows)).max()
     same = sum([h.id for h in Searcher(a).search(q, budget=100, rerank=0).hits]
                == [h.id for h in Searcher(b).search(q, budget=100, rerank=0).hits]
                for q in queries)

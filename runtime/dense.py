@@ -1,6 +1,8 @@
-"""Approximate nearest-neighbour search over normalised embeddings with hnswlib.
+"""The dense index: nearest neighbours of a query among the documents' normalised embeddings.
 
-Labels are the documents' rows in the index, so the dense index, BM25 and the document store
+Up to :data:`EXACT_LIMIT` vectors an index build stores them for exact search
+(:mod:`~lexedge.runtime.exact`); above it, :class:`DenseIndex` is an HNSW graph (hnswlib).
+:func:`build_dense` chooses, :func:`load_dense` reads either. Labels are the documents' rows in the index, so the dense index, BM25 and the document store
 share one numbering. hnswlib's own binary format holds the graph (no pickle); removal uses
 ``mark_deleted`` so an incremental update never rebuilds the graph.
 
@@ -21,9 +23,17 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LexedgeError
+from .exact import KIND as EXACT_KIND
+from .exact import PARAMS_FILE, ExactIndex
 
 GRAPH_FILE = "hnsw.bin"
-PARAMS_FILE = "dense.json"
+
+#: An index of at most this many vectors is searched exactly, above it through an HNSW graph.
+#: Scoring every vector costs time linear in their number (on 2 cores, 384 dimensions: 1.8 ms
+#: per query for 58,513 vectors, 8.8 ms at this limit) and no more memory than the graph, which
+#: stores the vectors too; the graph's single-threaded build is what grows slow (28 s for
+#: 58,513 vectors, where storing them takes 0.2 s; bench/results/dense_exact.md).
+EXACT_LIMIT = 250_000
 
 
 @functools.cache
@@ -84,7 +94,7 @@ class DenseIndex:
         # several threads that order varies, so the same vectors gave different graphs (1 in
         # 600 queries with another top 100, issue 20). Same vectors, same index.
         graph.add_items(vectors, labels, num_threads=threads)
-        return cls(graph, vectors.shape[1], {"space": "ip", "m": m,
+        return cls(graph, vectors.shape[1], {"kind": "hnsw", "space": "ip", "m": m,
                                              "ef_construction": ef_construction,
                                              "library": hnsw_library()})
 
@@ -104,6 +114,11 @@ class DenseIndex:
             self.deleted.discard(label)
         self.graph.add_items(vectors, labels, num_threads=1, replace_deleted=True)
         self._refresh_count()
+
+    def vectors(self, labels) -> np.ndarray:
+        """The stored vectors of ``labels``, float32 [len(labels), dimension]."""
+        return np.asarray(self.graph.get_items(list(labels)), dtype=np.float32).reshape(
+            -1, self.dimension)
 
     def remove(self, labels) -> None:
         for label in labels:
@@ -141,7 +156,7 @@ class DenseIndex:
         if not labels:
             empty = np.zeros((len(queries), 0))
             return empty.astype(np.int64), empty.astype(np.float32)
-        vectors = np.asarray(self.graph.get_items(labels), dtype=np.float32)
+        vectors = self.vectors(labels)
         scores = queries @ vectors.T
         k = min(k, len(labels))
         best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
@@ -156,14 +171,12 @@ class DenseIndex:
              "deleted": sorted(self.deleted)}), encoding="utf-8")
 
     @classmethod
-    def load(cls, directory: str | Path) -> "DenseIndex":
+    def load(cls, directory: str | Path, params: dict | None = None) -> "DenseIndex":
+        """The graph in ``directory``; ``params``: its ``dense.json``, if already read."""
         import hnswlib
 
         directory = Path(directory)
-        params_path = directory / PARAMS_FILE
-        if not params_path.is_file():
-            raise LexedgeError(f"{directory}: no dense index ({PARAMS_FILE} missing)")
-        params = json.loads(params_path.read_text(encoding="utf-8"))
+        params = dict(params or _read_params(directory))
         dimension, deleted = params.pop("dimension"), params.pop("deleted", [])
         # graphs written before the library was recorded came from hnswlib 0.8
         written_by = params.get("library", "hnswlib 0.8")
@@ -177,3 +190,39 @@ class DenseIndex:
         except RuntimeError as error:
             raise GraphFormatError(f"{directory / GRAPH_FILE}: unreadable ({error})") from None
         return cls(graph, dimension, params, deleted)
+
+
+def _read_params(directory: Path) -> dict:
+    path = directory / PARAMS_FILE
+    if not path.is_file():
+        raise LexedgeError(f"{directory}: no dense index ({PARAMS_FILE} missing)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise LexedgeError(f"{path}: malformed JSON ({error})") from None
+
+
+def build_dense(vectors: np.ndarray, labels: np.ndarray | None = None,
+                ) -> ExactIndex | DenseIndex:
+    """The dense index a build writes: exact up to :data:`EXACT_LIMIT` vectors, else a graph."""
+    kind = ExactIndex if len(vectors) <= EXACT_LIMIT else DenseIndex
+    return kind.build(vectors, labels)
+
+
+def load_dense(directory: str | Path) -> ExactIndex | DenseIndex:
+    """Read the dense index in ``directory``, of either kind (one without a ``kind`` is a
+    graph: written before exact search existed)."""
+    directory = Path(directory)
+    params = _read_params(directory)
+    if params.get("kind") == EXACT_KIND:
+        return ExactIndex.load(directory, params)
+    return DenseIndex.load(directory, params)
+
+
+def fitted(index: ExactIndex | DenseIndex) -> ExactIndex | DenseIndex:
+    """``index``, or, for an exact one that updates grew past :data:`EXACT_LIMIT`, a graph of
+    its live vectors (labels kept)."""
+    if not isinstance(index, ExactIndex) or len(index) <= EXACT_LIMIT:
+        return index
+    live = np.asarray([label for label in index.labels.tolist() if label not in index.deleted])
+    return DenseIndex.build(index.vectors(live), live)

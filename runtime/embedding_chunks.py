@@ -128,7 +128,7 @@ def embedding(documents: Iterator[Document], embedder, vectors: list, progress: 
             elif row is None:
                 fresh.append(position)
             else:
-                block[position] = previous.dense.graph.get_items([row])[0]
+                block[position] = previous.dense.vectors([row])[0]
         if fresh:
             texts = [chunk[i].indexed_text for i in fresh]
             embedded = saved.load(texts, embedder.dimension)

@@ -38,10 +38,11 @@ import numpy as np
 from .analysis import Analyzer, detect_language, get_analyzer
 from .bm25 import BM25Index
 from .datasets import Document, as_documents
-from .dense import DenseIndex, GraphFormatError
+from .dense import DenseIndex, GraphFormatError, build_dense, fitted, load_dense
 from .docstore import DocStore, append_docstore, write_docstore
 from .embedding_chunks import ChunkStore, embedding, saved_chunks_folder
 from .errors import LexedgeError
+from .exact import ExactIndex
 from .provenance import PROVENANCE, provenance
 from .storage import (MANIFEST_HASH_FIELD, MARKER_FILE, atomic_directory, manifest_sha256,
                       manifest_with, read_manifest, settle, sha256_file, writer_lock)
@@ -70,7 +71,7 @@ class Index:
     manifest: dict
     bm25: BM25Index
     docs: DocStore
-    dense: DenseIndex | None = None
+    dense: ExactIndex | DenseIndex | None = None
     deleted: set[int] = field(default_factory=set)
     bundle: object | None = None  # lexedge.runtime.bundle.Bundle when the index has vectors
     identity: tuple | None = None  # of the manifest file this copy was read from
@@ -153,7 +154,7 @@ class Index:
             bm25.save(staging / "bm25")
             if bundle is not None:
                 (staging / "dense").mkdir()
-                DenseIndex.build(np.concatenate(vectors)).save(staging / "dense")
+                build_dense(np.concatenate(vectors)).save(staging / "dense")
             manifest = _manifest(chosen, k1, b, len(bm25), bundle, Path(out),
                                  {"path": None, "sha256": None, "python": len(source)} if given
                                  else {"path": str(source.resolve()),
@@ -193,7 +194,7 @@ class Index:
         if manifest.get("bundle"):
             bundle_obj = _matching_bundle(path, manifest["bundle"], bundle)
             try:
-                dense = DenseIndex.load(path / "dense")
+                dense = load_dense(path / "dense")
             except GraphFormatError as error:
                 source = (manifest.get("source") or {}).get("path") or "DOCS"
                 raise LexedgeError(f"{error}; rebuild the index: lexedge index build --docs "
@@ -279,13 +280,14 @@ class Index:
             append_docstore(staging, new_documents)
             docs = DocStore(staging)
             if self.dense is not None:
-                dense = DenseIndex.load(self.path / "dense")
+                dense = load_dense(self.path / "dense")
                 dense.remove(removed_rows)
                 if new_documents:
                     vectors = self.bundle.embedder().encode(
                         [d.indexed_text for d in new_documents], kind="passage",
                         progress=progress)
                     dense.add(vectors, np.arange(first_new_row, first_new_row + len(vectors)))
+                dense = fitted(dense)
                 (staging / "dense").mkdir()
                 dense.save(staging / "dense")
             # bm25s has no incremental update: rebuilt from the kept rows' stored terms, only

@@ -13,6 +13,12 @@ from lexedge.runtime.index import Index
 from lexedge.runtime.storage import manifest_sha256
 
 
+@pytest.fixture(autouse=True)
+def graphs(monkeypatch):
+    """Index builds write a graph, as they do above EXACT_LIMIT vectors."""
+    monkeypatch.setattr("lexedge.runtime.dense.EXACT_LIMIT", 0)
+
+
 def test_a_graph_records_its_library(tiny_dataset, tiny_bundle, tmp_path):
     index = Index.build(tiny_dataset / "corpus.jsonl", tmp_path / "idx",
                         bundle=Bundle.load(tiny_bundle), progress=False)

@@ -121,7 +121,7 @@ def test_killed_build_leaves_the_old_index_usable(tiny_dataset, tiny_bundle, ser
     def crash(*args, **kwargs):
         raise KeyboardInterrupt  # what a Ctrl-C or kill late in the build looks like
 
-    monkeypatch.setattr("lexedge.runtime.index.DenseIndex.build", crash)
+    monkeypatch.setattr("lexedge.runtime.index.build_dense", crash)
     with pytest.raises(KeyboardInterrupt):
         Index.build(tiny_dataset / "corpus.jsonl", served_index.path,
                     bundle=Bundle.load(tiny_bundle), progress=False)

@@ -29,7 +29,7 @@ def _encode(docs, bundle, out, shard, *extra):
 
 
 def _vectors(index):
-    return np.stack([index.dense.graph.get_items([row])[0] for row in range(len(index))])
+    return index.dense.vectors(range(len(index)))
 
 
 @pytest.fixture
