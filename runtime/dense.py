@@ -29,10 +29,10 @@ from .exact import PARAMS_FILE, ExactIndex
 GRAPH_FILE = "hnsw.bin"
 
 #: An index of at most this many vectors is searched exactly, above it through an HNSW graph.
-#: Scoring every vector costs time linear in their number (on 2 cores, 384 dimensions: 1.8 ms
-#: per query for 58,513 vectors, 8.8 ms at this limit) and no more memory than the graph, which
-#: stores the vectors too; the graph's single-threaded build is what grows slow (28 s for
-#: 58,513 vectors, where storing them takes 0.2 s; bench/results/dense_exact.md).
+#: Scoring every vector costs time linear in their number (one BLAS thread, 384 dimensions:
+#: 2.8 ms per query for 58,513 vectors, 12.9 ms at this limit) and no more memory than the
+#: graph, which stores the vectors too; the graph's single-threaded build is what grows slow
+#: (27 s for 58,513 vectors, where storing them takes 0.1 s; bench/results/dense_exact.md).
 EXACT_LIMIT = 250_000
 
 

@@ -10,8 +10,8 @@ filters must all hold.
 
 The documents a set of filters allows are found once per index version by reading each
 document's metadata, then each retriever searches only them: BM25 through bm25s'
-``weight_mask``, the dense index through hnswlib's ``filter`` (or, when few documents are
-allowed, exactly over their stored vectors).
+``weight_mask``, an exact dense index over their vectors only, a graph through hnswlib's ``filter`` (or,
+when few documents are allowed, exactly over their stored vectors).
 """
 
 from __future__ import annotations

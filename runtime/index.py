@@ -7,7 +7,8 @@ Layout::
 
     IDX/manifest.json
     IDX/bm25/             bm25s arrays (no pickle) + doc ids
-    IDX/dense/            hnswlib graph over the bundle's embeddings (when built with a bundle)
+    IDX/dense/            the bundle's embeddings (when built with a bundle): stored for exact
+                          search up to 250,000, an hnswlib graph above (runtime/dense.py)
     IDX/docs.jsonl        one document per line (a row); removed rows stay as tombstones
     IDX/docs.offsets.npy  byte offset of each line
     IDX/deleted.json      rows removed since the build
@@ -97,7 +98,8 @@ class Index:
 
             Index.build([{"id": "a1", "title": "民法 第九十条", "text": "公の秩序…"}], "idx")
 
-        With a ``bundle`` every document is also embedded (passage side) into an HNSW graph.
+        With a ``bundle`` every document is also embedded (passage side) into the dense index
+        (exact search, or an HNSW graph above :data:`~lexedge.runtime.dense.EXACT_LIMIT`).
         Rebuilding over an index made with the same bundle re-embeds only documents whose
         title or text changed; the others keep their vectors. ``vectors`` (an
         :class:`~lexedge.runtime.vector_shards.ImportedVectors`) supplies vectors encoded

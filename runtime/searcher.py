@@ -1,8 +1,8 @@
 """Hybrid search with an adjustable retrieval budget: the path every user query takes.
 
-First stage: the dense index (HNSW, search breadth tied to the budget K) and BM25, each asked
-for K candidates and fused (normalised weighted scores or RRF). Second stage: the bundle's
-cross-encoder re-scores the top N of the fused list. K is the user's quality/latency knob:
+First stage: the dense index (exact, or an HNSW graph whose search breadth is tied to the
+budget K) and BM25, each asked for K candidates and fused (normalised weighted scores or
+RRF). Second stage: the bundle's cross-encoder re-scores the top N of the fused list. K is the user's quality/latency knob:
 recall grows with K, and so does the work (see ``bench/``).
 
 Example::
