@@ -44,6 +44,12 @@ def bundle_location(value: str | Path) -> Path:
     return Path(value)
 
 
+def names_bundle(value: str) -> bool:
+    """Whether a setting names an exported bundle (``builtin``, or a folder holding a
+    bundle's manifest) rather than, say, a trainer stage folder."""
+    return value == BUILTIN or (Path(value) / MANIFEST_FILE).is_file()
+
+
 def is_builtin(path: str | Path) -> bool:
     try:
         return Path(path).resolve() == builtin_path().resolve()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lexedge.runtime.builtin import names_bundle
 from lexedge.runtime.errors import LexedgeError
 from lexedge.runtime.settings import SearchSettings
 
@@ -266,8 +267,7 @@ class TrainEmbedderConfig:
                                         or hasattr(self, "teacher")):
                 raise LexedgeError(f"config: {name}.mining_bundle applies to an embedder's "
                                    "model stage only (negative_source = model)")
-            if stage.mining_bundle not in ("", "builtin") and not (
-                    Path(stage.mining_bundle) / "manifest.json").is_file():
+            if stage.mining_bundle and not names_bundle(stage.mining_bundle):
                 raise LexedgeError(f"config: {name}.mining_bundle: {stage.mining_bundle} is "
                                    "not a bundle folder (no manifest.json); give one, or "
                                    "builtin")
@@ -330,7 +330,10 @@ class TrainRerankerConfig(TrainEmbedderConfig):
             any reranker training).
         embedder: the embedder stage folder (or built-in base name) whose candidates stage 2
             trains on and stage 3 re-ranks, and that evaluation re-ranks: what the reranker
-            sees when serving. Empty: BM25 candidates.
+            sees when serving. Empty: BM25 candidates. An exported bundle (a folder, or
+            ``builtin``) mines and evaluates through onnxruntime, INT8 as served: the merged
+            STARD and ja_appi corpora in about 2 minutes on 2 cores, where torch encoding the
+            3-layer student's took 7 to 13.
         base_layers: keep only the first N transformer layers of the base model (0: all); a
             shallower cross-encoder is what a laptop can afford per query.
         teacher: an embedder stage folder (or built-in base name) whose scores a stage with

@@ -74,3 +74,28 @@ def test_a_mining_bundle_that_is_not_a_bundle_is_refused_before_training(make_co
                                                                          tmp_path):
     with pytest.raises(LexedgeError, match="stage2.mining_bundle: .* not a bundle folder"):
         make_config(f'stage2.mining_bundle="{tmp_path / "nowhere"}"')
+
+
+def test_a_reranker_mines_and_is_evaluated_with_the_bundle_it_names(tiny_data, tiny_model,
+                                                                     tiny_data_bundle,
+                                                                     tmp_path):
+    """``embedder`` may name a bundle: the reranker's stage-2 negatives are then the bundle's
+    candidates (recomputed here from its own vectors), and its evaluation re-ranks the
+    bundle's served dense ranking."""
+    from support.tiny_encoder import train_tiny_reranker
+
+    summary, config = train_tiny_reranker(
+        tiny_data, tiny_model, tmp_path / "run", "phases=2", "base_layers=1",
+        f'embedder="{tiny_data_bundle}"', "stage2.steps=1", "stage2.hard_negatives=2",
+        "stage2.rank_window=[0, 4]", "stage2.false_negative_margin=-1000",
+        "evaluation.candidates=4")
+    data = TrainingData.load(config.data_dir, config.train_split)
+    examples = read_examples(hard_negatives_path(tmp_path / "run" / "stage2"))
+    assert examples
+    same = sum(e.negatives == bundle_negatives(tiny_data_bundle, data, e, config.stage2)
+               for e in examples)
+    assert same >= len(examples) - 1, (
+        f"only {same} of {len(examples)} examples took the bundle's candidates")
+    metrics = summary["metrics"]["stage2"]
+    assert metrics["first_stage"] == str(tiny_data_bundle)
+    assert metrics["bundle"]["sha256"] == Bundle.load(tiny_data_bundle).sha256

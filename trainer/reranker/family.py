@@ -31,12 +31,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lexedge.runtime.builtin import names_bundle
 from lexedge.runtime.errors import LexedgeError
 from lexedge.runtime.evaluation import EvalConfig
 from lexedge.trainer.backbone import load_tokenizer, run_batched
 from lexedge.trainer.data import Example, TrainingData, base_examples
 from lexedge.trainer.embedder.model import load_stage_embedder
-from lexedge.trainer.embedder.retriever import embedder_rankings
+from lexedge.trainer.embedder.retriever import bundle_rankings, embedder_rankings
 from lexedge.trainer.family import Family
 from lexedge.trainer.lora import resolve_model, stage_chain
 from lexedge.trainer.losses import ListwiseDistillationLoss, ListwiseSoftmaxLoss
@@ -227,6 +228,9 @@ class RerankerFamily(Family):
     def _first_stage(self, examples: list[Example], depth: int) -> dict:
         if not self.config.embedder:
             found = (self.bm25_rankings(examples, depth), [None] * len(examples))
+        elif names_bundle(self.config.embedder):  # the served embedder, through onnxruntime
+            found = bundle_rankings(self.data, self.config.embedder, examples, depth=depth,
+                                    progress=self.runtime.progress)
         else:
             folder = resolve_model(self.config.embedder)
             stage = load_stage_embedder(folder, self.device)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from lexedge.runtime.builtin import names_bundle
 from lexedge.runtime.errors import LexedgeError
 from lexedge.runtime.evaluation import METHODS, Retriever
 from lexedge.trainer.backbone import load_tokenizer, resolve_device
@@ -23,14 +24,17 @@ def rerank_model_retriever(config, dataset):
     ``config.rerank`` re-ordered by a reranker stage in torch, the rest of the first stage's
     ranking kept below them.
 
-    ``config.extra`` may set ``first_stage`` (``bm25``, the default, or an embedder stage
-    folder), ``device``, ``batch_size``, ``max_query_length``, ``max_passage_length`` and
+    ``config.extra`` may set ``first_stage`` (``bm25``, the default, an embedder stage
+    folder, or an exported bundle: a folder or ``builtin``, its embedder served INT8), ``device``, ``batch_size``, ``max_query_length``, ``max_passage_length`` and
     ``progress``. The reranking time is reported per query.
     """
     extra = dict(config.extra or {})
     first = str(extra.get("first_stage") or "bm25")
     if first == "bm25":
         first_retriever = METHODS["bm25"](dataclasses.replace(config, method="bm25"), dataset)
+    elif names_bundle(first):  # a bundle's embedder as lexedge search serves it (INT8, exact)
+        first_retriever = METHODS["dense"](dataclasses.replace(
+            config, method="dense", model=None, bundle=first, extra={}), dataset)
     else:  # the embedder at the lengths it was evaluated at, not the reranker's
         first_extra = {k: v for k, v in extra.items()
                        if k in ("device", "batch_size", "progress")}
@@ -68,7 +72,7 @@ def rerank_model_retriever(config, dataset):
         return runs
 
     setup = {key: value for key, value in first_retriever.setup.items()
-             if key in ("doc_ids", "corpus_size", "analyzer")}
+             if key in ("doc_ids", "corpus_size", "analyzer", "bundle")}
     setup.update({"model": str(chain[0]), "stack": [str(p) for p in chain],
                   "first_stage": first, "rerank": depth, "pair_max_length":
                   query_length + passage_length, "timing": timing})
