@@ -5,14 +5,17 @@ articles, then, on a **full** STARD index built with the built-in bundle, search
 reranker), the search process's peak memory, and a cold ``lexedge search``.
 
     lexedge export --int8 --embedder default --out work-out/e5-int8
+    lexedge index build --docs ../shared/data/stard/corpus.jsonl --bundle builtin \\
+        --out work-out/exact_idx
     python bench/builtin_speed.py --baseline work-out/e5-int8 \\
-        --index work-out/depths/stard-L3
+        --index work-out/exact_idx --build-rounds 3
 
-The side-by-side build over the **full** STARD corpus (about 10 min on 2 cores):
+The side-by-side build over the **full** STARD corpus (about 25 min on 2 cores; whole
+builds move by tens of seconds between runs here, hence three rounds):
 
     python bench/builtin_speed.py --baseline work-out/e5-int8 \\
-        --index work-out/narrow/depths-e/stard-F512s3 --build-articles 58513 \\
-        --build-rounds 1 --name builtin_speed_full
+        --index work-out/exact_idx --build-articles 58513 \\
+        --build-rounds 3 --name builtin_speed_full
 
 Writes ``bench/results/<name>.{json,md}`` (``builtin_speed`` by default).
 """

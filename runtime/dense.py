@@ -2,9 +2,10 @@
 
 Up to :data:`EXACT_LIMIT` vectors an index build stores them for exact search
 (:mod:`~lexedge.runtime.exact`); above it, :class:`DenseIndex` is an HNSW graph (hnswlib).
-:func:`build_dense` chooses, :func:`load_dense` reads either. Labels are the documents' rows in the index, so the dense index, BM25 and the document store
-share one numbering. hnswlib's own binary format holds the graph (no pickle); removal uses
-``mark_deleted`` so an incremental update never rebuilds the graph.
+:func:`build_dense` chooses, :func:`load_dense` reads either. Labels are the documents' rows
+in the index, so the dense index, BM25 and the document store share one numbering.
+hnswlib's own binary format holds the graph (no pickle); removal uses ``mark_deleted`` so an
+incremental update never rebuilds the graph.
 
 The ``hnswlib`` module comes from ``chroma-hnswlib`` (issue 23): the same API, with wheels for
 Linux, macOS and Windows on x86-64 and ARM64, where ``hnswlib`` 0.8 is a source distribution
@@ -214,8 +215,12 @@ def load_dense(directory: str | Path) -> ExactIndex | DenseIndex:
     graph: written before exact search existed)."""
     directory = Path(directory)
     params = _read_params(directory)
-    if params.get("kind") == EXACT_KIND:
+    kind = params.get("kind", "hnsw")
+    if kind == EXACT_KIND:
         return ExactIndex.load(directory, params)
+    if kind != "hnsw":
+        raise LexedgeError(f"{directory / PARAMS_FILE}: dense index kind {kind!r} is not one "
+                           f"this lexedge reads (hnsw, {EXACT_KIND}); rebuild the index")
     return DenseIndex.load(directory, params)
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from lexedge.runtime import dense
 from lexedge.runtime.bundle import Bundle
+from lexedge.runtime.errors import LexedgeError
 from lexedge.runtime.exact import ExactIndex
 from lexedge.runtime.index import Index
 
@@ -92,3 +93,12 @@ def test_an_exact_index_grown_past_the_limit_becomes_a_graph_of_its_live_vectors
     np.testing.assert_array_equal(graph.vectors([2, 299]), vectors[[2, 299]])
     assert graph.search(vectors[299], k=1)[0][0, 0] == 299
     assert not {0, 1} & set(graph.search(vectors[:2], k=5)[0].ravel().tolist())
+
+
+def test_a_dense_index_of_an_unknown_kind_is_refused_by_name(tmp_path):
+    ExactIndex.build(unit_vectors(10)).save(tmp_path)
+    params = tmp_path / "dense.json"
+    params.write_text(params.read_text().replace('"exact"', '"ivf"'))
+    with pytest.raises(LexedgeError, match=r"dense\.json: dense index kind 'ivf' is not one "
+                                           r"this lexedge reads"):
+        dense.load_dense(tmp_path)

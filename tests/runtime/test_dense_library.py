@@ -7,7 +7,7 @@ import json
 import pytest
 
 from lexedge.runtime.bundle import Bundle
-from lexedge.runtime.dense import PARAMS_FILE, hnsw_library
+from lexedge.runtime.dense import PARAMS_FILE, DenseIndex, hnsw_library
 from lexedge.runtime.errors import LexedgeError
 from lexedge.runtime.index import Index
 from lexedge.runtime.storage import manifest_sha256
@@ -54,3 +54,20 @@ def reseal(path):
     manifest.pop("manifest_sha256", None)
     manifest["manifest_sha256"] = manifest_sha256(manifest)
     (path / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2))
+
+
+def test_a_graph_written_before_exact_search_existed_still_loads(tiny_dataset, tiny_bundle,
+                                                                 tmp_path):
+    index = Index.build(tiny_dataset / "corpus.jsonl", tmp_path / "idx",
+                        bundle=Bundle.load(tiny_bundle), progress=False)
+    before = index.dense.search(index.dense.vectors([0]), k=3)
+    # what every index holds from before exact search: a graph, its dense.json without "kind"
+    params_path = index.path / "dense" / PARAMS_FILE
+    params = json.loads(params_path.read_text())
+    del params["kind"]
+    params_path.write_text(json.dumps(params))
+    reseal(index.path)
+    reloaded = Index.load(index.path)
+    assert isinstance(reloaded.dense, DenseIndex)
+    after = reloaded.dense.search(reloaded.dense.vectors([0]), k=3)
+    assert [a.tolist() for a in after] == [b.tolist() for b in before]
