@@ -75,6 +75,23 @@ print(json.dumps({"library": version, "build_seconds": round(build, 1),
 """
 
 
+def real_vectors(index_path: Path, data: Path, k: int):
+    """An index's live vectors, its dataset's dev questions embedded by the same bundle, and
+    each question's exact top ``k`` rows: ``(vectors, texts, queries, exact)``."""
+    from lexedge.runtime.datasets import BeirDataset
+    from lexedge.runtime.index import Index
+
+    index = Index.load(index_path)
+    rows = [r for r in range(len(index.docs)) if r not in index.deleted]
+    vectors = index.dense.vectors(rows)
+    dataset = BeirDataset(data)
+    wanted = set(dataset.qrels("dev"))
+    texts = [t for q, t in dataset.queries().items() if q in wanted]
+    queries = index.bundle.embedder().encode(texts, kind="query")
+    exact = np.argsort(-(queries @ vectors.T), axis=1, kind="stable")[:, :k]
+    return vectors, texts, queries, exact
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--index", type=Path, required=True)
@@ -87,17 +104,7 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default="ann_choice")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from lexedge.runtime.datasets import BeirDataset
-    from lexedge.runtime.index import Index
-
-    index = Index.load(args.index)
-    rows = [r for r in range(len(index.docs)) if r not in index.deleted]
-    vectors = index.dense.vectors(rows)
-    dataset = BeirDataset(args.data)
-    wanted = set(dataset.qrels("dev"))
-    texts = [t for q, t in dataset.queries().items() if q in wanted]
-    queries = index.bundle.embedder().encode(texts, kind="query")
-    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :args.k]
+    vectors, texts, queries, exact = real_vectors(args.index, args.data, args.k)
     results = []
     with tempfile.TemporaryDirectory() as work:
         paths = [str(Path(work) / name) for name in ("v.npy", "q.npy", "e.npy")]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ann_choice import real_vectors
 from compute_bound import _cpu_flags
 from lock_fsync_cost import cpu_model
 from report import write_report
@@ -63,19 +64,10 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default="dense_exact")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from lexedge.runtime.datasets import BeirDataset
     from lexedge.runtime.dense import EXACT_LIMIT, DenseIndex, hnsw_library
     from lexedge.runtime.exact import ExactIndex
-    from lexedge.runtime.index import Index
 
-    index = Index.load(args.index)
-    rows = [r for r in range(len(index.docs)) if r not in index.deleted]
-    vectors = index.dense.vectors(rows)
-    dataset = BeirDataset(args.data)
-    wanted = set(dataset.qrels("dev"))
-    texts = [t for q, t in dataset.queries().items() if q in wanted]
-    queries = index.bundle.embedder().encode(texts, kind="query")
-    exact = np.argsort(-(queries @ vectors.T), axis=1, kind="stable")[:, :args.k]
+    vectors, texts, queries, exact = real_vectors(args.index, args.data, args.k)
     results = []
     for name, kind in (("exact", ExactIndex), (f"HNSW graph ({hnsw_library()})", DenseIndex)):
         results.append({"dense index": name, **measure(kind, vectors, queries, exact, args.k)})

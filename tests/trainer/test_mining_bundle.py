@@ -41,20 +41,26 @@ def bundle_negatives(bundle, data: TrainingData, example, stage) -> list[str]:
     return [d for d in window if scores[d] < threshold][:stage.negatives_pool]
 
 
+def assert_mined_by_the_bundle(bundle, config, run) -> list:
+    """Every example of ``run``'s stage 2 took the bundle's negatives (but for a float
+    near-tie at most); returns the examples."""
+    data = TrainingData.load(config.data_dir, config.train_split)
+    examples = read_examples(hard_negatives_path(run / "stage2"))
+    assert examples
+    same = sum(e.negatives == bundle_negatives(bundle, data, e, config.stage2)
+               for e in examples)
+    assert same >= len(examples) - 1, (
+        f"only {same} of {len(examples)} examples took the bundle's negatives")
+    return examples
+
+
 def test_a_model_stage_mines_with_the_bundle_it_names(make_config, tiny_data_bundle,
                                                         tmp_path):
     config = make_config("phases=2", "stage2.steps=1",
                          f'stage2.mining_bundle="{tiny_data_bundle}"',
                          output=tmp_path / "run")
     Curriculum(config, EmbedderFamily, log=lambda line: None).run()
-    data = TrainingData.load(config.data_dir, config.train_split)
-    examples = read_examples(hard_negatives_path(tmp_path / "run" / "stage2"))
-    assert examples
-    same = sum(e.negatives == bundle_negatives(tiny_data_bundle, data, e, config.stage2)
-               for e in examples)
-    # every example, but for a float near-tie at most
-    assert same >= len(examples) - 1, (
-        f"only {same} of {len(examples)} examples took the bundle's negatives")
+    examples = assert_mined_by_the_bundle(tiny_data_bundle, config, tmp_path / "run")
     # the model being trained would have mined others: the check above tells them apart
     unmined = make_config("phases=2", "stage2.steps=1", output=tmp_path / "own")
     Curriculum(unmined, EmbedderFamily, log=lambda line: None).run()
@@ -89,13 +95,7 @@ def test_a_reranker_mines_and_is_evaluated_with_the_bundle_it_names(tiny_data, t
         f'embedder="{tiny_data_bundle}"', "stage2.steps=1", "stage2.hard_negatives=2",
         "stage2.rank_window=[0, 4]", "stage2.false_negative_margin=-1000",
         "evaluation.candidates=4")
-    data = TrainingData.load(config.data_dir, config.train_split)
-    examples = read_examples(hard_negatives_path(tmp_path / "run" / "stage2"))
-    assert examples
-    same = sum(e.negatives == bundle_negatives(tiny_data_bundle, data, e, config.stage2)
-               for e in examples)
-    assert same >= len(examples) - 1, (
-        f"only {same} of {len(examples)} examples took the bundle's candidates")
+    assert_mined_by_the_bundle(tiny_data_bundle, config, tmp_path / "run")
     metrics = summary["metrics"]["stage2"]
     assert metrics["first_stage"] == str(tiny_data_bundle)
     assert metrics["bundle"]["sha256"] == Bundle.load(tiny_data_bundle).sha256
