@@ -11,7 +11,6 @@ default.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from lexedge.runtime.builtin import names_bundle
 from lexedge.runtime.errors import LexedgeError
@@ -332,8 +331,8 @@ class TrainRerankerConfig(TrainEmbedderConfig):
             trains on and stage 3 re-ranks, and that evaluation re-ranks: what the reranker
             sees when serving. Empty: BM25 candidates. An exported bundle (a folder, or
             ``builtin``) mines and evaluates through onnxruntime, INT8 as served: the merged
-            STARD and ja_appi corpora in about 2 minutes on 2 cores, where torch encoding the
-            3-layer student's took 7 to 13.
+            STARD and ja_appi corpora in about 2 minutes on 2 cores, where the 3-layer
+            student in torch took 7 to 13 minutes.
         base_layers: keep only the first N transformer layers of the base model (0: all); a
             shallower cross-encoder is what a laptop can afford per query.
         teacher: an embedder stage folder (or built-in base name) whose scores a stage with

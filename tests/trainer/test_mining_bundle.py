@@ -5,7 +5,6 @@ here from the bundle's own vectors, independently of the trainer, and compared."
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from lexedge.runtime.bundle import Bundle
