@@ -154,15 +154,8 @@ class DenseIndex:
 
     def _exact(self, queries: np.ndarray, k: int, labels: list[int],
                ) -> tuple[np.ndarray, np.ndarray]:
-        if not labels:
-            empty = np.zeros((len(queries), 0))
-            return empty.astype(np.int64), empty.astype(np.float32)
-        vectors = self.vectors(labels)
-        scores = queries @ vectors.T
-        k = min(k, len(labels))
-        best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        return (np.asarray(labels, dtype=np.int64)[best],
-                np.take_along_axis(scores, best, axis=1).astype(np.float32))
+        return ExactIndex(self.vectors(labels), np.asarray(labels, dtype=np.int64)).search(
+            queries, k)
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)

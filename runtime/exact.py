@@ -60,7 +60,11 @@ class ExactIndex:
         self.dimension = int(vectors.shape[1])
         self.params = {"kind": KIND}
         self.deleted = set(int(label) for label in deleted)
-        self._positions = {int(label): position for position, label in enumerate(self.labels)}
+
+    @functools.cached_property
+    def _positions(self) -> dict[int, int]:
+        """Label → row of the matrix; built on first use (a plain search needs none)."""
+        return dict(zip(self.labels.tolist(), range(len(self.labels))))
 
     @classmethod
     def build(cls, vectors: np.ndarray, labels: np.ndarray | None = None) -> "ExactIndex":
