@@ -137,6 +137,39 @@ def test_int8_bundle_loads_through_the_runtime_and_records_everything(int8_bundl
     assert bundle.reranker().score(QUERIES[0], QUERIES).shape == (len(QUERIES),)
 
 
+def test_residual_layer_norms_stay_apart_in_the_file_and_in_the_cpu_session(int8_bundle,
+                                                                            tmp_path,
+                                                                            monkeypatch):
+    """onnxruntime's fused SkipLayerNormalization CPU kernel was 6x slower than the Add +
+    LayerNormalization it replaces (``bench/cpu_encoding.py``): the export leaves them
+    apart, and the runtime keeps onnxruntime from fusing them again when it loads a model."""
+    import onnx
+
+    from lexedge.runtime import onnx_models
+
+    def ops(path):
+        return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+    for model in ("embedder", "reranker"):
+        exported = ops(int8_bundle / f"{model}.onnx")
+        assert "SkipLayerNormalization" not in exported and "LayerNormalization" in exported
+    manifest = Bundle.load(int8_bundle).manifest
+    assert manifest["embedder"]["graph"]["fused"]["LayerNormalization"] > 0
+
+    options = onnx_models.session_options
+
+    def keeping_the_optimised_graph(threads=None):
+        chosen = options(threads)
+        chosen.optimized_model_filepath = str(tmp_path / "as_loaded.onnx")
+        return chosen
+
+    monkeypatch.setattr(onnx_models, "session_options", keeping_the_optimised_graph)
+    bundle = Bundle.load(int8_bundle)
+    bundle.embedder()
+    loaded = ops(tmp_path / "as_loaded.onnx")
+    assert "SkipLayerNormalization" not in loaded and "LayerNormalization" in loaded
+
+
 @pytest.fixture
 def finished_stage(tmp_path, adapter_dir, base_model_dir):
     """A stage as lexedge train leaves it: an adapter with its manifest over a base whose

@@ -203,3 +203,24 @@ def test_cpu_encoding_runs_small_batches(bundle_dir, monkeypatch):
     np.testing.assert_allclose(embedder.encode(texts, kind="passage", batch_size=32), small,
                                atol=1e-5)
     assert calls == [len(texts)]
+
+
+def test_a_long_run_goes_to_one_worker_per_core_in_the_original_order(bundle_dir):
+    """Many texts on the CPU: every core runs whole batches on a one-thread session (made on
+    first need, not for a query), and the rows come back in the caller's order with the values
+    of the one-session path."""
+    from lexedge.runtime.onnx_models import BULK_BATCHES
+
+    embedder = Bundle.load(bundle_dir).embedder(threads=2)
+    assert embedder.workers == 2
+    texts = [f"{TEXTS[i % len(TEXTS)]} {i} " * (i % 7 + 1) for i in range(BULK_BATCHES * 5)]
+    embedder.encode(texts[:3], kind="query")
+    assert embedder._bulk_session is None  # a few texts: the all-core session
+    seen = []
+    spread = embedder.encode(texts, kind="passage", batch_size=2, on_batch=seen.append)
+    assert embedder._bulk_session is not None and sum(seen) == len(texts)
+    embedder.workers = 1
+    together = embedder.encode(texts, kind="passage", batch_size=2)
+    np.testing.assert_allclose(spread, together, atol=1e-5)
+    alone = np.vstack([embedder.encode([text], kind="passage") for text in texts[:9]])
+    np.testing.assert_allclose(spread[:9], alone, atol=1e-5)
