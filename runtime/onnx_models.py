@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -50,11 +51,12 @@ def session_options(threads: int | None = None):
 
 # On the CPU, a long run of batches (an index build) goes to one worker per core, each
 # running whole batches on a session of one thread, instead of every core sharing each small
-# batch: the cores no longer wait for each other inside every operator. 3,000 random STARD
-# articles, 2 cores: the built-in 1,221 -> 1,531 articles/s, e5-small INT8 233 -> 273
-# (``bench/cpu_encoding.py`` measures it side by side). A few texts (a query, 20 pairs to
-# re-rank) keep the session that spreads one batch over every core, and the one-thread
-# session is only made when a long run first needs it.
+# batch: the cores no longer wait for each other inside every operator. 2,000 random STARD
+# articles, 2 cores, each bundle in a process of its own: the built-in 956 -> 1,163
+# articles/s, e5-small INT8 185 -> 211 (``bench/cpu_encoding.py``). A few texts (a query, 20
+# pairs to re-rank) keep the session that spreads one batch over every core, and the
+# one-thread session is only made when a long run first needs it. ``workers`` (set per model)
+# is the number of those workers: every core, 1 with another provider or ``threads=1``.
 BULK_BATCHES = 8
 
 # onnxruntime's own graph optimiser would fuse each residual ``Add`` and its
@@ -206,8 +208,6 @@ class _OnnxModel:
              progress: bool, description: str, on_batch=None) -> np.ndarray:
         from tqdm import tqdm
 
-        from concurrent.futures import ThreadPoolExecutor
-
         result = np.zeros((len(inputs), *width), dtype=np.float32)
         workers = self.workers if len(inputs) >= BULK_BATCHES * batch_size else 1
         session = self._one_thread_session() if workers > 1 else self.session
@@ -216,17 +216,21 @@ class _OnnxModel:
             rows, feeds = batch
             return rows, session.run([self.output], feeds)[0]
 
-        with tqdm(total=len(inputs), desc=description, unit="text",
-                  disable=None if progress else True) as bar, \
-                ThreadPoolExecutor(workers) as pool:
-            for window in range(0, len(inputs), SORT_WINDOW):
-                encodings = self.tokenize(inputs[window:window + SORT_WINDOW])
-                batches = self.batches(encodings, batch_size)
-                for rows, output in pool.map(run, batches) if workers > 1 else map(run, batches):
-                    result[window + rows] = output
-                    bar.update(len(rows))
-                    if on_batch is not None:
-                        on_batch(len(rows))
+        pool = ThreadPoolExecutor(workers) if workers > 1 else None
+        try:
+            with tqdm(total=len(inputs), desc=description, unit="text",
+                      disable=None if progress else True) as bar:
+                for window in range(0, len(inputs), SORT_WINDOW):
+                    encodings = self.tokenize(inputs[window:window + SORT_WINDOW])
+                    batches = self.batches(encodings, batch_size)
+                    for rows, output in (pool.map if pool else map)(run, batches):
+                        result[window + rows] = output
+                        bar.update(len(rows))
+                        if on_batch is not None:
+                            on_batch(len(rows))
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
         return result
 
 
