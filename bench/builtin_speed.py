@@ -4,17 +4,20 @@ articles, then, on a **full** STARD index built with the built-in bundle, search
 (p50/p95 over the dev questions, K = 100, with and without re-ranking when the bundle has a
 reranker), the search process's peak memory, and a cold ``lexedge search``.
 
-    lexedge export --int8 --embedder default --out work-out/e5-int8
+    lexedge export --int8 --embedder default --out work-out/e5-int8-apart
     lexedge index build --docs ../shared/data/stard/corpus.jsonl --bundle builtin \\
-        --out work-out/exact_idx
-    python bench/builtin_speed.py --baseline work-out/e5-int8 \\
-        --index work-out/exact_idx --build-rounds 3
+        --out work-out/apart_idx
+    python bench/builtin_speed.py --baseline work-out/e5-int8-apart \\
+        --index work-out/apart_idx --build-rounds 3
 
-The side-by-side build over the **full** STARD corpus (about 25 min on 2 cores; whole
+(The baseline is exported by the same lexedge: an export from before the residual layer
+norms were left apart, ``bench/cpu_encoding.py``, runs about 1.25x slower.)
+
+The side-by-side build over the **full** STARD corpus (about 17 min on 2 cores; whole
 builds move by tens of seconds between runs here, hence three rounds):
 
-    python bench/builtin_speed.py --baseline work-out/e5-int8 \\
-        --index work-out/exact_idx --build-articles 58513 \\
+    python bench/builtin_speed.py --baseline work-out/e5-int8-apart \\
+        --index work-out/apart_idx --build-articles 58513 \\
         --build-rounds 3 --name builtin_speed_full
 
 Writes ``bench/results/<name>.{json,md}`` (``builtin_speed`` by default).
