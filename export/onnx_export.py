@@ -137,9 +137,9 @@ def optimize_graph(source: str | Path, target: str | Path, stage: MergedStage) -
     Returns the count of each fused operator.
 
     The residual adds and their layer norms stay apart (``Add`` + ``LayerNormalization``):
-    onnxruntime's CPU kernel for the fused ``SkipLayerNormalization`` took about 240 us
-    where the pair takes 40 (a [4, 76, 384] batch on 2 cores, onnxruntime 1.32), and was a
-    third of the 3-layer built-in's encoding time (``bench/cpu_encoding.py``)."""
+    onnxruntime's CPU kernel for the fused ``SkipLayerNormalization`` took 453 us where the
+    pair takes 72 (a [4, 76, 384] batch on one thread, onnxruntime 1.32), and was a third of
+    the 3-layer built-in's encoding time (``bench/cpu_encoding.py``)."""
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 

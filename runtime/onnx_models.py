@@ -60,8 +60,8 @@ def session_options(threads: int | None = None):
 BULK_BATCHES = 8
 
 # onnxruntime's own graph optimiser would fuse each residual ``Add`` and its
-# ``LayerNormalization`` into ``SkipLayerNormalization``, whose CPU kernel took about 240 us
-# where the pair takes 40 (a [4, 76, 384] batch, 2 cores, onnxruntime 1.32): a third of the
+# ``LayerNormalization`` into ``SkipLayerNormalization``, whose CPU kernel took 453 us where
+# the pair takes 72 (a [4, 76, 384] batch, one thread, onnxruntime 1.32): a third of the
 # 3-layer built-in's encoding time. The export leaves them apart (``export/onnx_export.py``);
 # this keeps the runtime from joining them again on the CPU (``bench/cpu_encoding.py``).
 CPU_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
