@@ -10,13 +10,13 @@ flags printed):
    ``lexedge.runtime.onnx_models.BULK_BATCHES``).
 
     mkdir -p work-out/builtin-fused   # the built-in as exported before, from git
-    for f in $(git ls-tree --name-only 450eb87 runtime/builtin/); do \
+    for f in $(git ls-tree --name-only 450eb87 runtime/builtin/); do \\
         git show 450eb87:$f > work-out/builtin-fused/$(basename $f); done
     lexedge export --int8 --embedder default --out work-out/e5-int8-apart
-    python bench/cpu_encoding.py \
-        --bundle "e5-small INT8, fused=work-out/e5-int8" \
-        --bundle "e5-small INT8, apart=work-out/e5-int8-apart" \
-        --bundle "built-in, fused=work-out/builtin-fused" \
+    python bench/cpu_encoding.py \\
+        --bundle "e5-small INT8, fused=work-out/e5-int8" \\
+        --bundle "e5-small INT8, apart=work-out/e5-int8-apart" \\
+        --bundle "built-in, fused=work-out/builtin-fused" \\
         --bundle "built-in, apart=builtin"
 
 (``work-out/e5-int8`` is an e5-small export made before this change.) Every file is loaded
