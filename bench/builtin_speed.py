@@ -67,8 +67,10 @@ ENCODING = """
 import json, sys, time
 from lexedge.runtime.bundle import Bundle
 texts = json.loads(open(sys.argv[2], encoding="utf-8").read())
-size = {"batch_size": int(sys.argv[3])} if len(sys.argv) > 3 else {}
+settings = json.loads(sys.argv[3])
+size = {"batch_size": settings["batch_size"]} if "batch_size" in settings else {}
 embedder = Bundle.load(sys.argv[1]).embedder()
+embedder.workers = settings.get("workers", embedder.workers)
 embedder.encode(texts[:8], **size)
 started = time.perf_counter()
 embedder.encode(texts, **size)
@@ -77,13 +79,14 @@ print(len(texts) / (time.perf_counter() - started))
 
 
 def throughput(bundles: dict, texts: list[str], rounds: int = 3,
-               batch_sizes: dict | None = None) -> dict:
+               batch_sizes: dict | None = None, workers: dict | None = None) -> dict:
     """Articles/s of each bundle's embedder on ``texts`` (median of ``rounds``), each time in a
     process of its own with that one model loaded, as an index build has it, rounds
-    alternating between the bundles; ``batch_sizes`` (name: texts per batch) overrides the
-    encoder's default for the bundles it names. Several models loaded in one process slowed
-    the small one by up to a fifth (their onnxruntime thread pools compete), which no user
-    sees."""
+    alternating between the bundles; ``batch_sizes`` (name: texts per batch) and ``workers``
+    (name: the embedder's ``workers``, 1 for one session spreading each batch over every
+    core) override the encoder's defaults for the bundles they name. Several models loaded
+    in one process slowed the small one by up to a fifth (their onnxruntime thread pools
+    compete), which no user sees."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
@@ -92,9 +95,11 @@ def throughput(bundles: dict, texts: list[str], rounds: int = 3,
         rates = {name: [] for name in bundles}
         for _ in range(rounds):
             for name, path in bundles.items():
-                size = [str(batch_sizes[name])] if name in (batch_sizes or {}) else []
+                settings = {key: chosen[name] for key, chosen in (("batch_size", batch_sizes),
+                                                                  ("workers", workers))
+                            if name in (chosen or {})}
                 out = subprocess.run([sys.executable, "-c", ENCODING, str(path), str(sample),
-                                      *size], check=True, capture_output=True,
+                                      json.dumps(settings)], check=True, capture_output=True,
                                      text=True).stdout
                 rates[name].append(float(out.strip().splitlines()[-1]))
     return {name: round(float(np.median(found)), 1) for name, found in rates.items()}

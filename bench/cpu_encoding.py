@@ -27,17 +27,13 @@ as it did. Writes ``bench/results/<name>.{json,md}`` (``cpu_encoding`` by defaul
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from builtin_speed import article_sample
+from builtin_speed import article_sample, throughput
 from compute_bound import _cpu_flags
 from lock_fsync_cost import cpu_model
 from report import write_report
@@ -45,21 +41,8 @@ from report import write_report
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
 WIDTH = 384
-MODES = {"one session, all cores": "shared", "a worker per core": "workers"}
-
-ENCODING = """
-import json, sys, time
-from lexedge.runtime.bundle import Bundle
-texts = json.loads(open(sys.argv[2], encoding="utf-8").read())
-embedder = Bundle.load(sys.argv[1]).embedder()
-if sys.argv[3] == "shared":
-    embedder.workers = 1
-embedder.encode(texts[:8])
-started = time.perf_counter()
-embedder.encode(texts)
-print(len(texts) / (time.perf_counter() - started))
-"""
-
+# how each bundle runs: the embedder's ``workers`` (None: its default, a worker per core)
+MODES = {"one session, all cores": 1, "a worker per core": None}
 
 def layer_norm_graph(fused: bool) -> bytes:
     """A one-node graph: ``SkipLayerNormalization`` (com.microsoft) over input, skip and bias,
@@ -124,21 +107,13 @@ def operator_times(lengths: list[int], batch: int, threads: list[int],
 
 
 def encoding_rates(bundles: dict, texts: list[str], rounds: int) -> dict:
-    """Articles/s of each bundle in each mode (median of ``rounds``), every measurement in a
-    process of its own with that one model loaded, rounds alternating."""
-    with tempfile.TemporaryDirectory() as folder:
-        sample = Path(folder) / "texts.json"
-        sample.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
-        rates: dict = {name: {mode: [] for mode in MODES} for name in bundles}
-        for _ in range(rounds):
-            for name, path in bundles.items():
-                for mode, flag in MODES.items():
-                    out = subprocess.run([sys.executable, "-c", ENCODING, str(path), str(sample),
-                                          flag], check=True, capture_output=True,
-                                         text=True).stdout
-                    rates[name][mode].append(float(out.strip().splitlines()[-1]))
-    return {name: {mode: round(float(np.median(found)), 1) for mode, found in modes.items()}
-            for name, modes in rates.items()}
+    """Articles/s of each bundle in each mode (:data:`MODES`), median of ``rounds``, measured
+    by :func:`builtin_speed.throughput` (a process of its own each time, rounds alternating)."""
+    runs = {f"{name} / {mode}": path for name, path in bundles.items() for mode in MODES}
+    one_session = {f"{name} / {mode}": workers for name in bundles
+                   for mode, workers in MODES.items() if workers is not None}
+    rates = throughput(runs, texts, rounds, workers=one_session)
+    return {name: {mode: rates[f"{name} / {mode}"] for mode in MODES} for name in bundles}
 
 
 def main(argv=None) -> int:

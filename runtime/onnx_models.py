@@ -147,10 +147,9 @@ class _OnnxModel:
         self.tokenizer = tokenizer if isinstance(tokenizer, SharedTokenizer) \
             else SharedTokenizer(tokenizer)
         self.max_length = int(config["max_length"])
-        chosen = resolve_providers(providers)  # refused by itself, before the model
-        self.providers = chosen
+        self.providers = resolve_providers(providers)  # refused by itself, before the model
         self.session = self._session(threads)
-        on_cpu = chosen[0] == "CPUExecutionProvider"
+        on_cpu = self.providers[0] == "CPUExecutionProvider"
         self.workers = (threads or os.cpu_count() or 1) if on_cpu else 1
         self._bulk_session = None
         self._bulk_lock = threading.Lock()
