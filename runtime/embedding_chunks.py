@@ -10,12 +10,17 @@ import hashlib
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from .datasets import Document
 from .storage import atomic_file
+
+# Chunks waiting or running on the embedding thread at once: one embeds while the next is
+# read and analysed; more would only hold more text.
+EMBED_AHEAD = 2
 
 
 def saved_chunks_folder(out: str | Path) -> Path:
@@ -103,18 +108,54 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
-def embedding(documents: Iterator[Document], embedder, vectors: list, progress: bool,
-              previous, counts: dict, saved: ChunkStore,
-              chunk_size: int, total: int | None = None,
-              imported=None) -> Iterator[Document]:
-    """Pass documents through while embedding them in chunks (length-sorted inside each
-    chunk by the embedder), so the corpus text is never all in memory. A document unchanged
-    since ``previous`` keeps its vector, one found in ``imported`` (vectors encoded
-    elsewhere) takes that one; a chunk embedded by an earlier, killed run of this build is
-    loaded from ``saved``. Progress moves with every batch the embedder runs."""
-    bar = BuildProgress(total, progress)
+class ChunkEmbedding:
+    """Embeds a build's documents as they stream past, a chunk at a time on a helper thread,
+    so that the calling thread reads, stores and analyses the next documents for BM25 while
+    the embedder works, and the last chunks are still embedding while ``bm25s`` indexes.
 
-    def flush(chunk: list[Document]) -> Iterator[Document]:
+    A document unchanged since ``previous`` keeps its vector, one found in ``imported``
+    (vectors encoded elsewhere) takes that one; a chunk embedded by an earlier, killed run of
+    this build is loaded from ``saved``. At most ``ahead`` chunks wait or run, so the corpus
+    text is never all in memory. Progress moves with every batch the embedder runs.
+
+    Use it as a context manager: :meth:`stream` passes the documents through, :meth:`vectors`
+    then waits for every chunk and returns the vectors in document order (an error of the
+    embedder is raised there, or by :meth:`stream`); leaving the block early cancels the
+    chunks not yet started and waits for the one running.
+    """
+
+    def __init__(self, embedder, progress: bool, previous, counts: dict, saved: ChunkStore,
+                 chunk_size: int, total: int | None = None, imported=None,
+                 ahead: int = EMBED_AHEAD):
+        self.embedder, self.previous, self.imported = embedder, previous, imported
+        self.counts, self.saved, self.chunk_size = counts, saved, chunk_size
+        self.ahead = max(1, ahead)
+        self.bar = BuildProgress(total, progress)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="lexedge-embedding")
+        self._blocks: list[Future] = []
+
+    def __enter__(self) -> "ChunkEmbedding":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def stream(self, documents: Iterator[Document]) -> Iterator[Document]:
+        for chunk in chunks(documents, self.chunk_size):
+            if len(self._blocks) >= self.ahead:
+                self._blocks[-self.ahead].result()
+            self._blocks.append(self._pool.submit(self._embed, chunk))
+            yield from chunk
+
+    def vectors(self) -> np.ndarray:
+        blocks = [block.result() for block in self._blocks]
+        self.bar.close()
+        return np.concatenate(blocks) if blocks \
+            else np.zeros((0, self.embedder.dimension), dtype=np.float32)
+
+    def _embed(self, chunk: list[Document]) -> np.ndarray:
+        embedder, previous, imported, counts = (self.embedder, self.previous, self.imported,
+                                                self.counts)
         block = np.zeros((len(chunk), embedder.dimension), dtype=np.float32)
         fresh, taken = [], 0
         for position, document in enumerate(chunk):
@@ -131,26 +172,21 @@ def embedding(documents: Iterator[Document], embedder, vectors: list, progress: 
                 block[position] = previous.dense.vectors([row])[0]
         if fresh:
             texts = [chunk[i].indexed_text for i in fresh]
-            embedded = saved.load(texts, embedder.dimension)
+            embedded = self.saved.load(texts, embedder.dimension)
             if embedded is None:
-                embedded = embedder.encode(texts, kind="passage", on_batch=bar.update)
-                saved.save(texts, embedded)
+                embedded = embedder.encode(texts, kind="passage", on_batch=self.bar.update)
+                self.saved.save(texts, embedded)
                 counts["embedded"] += len(fresh)
             else:
                 counts["resumed"] += len(fresh)
-                bar.update(len(fresh))
+                self.bar.update(len(fresh))
             block[fresh] = embedded
-            bar.note(resumed=counts["resumed"])
+            self.bar.note(resumed=counts["resumed"])
         counts["reused"] += len(chunk) - len(fresh) - taken
         if imported is not None:
             counts["imported"] += taken
-        vectors.append(block)
-        bar.update(len(chunk) - len(fresh))
-        yield from chunk
-
-    for chunk in chunks(documents, chunk_size):
-        yield from flush(chunk)
-    bar.close()
+        self.bar.update(len(chunk) - len(fresh))
+        return block
 
 
 def chunks(documents: Iterator[Document], size: int) -> Iterator[list[Document]]:

@@ -24,6 +24,7 @@ is refused, because its vectors would not be comparable with the new embedder's 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import itertools
 import json
@@ -41,7 +42,7 @@ from .bm25 import BM25Index
 from .datasets import Document, as_documents
 from .dense import DenseIndex, GraphFormatError, build_dense, fitted, load_dense
 from .docstore import DocStore, append_docstore, write_docstore
-from .embedding_chunks import ChunkStore, embedding, saved_chunks_folder
+from .embedding_chunks import ChunkEmbedding, ChunkStore, saved_chunks_folder
 from .errors import LexedgeError
 from .exact import ExactIndex
 from .provenance import PROVENANCE, provenance
@@ -140,23 +141,24 @@ class Index:
         if imported is not None:
             counts["imported"] = 0
         saved_chunks = saved_chunks_folder(out)
-        with atomic_directory(out, kind="index", legacy=_legacy_index) as staging:
-            vectors: list[np.ndarray] = []
+        with atomic_directory(out, kind="index", legacy=_legacy_index) as staging, \
+                contextlib.ExitStack() as stack:
             stream = write_docstore(staging, unique_ids(
                 iter(source) if given else iter_documents(source),
                 "documents" if given else source))
             if bundle is not None:
                 total = len(source) if given else corpus_lines(source) if progress else None
-                stream = embedding(stream, bundle.embedder(providers=providers), vectors,
-                                   progress, previous,
-                                   counts, ChunkStore(saved_chunks, bundle.embedder_id),
-                                   EMBED_CHUNK, total=total, imported=imported)
+                embedding = stack.enter_context(ChunkEmbedding(
+                    bundle.embedder(providers=providers), progress, previous, counts,
+                    ChunkStore(saved_chunks, bundle.embedder_id), EMBED_CHUNK, total=total,
+                    imported=imported))
+                stream = embedding.stream(stream)
             bm25 = BM25Index.build(stream, chosen, k1=k1, b=b, progress=progress and not bundle)
             (staging / "bm25").mkdir()
             bm25.save(staging / "bm25")
             if bundle is not None:
                 (staging / "dense").mkdir()
-                build_dense(np.concatenate(vectors)).save(staging / "dense")
+                build_dense(embedding.vectors()).save(staging / "dense")
             manifest = _manifest(chosen, k1, b, len(bm25), bundle, Path(out),
                                  {"path": None, "sha256": None, "python": len(source)} if given
                                  else {"path": str(source.resolve()),
