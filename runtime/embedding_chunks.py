@@ -2,7 +2,8 @@
 document unchanged since the index being replaced keeps its vector, and every embedded chunk
 is saved beside the index in ``.IDX.embeddings/`` (float32 ``.npy``, read without pickle),
 named by the hash of the embedder and the chunk's texts, so a killed build started again
-loads those chunks instead of re-embedding them (issue 6)."""
+loads those chunks instead of re-embedding them (issue 6). The chunks embed on a helper thread
+while the build reads, stores and analyses the documents for BM25 (issue 19)."""
 
 from __future__ import annotations
 

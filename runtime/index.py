@@ -15,7 +15,7 @@ Layout::
 
 The manifest lists every file's sha256 and hashes itself: a changed or damaged index is refused
 by name (issue 20). Every write goes through :mod:`~lexedge.runtime.storage` (writer lock,
-fsync, atomic swap). A build with a bundle embeds resumably
+fsync, atomic swap). A build with a bundle embeds resumably, beside its BM25 work
 (:mod:`~lexedge.runtime.embedding_chunks`).
 
 An index built with a bundle records the bundle's manifest hash: loading it with another bundle
