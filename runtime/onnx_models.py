@@ -129,9 +129,16 @@ class SharedTokenizer:
         self._lock = threading.Lock()
 
     def encode_batch(self, inputs: Sequence, max_length: int) -> list:
+        inputs = list(inputs)
+        # For single texts, encode_batch_fast leaves out the character offsets (nothing here
+        # reads them): the same ids with a quarter less tokenizer time (0.56 -> 0.42 s of CPU
+        # per 8,192 STARD articles, the built-in's and e5-small's tokenizers alike). Pairs keep
+        # encode_batch: the fast one gives every token of a pair type id 0 (tokenizers 0.23).
+        single = all(isinstance(text, str) for text in inputs)
         with self._lock:
             self.tokenizer.enable_truncation(max_length)
-            return self.tokenizer.encode_batch(list(inputs))
+            return (self.tokenizer.encode_batch_fast if single
+                    else self.tokenizer.encode_batch)(inputs)
 
 
 class _OnnxModel:
