@@ -131,12 +131,14 @@ class Bundle:
     def has_reranker(self) -> bool:
         return bool(self.manifest.get("reranker"))
 
-    def embedder(self, threads: int | None = None,
-                 providers: tuple[str, ...] | None = None) -> OnnxEmbedder:
-        """The embedding model (one onnxruntime session per thread count and providers, kept);
+    def embedder(self, threads: int | None = None, providers: tuple[str, ...] | None = None,
+                 bulk: bool = False) -> OnnxEmbedder:
+        """The embedding model (one per thread count, providers and ``bulk``, kept);
         ``providers``: onnxruntime execution providers by preference (``("cuda",)``), the
-        CPU always last."""
-        return self._model("embedder", OnnxEmbedder, threads, providers)
+        CPU always last. ``bulk``: for encoding a corpus (an index build, a vector shard),
+        every batch on the one-thread session of a worker per core, and only that session
+        in memory."""
+        return self._model("embedder", OnnxEmbedder, threads, providers, bulk)
 
     def reranker(self, threads: int | None = None) -> OnnxReranker | None:
         """The cross-encoder, or ``None`` when the bundle has none."""
@@ -145,8 +147,8 @@ class Bundle:
         return self._model("reranker", OnnxReranker, threads)
 
     def _model(self, section: str, model_class, threads: int | None,
-               providers: tuple[str, ...] | None = None):
-        key = (section, threads, tuple(providers or ()))
+               providers: tuple[str, ...] | None = None, bulk: bool = False):
+        key = (section, threads, tuple(providers or ()), bulk)
         if key not in self._models:
             entry = self.manifest[section]
             # Models whose tokenizer files are identical share one loaded tokenizer.
@@ -154,7 +156,7 @@ class Bundle:
             if digest not in self._tokenizers:
                 self._tokenizers[digest] = SharedTokenizer(self.path / entry["tokenizer"])
             self._models[key] = model_class(self.path / entry["file"], self._tokenizers[digest],
-                                            entry, threads, providers)
+                                            entry, threads, providers, bulk)
         return self._models[key]
 
     def __repr__(self) -> str:

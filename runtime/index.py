@@ -148,8 +148,9 @@ class Index:
                 "documents" if given else source))
             if bundle is not None:
                 total = len(source) if given else corpus_lines(source) if progress else None
+                embedder = bundle.embedder(providers=providers, bulk=True)
                 embedding = stack.enter_context(ChunkEmbedding(
-                    bundle.embedder(providers=providers), progress, previous, counts,
+                    embedder, progress, previous, counts,
                     ChunkStore(saved_chunks, bundle.embedder_id), EMBED_CHUNK, total=total,
                     imported=imported))
                 stream = embedding.stream(stream)

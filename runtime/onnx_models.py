@@ -146,7 +146,7 @@ class _OnnxModel:
 
     def __init__(self, model_path: str | Path, tokenizer: str | Path | SharedTokenizer,
                  config: dict, threads: int | None = None,
-                 providers: Sequence[str] | None = None):
+                 providers: Sequence[str] | None = None, bulk: bool = False):
         self.model_path, self.config = Path(model_path), config
         for field in ("inputs", "output", "max_length"):
             if field not in config:
@@ -155,13 +155,17 @@ class _OnnxModel:
             else SharedTokenizer(tokenizer)
         self.max_length = int(config["max_length"])
         self.providers = resolve_providers(providers)  # refused by itself, before the model
-        self.session = self._session(threads)
+        self.threads = threads
         on_cpu = self.providers[0] == "CPUExecutionProvider"
         self.workers = (threads or os.cpu_count() or 1) if on_cpu else 1
-        self._bulk_session = None
-        self._bulk_lock = threading.Lock()
+        # A bulk model (an index build) runs every batch on the workers' one-thread session
+        # and never makes the all-core one: one copy of the model in memory, not two.
+        self.bulk = bulk and self.workers > 1
+        self._all_core_session = self._bulk_session = None
+        self._sessions_lock = threading.Lock()
         self.inputs = list(config["inputs"])
-        graph_inputs = sorted(i.name for i in self.session.get_inputs())
+        first = self._one_thread_session() if self.bulk else self.session
+        graph_inputs = sorted(i.name for i in first.get_inputs())
         if graph_inputs != sorted(self.inputs):
             raise LexedgeError(f"{self.model_path}: graph inputs {graph_inputs} differ from the "
                                f"manifest's {sorted(self.inputs)}")
@@ -178,8 +182,22 @@ class _OnnxModel:
         except Exception as exc:
             raise LexedgeError(f"{self.model_path}: onnxruntime cannot load it ({exc})") from None
 
+    @property
+    def session(self):
+        """The session that spreads each batch over every core (``threads``), made on first
+        use."""
+        with self._sessions_lock:
+            if self._all_core_session is None:
+                self._all_core_session = self._session(self.threads)
+            return self._all_core_session
+
+    def active_providers(self) -> list[str]:
+        """The execution providers onnxruntime runs this model on (those of the session made
+        first: the one-thread one of a bulk model)."""
+        return (self._bulk_session if self.bulk else self.session).get_providers()
+
     def _one_thread_session(self):
-        with self._bulk_lock:
+        with self._sessions_lock:
             if self._bulk_session is None:
                 self._bulk_session = self._session(1)
             return self._bulk_session
@@ -215,7 +233,7 @@ class _OnnxModel:
         from tqdm import tqdm
 
         result = np.zeros((len(inputs), *width), dtype=np.float32)
-        workers = self.workers if len(inputs) >= BULK_BATCHES * batch_size else 1
+        workers = self.workers if self.bulk or len(inputs) >= BULK_BATCHES * batch_size else 1
         session = self._one_thread_session() if workers > 1 else self.session
 
         def run(batch):
@@ -264,7 +282,7 @@ class OnnxEmbedder(_OnnxModel):
     def batch_size(self) -> int:
         """Texts per batch by default: :data:`CPU_BATCH` on the CPU, :data:`ACCELERATOR_BATCH`
         when a GPU (or other) provider runs the session."""
-        return CPU_BATCH if self.session.get_providers()[0] == "CPUExecutionProvider" \
+        return CPU_BATCH if self.providers[0] == "CPUExecutionProvider" \
             else ACCELERATOR_BATCH
 
     def encode(self, texts: Sequence[str], kind: str = "passage", batch_size: int | None = None,

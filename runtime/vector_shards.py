@@ -52,7 +52,7 @@ def encode_shard(source: Path, bundle, out: Path, shard: int, shards: int, *,
     from .ingest import iter_documents
 
     source, started = Path(source), time.perf_counter()
-    embedder = bundle.embedder(providers=providers)
+    embedder = bundle.embedder(providers=providers, bulk=True)
     size, total = index.EMBED_CHUNK, corpus_lines(source)
     bar = BuildProgress(None if total is None else _share(total, size, shard, shards), progress)
     with atomic_directory(out, kind="vector shard") as staging:
@@ -73,7 +73,7 @@ def encode_shard(source: Path, bundle, out: Path, shard: int, shards: int, *,
         manifest = {"format": SHARD_FORMAT, "shard": shard, "shards": shards,
                     "chunk": size, "documents": count, "dimension": int(embedder.dimension),
                     "embedder_id": bundle.embedder_id, "bundle": bundle.reference,
-                    "providers": list(embedder.session.get_providers()),
+                    "providers": list(embedder.active_providers()),
                     "source": {"name": source.name,
                                "sha256": sha256_file(source) if source.is_file() else None},
                     PROVENANCE: provenance("lexedge index encode"),
