@@ -282,7 +282,7 @@ class OnnxEmbedder(_OnnxModel):
     def batch_size(self) -> int:
         """Texts per batch by default: :data:`CPU_BATCH` on the CPU, :data:`ACCELERATOR_BATCH`
         when a GPU (or other) provider runs the session."""
-        return CPU_BATCH if self.providers[0] == "CPUExecutionProvider" \
+        return CPU_BATCH if self.active_providers()[0] == "CPUExecutionProvider" \
             else ACCELERATOR_BATCH
 
     def encode(self, texts: Sequence[str], kind: str = "passage", batch_size: int | None = None,
