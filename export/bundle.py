@@ -105,7 +105,7 @@ def export_bundle(config: ExportConfig, log=print) -> Bundle:
     out = Path(config.out)
     refuse_foreign(out, "bundle", legacy=_legacy_bundle)  # before the long export
     selection = _read_selection(config.selection)
-    card = _read_card(config.card)
+    card = read_card(config.card)
     alpha = _alpha(config, selection)
     rerank_weight = _rerank_weight(config, selection)  # checked before the long export
     calibration = parity.load_calibration(config.calibration, config.calibration_passages,
@@ -320,7 +320,7 @@ def _alpha(config: ExportConfig, selection: dict | None) -> float | None:
 _legacy_bundle = manifest_with("format", "embedder", "files")
 
 
-def _read_card(path: Path | None) -> dict | None:
+def read_card(path: Path | None) -> dict | None:
     if path is None:
         return None
     try:

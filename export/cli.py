@@ -87,6 +87,56 @@ def add_commands(commands) -> None:
                         help="print what was written as JSON (as lexedge bundle info --json, "
                              "plus the gates)")
     export.set_defaults(handler=run_export)
+    add_late_interaction_command(commands)
+
+
+def add_late_interaction_command(commands) -> None:
+    late = commands.add_parser(
+        "late-interaction", help="give a bundle a late-interaction reranker trained on its "
+                                 "own embedder",
+        description="Train a late-interaction (MaxSim) head over the bundle's INT8 token "
+                    "states on each data set's training queries and their first-stage "
+                    "candidates, choose the reranker weight per language on dev, and write "
+                    "the bundle with it: the embedder files unchanged, plus reranker.onnx.")
+    late.add_argument("--bundle", default="builtin", metavar="DIR|builtin",
+                      help="the source bundle (default: builtin)")
+    late.add_argument("--data", action="append", required=True, type=Path, metavar="DATA_DIR",
+                      help="a BEIR folder with qrels/train.tsv and qrels/dev.tsv; repeatable")
+    late.add_argument("--index", action="append", required=True, type=Path, metavar="INDEX",
+                      help="each --data's corpus indexed with --bundle, in the same order")
+    late.add_argument("--out", required=True, type=Path, help="bundle folder to write")
+    late.add_argument("--epochs", type=int, help="passes over the training queries (default 3)")
+    late.add_argument("--learning-rate", type=float, help="the head's (default 3e-4)")
+    late.add_argument("--candidates", type=int, metavar="N",
+                      help="first-stage candidates re-scored (default: the served 20)")
+    late.add_argument("--passage-max-length", type=int, metavar="TOKENS",
+                      help="tokens of a passage read when re-ranking (default: the "
+                           "embedder's)")
+    late.add_argument("--card", type=Path, metavar="FILE.json",
+                      help="the bundle's card (default: the source bundle's)")
+    late.set_defaults(handler=run_late_interaction)
+
+
+def run_late_interaction(args: argparse.Namespace) -> int:
+    from lexedge.trainer.late_interaction import HeadConfig
+
+    from .late_interaction import LateInteractionConfig, build_late_interaction_bundle
+
+    given = {name: value for name, value in (("epochs", args.epochs),
+                                             ("learning_rate", args.learning_rate))
+             if value is not None}
+    config = LateInteractionConfig(
+        bundle=args.bundle, data=tuple(args.data), indexes=tuple(args.index), out=args.out,
+        head=HeadConfig(**given), passage_max_length=args.passage_max_length, card=args.card,
+        **({"candidates": args.candidates} if args.candidates is not None else {}))
+    bundle = build_late_interaction_bundle(
+        config, log=lambda line: print(line, file=sys.stderr, flush=True))
+    entry = bundle.manifest["reranker"]
+    print(f"wrote {bundle.path} (reranker.onnx "
+          f"{(bundle.path / entry['file']).stat().st_size / 1e6:.1f} MB; rerank weight "
+          f"{entry['rerank_weight']}, by analyzer {entry['rerank_weight_by_analyzer']}; "
+          f"{entry['export_seconds']} s)")
+    return 0
 
 
 def _analyzer_alpha(text: str) -> tuple[str, float]:

@@ -77,7 +77,10 @@ def describe(bundle) -> dict:
             "dimension": entry.get("dimension"), "max_length": entry.get("max_length"),
             "precision": entry.get("precision"), "vocabulary": (entry.get("vocabulary") or {})
             .get("kept"), "parity": (entry.get("parity") or {}).get("status"),
-            **({"rerank_weight": entry.get("rerank_weight")} if section == "reranker" else {}),
+            **({"kind": entry.get("kind", "cross_encoder"),
+                "rerank_weight": entry.get("rerank_weight"),
+                "rerank_weight_by_analyzer": entry.get("rerank_weight_by_analyzer")}
+               if section == "reranker" else {}),
             **({"base_model": card["models"].get(section)} if isinstance(
                 card.get("models"), dict) and section in card["models"] else {})}
     return {"name": BUILTIN if is_builtin(bundle.path) else bundle.path.name,

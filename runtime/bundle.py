@@ -5,7 +5,9 @@ Layout::
     BUNDLE/manifest.json            how it was made, settings, parity numbers, file hashes
     BUNDLE/embedder.onnx            text -> sentence_embedding [batch, dim] (pooled, unit length)
     BUNDLE/embedder.tokenizer.json
-    BUNDLE/reranker.onnx            optional: (query, passage) -> logits [batch]
+    BUNDLE/reranker.onnx            optional: (query, passage) -> logits [batch], or, with
+                                    reranker.kind "late_interaction", text -> token_states
+                                    [batch, seq, dim] and token_weights [batch, seq]
     BUNDLE/reranker.tokenizer.json
 
 Every file but the manifest is listed in ``manifest["files"]`` with its sha256; loading checks
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from .builtin import bundle_location, is_builtin
 from .errors import LexedgeError
-from .onnx_models import OnnxEmbedder, OnnxReranker, SharedTokenizer
+from .onnx_models import OnnxEmbedder, OnnxLateInteraction, OnnxReranker, SharedTokenizer
 from .storage import MANIFEST_HASH_FIELD, manifest_sha256, read_manifest, sha256_file
 
 MANIFEST_FILE = "manifest.json"
@@ -140,11 +142,18 @@ class Bundle:
         in memory."""
         return self._model("embedder", OnnxEmbedder, threads, providers, bulk)
 
-    def reranker(self, threads: int | None = None) -> OnnxReranker | None:
-        """The cross-encoder, or ``None`` when the bundle has none."""
+    def reranker(self, threads: int | None = None
+                 ) -> OnnxReranker | OnnxLateInteraction | None:
+        """The reranker: a cross-encoder, or a late-interaction model when the manifest's
+        ``reranker.kind`` says so; ``None`` when the bundle has none."""
         if not self.has_reranker:
             return None
-        return self._model("reranker", OnnxReranker, threads)
+        kind = self.manifest["reranker"].get("kind", "cross_encoder")
+        if kind not in ("cross_encoder", OnnxLateInteraction.KIND):
+            raise LexedgeError(f"{self.path / MANIFEST_FILE}: reranker kind {kind!r} is not "
+                               "one this lexedge knows (cross_encoder, late_interaction)")
+        return self._model("reranker", OnnxLateInteraction if kind == OnnxLateInteraction.KIND
+                           else OnnxReranker, threads)
 
     def _model(self, section: str, model_class, threads: int | None,
                providers: tuple[str, ...] | None = None, bulk: bool = False):

@@ -89,6 +89,9 @@ def bundle_card(manifest: dict) -> str:
             facts.append(f"- {card['models'][kind]}")
         if kind == "reranker" and entry.get("rerank_weight") is not None:
             facts.append(f"- rerank weight {entry['rerank_weight']}")
+        if kind == "reranker":
+            facts += [f"- rerank weight for the `{name}` analyzer: {value}"
+                      for name, value in (entry.get("rerank_weight_by_analyzer") or {}).items()]
         parity = entry.get("parity") or {}
         facts += ["", f"Parity ({parity.get('status')}):", ""] + table(
             [(g["gate"], g["value"], f"{g['comparison']} {g['threshold']}",

@@ -98,15 +98,17 @@ class Searcher:
         self.embedder = bundle.embedder() if bundle is not None else None
         self.reranker = bundle.reranker() if bundle is not None and bundle.has_reranker \
             else None
-        # The mix of reranker and first-stage scores the bundle's selection chose (lexedge
-        # select); 1.0, pure re-ranking, when it records none.
-        self.rerank_weight = float(bundle.manifest["reranker"].get("rerank_weight", 1.0)) \
-            if self.reranker is not None else 1.0
+        analyzer = (index.manifest.get("analyzer") or {}).get("name")
+        # The mix of reranker and first-stage scores chosen on dev (lexedge select, lexedge
+        # late-interaction), for this index's language when the bundle has one for it; 1.0,
+        # pure re-ranking, when it records none.
+        rerank = bundle.manifest["reranker"] if self.reranker is not None else {}
+        self.rerank_weight = float((rerank.get("rerank_weight_by_analyzer") or {}).get(
+            analyzer, rerank.get("rerank_weight", 1.0)))
         # The fusion weight chosen for the bundle's embedder on dev (lexedge export --alpha),
         # for this index's language when the bundle has one for it (--alpha-for ja=A);
         # DEFAULT_ALPHA when it records none.
         search = (bundle.manifest.get("search") or {}) if bundle is not None else {}
-        analyzer = (index.manifest.get("analyzer") or {}).get("name")
         self.alpha = float((search.get("alpha_by_analyzer") or {}).get(
             analyzer, search.get("alpha", DEFAULT_ALPHA)))
 

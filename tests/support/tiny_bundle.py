@@ -32,13 +32,22 @@ def _tokenizer(characters: str, path: Path) -> None:
     return len(vocabulary)
 
 
-def _embedder_graph(vocabulary: int, dimension: int, path: Path, seed: int) -> None:
+def _embedder_graph(vocabulary: int, dimension: int, path: Path, seed: int,
+                    layer_norm: bool = False) -> None:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    table = np.random.default_rng(seed).normal(size=(vocabulary, dimension)).astype(np.float32)
+    random = np.random.default_rng(seed)
+    table = random.normal(size=(vocabulary, dimension)).astype(np.float32)
+    # with ``layer_norm`` the character vectors pass a LayerNormalization before pooling, as a
+    # transformer's last layer does: where a late-interaction graph takes its token states
+    scale = random.uniform(0.5, 1.5, size=dimension).astype(np.float32)
+    bias = random.normal(scale=0.1, size=dimension).astype(np.float32)
     nodes = [
-        helper.make_node("Gather", ["table", "input_ids"], ["vectors"]),
+        helper.make_node("Gather", ["table", "input_ids"],
+                         ["gathered" if layer_norm else "vectors"]),
+        *([helper.make_node("LayerNormalization", ["gathered", "ln_scale", "ln_bias"],
+                            ["vectors"], axis=-1, epsilon=1e-5)] if layer_norm else []),
         helper.make_node("Cast", ["attention_mask"], ["mask"], to=TensorProto.FLOAT),
         helper.make_node("Unsqueeze", ["mask", "last"], ["mask3"]),
         helper.make_node("Mul", ["vectors", "mask3"], ["masked"]),
@@ -53,7 +62,9 @@ def _embedder_graph(vocabulary: int, dimension: int, path: Path, seed: int) -> N
                                        ["batch", dimension])],
         [numpy_helper.from_array(table, "table"),
          numpy_helper.from_array(np.array([-1], dtype=np.int64), "last"),
-         numpy_helper.from_array(np.array([1], dtype=np.int64), "one")])
+         numpy_helper.from_array(np.array([1], dtype=np.int64), "one"),
+         *([numpy_helper.from_array(scale, "ln_scale"), numpy_helper.from_array(bias, "ln_bias")]
+           if layer_norm else [])])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
@@ -81,13 +92,14 @@ def _reranker_graph(vocabulary: int, path: Path, seed: int) -> None:
 def build_tiny_bundle(out: Path, characters: str, reranker: bool = True, dimension: int = 16,
                       seed: int = 0, rerank_weight: float | None = None,
                       alpha: float | None = None, alpha_by_analyzer: dict | None = None,
-                      ) -> Path:
+                      layer_norm: bool = False) -> Path:
     """Write a bundle folder at ``out`` whose vocabulary covers ``characters`` (the reranker
     records ``rerank_weight`` and the manifest ``search.alpha`` when given, as an export from
-    a selection does)."""
+    a selection does; ``layer_norm``: the embedder normalises its token vectors before
+    pooling)."""
     out.mkdir(parents=True, exist_ok=True)
     vocabulary = _tokenizer(characters, out / "embedder.tokenizer.json")
-    _embedder_graph(vocabulary, dimension, out / "embedder.onnx", seed)
+    _embedder_graph(vocabulary, dimension, out / "embedder.onnx", seed, layer_norm)
     common = {"inputs": ["input_ids", "attention_mask"], "max_length": 64, "pad_id": 0,
               "query_prefix": "", "passage_prefix": "", "precision": "fp32"}
     manifest = {"format": 1, PROVENANCE: provenance("tests.support.tiny_bundle"),

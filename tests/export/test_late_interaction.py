@@ -1,0 +1,130 @@
+"""The late-interaction reranker (issue 19, item 3): the graph cut from an embedder, the head
+written into it, and ``lexedge late-interaction`` end to end on a tiny bundle."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+torch = pytest.importorskip("torch")
+
+from lexedge.export.late_interaction import token_graph  # noqa: E402
+from lexedge.runtime.bundle import Bundle  # noqa: E402
+from lexedge.runtime.onnx_models import OnnxLateInteraction, SharedTokenizer  # noqa: E402
+from lexedge.trainer.late_interaction import LateInteractionHead  # noqa: E402
+from support.tiny_bundle import build_tiny_bundle  # noqa: E402
+
+TEXTS = ["個人データを第三者に提供", "損害を賠償する責任", "労働時間の上限"]
+
+
+@pytest.fixture
+def layer_norm_bundle(tmp_path, tiny_dataset):
+    characters = (tiny_dataset / "corpus.jsonl").read_text(encoding="utf-8") + \
+        (tiny_dataset / "queries.jsonl").read_text(encoding="utf-8")
+    return build_tiny_bundle(tmp_path / "source", characters, reranker=False, layer_norm=True)
+
+
+def _model(bundle, graph, tmp_path, name):
+    import onnx
+
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(graph, str(path))
+    entry = dict(Bundle.load(bundle).manifest["embedder"], output="token_states",
+                 weights_output="token_weights")
+    return OnnxLateInteraction(path, SharedTokenizer(bundle / "embedder.tokenizer.json"), entry)
+
+
+def _reference_states(bundle, text):
+    """What the tiny embedder's layer normalisation gives for ``text``, made unit length."""
+    import onnx
+    from onnx import numpy_helper
+
+    weights = {i.name: numpy_helper.to_array(i)
+               for i in onnx.load(str(bundle / "embedder.onnx")).graph.initializer}
+    ids = SharedTokenizer(bundle / "embedder.tokenizer.json").encode_batch([text], 64)[0].ids
+    vectors = weights["table"][ids]
+    centred = vectors - vectors.mean(-1, keepdims=True)
+    normed = centred / np.sqrt((centred ** 2).mean(-1, keepdims=True) + 1e-5)
+    hidden = normed * weights["ln_scale"] + weights["ln_bias"]
+    return hidden / np.linalg.norm(hidden, axis=-1, keepdims=True)
+
+
+def test_untrained_graph_gives_the_last_layers_unit_states_and_maxsim(
+        layer_norm_bundle, tmp_path):
+    model = _model(layer_norm_bundle, token_graph(layer_norm_bundle / "embedder.onnx"),
+                   tmp_path, "untrained")
+    states = model.token_states(TEXTS)
+    for text, (array, weights) in zip(TEXTS, states):
+        np.testing.assert_allclose(array, _reference_states(layer_norm_bundle, text),
+                                   atol=1e-5)
+        np.testing.assert_allclose(weights, np.ones(len(array)))
+    query = _reference_states(layer_norm_bundle, TEXTS[0])
+    expected = [float((query @ _reference_states(layer_norm_bundle, t).T).max(1).mean())
+                for t in TEXTS]
+    np.testing.assert_allclose(model.score(TEXTS[0], TEXTS), expected, atol=1e-5)
+
+
+def test_the_graph_with_a_head_scores_as_the_torch_head(layer_norm_bundle, tmp_path):
+    untrained = _model(layer_norm_bundle, token_graph(layer_norm_bundle / "embedder.onnx"),
+                       tmp_path, "untrained")
+    torch.manual_seed(3)
+    head = LateInteractionHead(16)
+    with torch.no_grad():  # a head far from its start: a wrong wiring cannot hide
+        head.projection.weight.add_(0.5 * torch.randn(16, 16))
+        head.gate.weight.normal_()
+    trained = _model(layer_norm_bundle, token_graph(layer_norm_bundle / "embedder.onnx",
+                                                    head.tensors()), tmp_path, "trained")
+    (query, _), = untrained.token_states([TEXTS[1]], "query")
+    with torch.no_grad():
+        expected = head.score(torch.from_numpy(query), [
+            torch.from_numpy(a) for a, _ in untrained.token_states(TEXTS)]).numpy()
+    np.testing.assert_allclose(trained.score(TEXTS[1], TEXTS), expected, atol=1e-5)
+    (_, weights), = trained.token_states([TEXTS[1]], "query")
+    assert np.ptp(weights) > 1e-3  # the gate is in the graph, not all ones
+
+
+def test_lexedge_late_interaction_writes_a_bundle_whose_search_reranks(
+        layer_norm_bundle, tiny_dataset, tmp_path):
+    from lexedge.cli import main
+    from lexedge.runtime.searcher import Searcher
+
+    index = tmp_path / "index"
+    assert main(["index", "build", "--docs", str(tiny_dataset / "corpus.jsonl"), "--bundle",
+                 str(layer_norm_bundle), "--out", str(index)]) == 0
+    out = tmp_path / "with-reranker"
+    assert main(["late-interaction", "--bundle", str(layer_norm_bundle), "--data",
+                 str(tiny_dataset), "--index", str(index), "--out", str(out), "--epochs",
+                 "2", "--candidates", "4"]) == 0
+    bundle, source = Bundle.load(out), Bundle.load(layer_norm_bundle)
+    entry = bundle.manifest["reranker"]
+    assert entry["kind"] == "late_interaction" and isinstance(bundle.reranker(),
+                                                              OnnxLateInteraction)
+    # the embedder is untouched: indexes built with the source bundle serve the new one
+    assert bundle.embedder_id == source.embedder_id
+    assert (out / "embedder.onnx").read_bytes() == \
+        (layer_norm_bundle / "embedder.onnx").read_bytes()
+    analyzer = json.loads((index / "manifest.json").read_text())["analyzer"]["name"]
+    assert set(entry["rerank_weight_by_analyzer"]) == {analyzer}
+    assert entry["parity"]["gates"][0]["passed"]
+    result = Searcher(index, bundle=out).search("個人データを第三者に提供")
+    assert result.settings["rerank"] == len(result.hits) > 0
+    assert all("rerank" in hit.scores for hit in result.hits)
+
+
+def test_the_search_takes_the_reranker_weight_of_its_indexs_language(tiny_bundle, tmp_path):
+    from lexedge.runtime.bundle import write_manifest
+    from lexedge.runtime.index import Index
+    from lexedge.runtime.searcher import Searcher
+
+    manifest = Bundle.load(tiny_bundle).manifest
+    manifest["reranker"].update(rerank_weight=0.9, rerank_weight_by_analyzer={"ja": 0.3})
+    write_manifest(tiny_bundle, {k: v for k, v in manifest.items() if k != "manifest_sha256"})
+    documents = [{"id": "a", "text": "個人データ"}, {"id": "b", "text": "損害賠償"}]
+    for analyzer, expected in (("ja", 0.3), ("word", 0.9)):
+        index = Index.build(documents, tmp_path / analyzer, analyzer=analyzer,
+                            bundle=Bundle.load(tiny_bundle),
+                            progress=False)
+        assert Searcher(index).rerank_weight == expected
