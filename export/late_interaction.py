@@ -336,8 +336,8 @@ def build_late_interaction_bundle(config: LateInteractionConfig, log=print) -> B
                     if key not in ("files", "manifest_sha256")}
         manifest[PROVENANCE] = provenance("lexedge late-interaction")
         manifest["reranker"] = entry
-        if config.card is not None:
-            manifest["card"] = read_card(config.card)
+        manifest["card"] = _card(read_card(config.card) if config.card is not None
+                                 else source.manifest.get("card"), entry, selection)
         for name in (embedder["file"], embedder["tokenizer"]):  # a reranker it had is replaced
             shutil.copyfile(source.path / name, staging / name)
         model_card.write(staging / model_card.CARD_FILE, model_card.bundle_card(manifest))
@@ -345,6 +345,29 @@ def build_late_interaction_bundle(config: LateInteractionConfig, log=print) -> B
                              if p.is_file() and p.name != MANIFEST_FILE}
         write_manifest(staging, manifest)
     return Bundle.load(out)
+
+
+def _card(card: dict | None, entry: dict, selection: dict) -> dict | None:
+    """The card with what this command did: the reranker's method, training and dev
+    numbers, as measured in this run (a bundle without a card stays without one)."""
+    if not card:
+        return card
+    training = entry["training"]
+    head = training["head"]
+    return {**card, "models": {**(card.get("models") or {}), "reranker": (
+        "late interaction (MaxSim, Khattab and Zaharia 2020) over the embedder's own "
+        "last-layer token states, with a trained projection and query-token weights")},
+        "training": {**(card.get("training") or {}), "reranker": (
+            f"{training['examples']:,} training queries of {', '.join(selection)} (judged "
+            f"passages against the first stage's other top {training['candidates']}), "
+            f"{head['epochs']} epochs, lr {head['learning_rate']}, temperature "
+            f"{head['temperature']}; {entry['export_seconds']} s in all")},
+        "quality": {**(card.get("quality") or {}), "reranker (dev, top "
+                    f"{training['candidates']} re-scored)": "; ".join(
+                        f"{name}: MRR@10 {s['first_stage']['mrr@10']} -> "
+                        f"{s['chosen']['mrr@10']}, nDCG@10 {s['first_stage']['ndcg@10']} -> "
+                        f"{s['chosen']['ndcg@10']} at weight {s['rerank_weight']}"
+                        for name, s in selection.items())}}
 
 
 def _save(model, path: Path) -> None:

@@ -103,15 +103,21 @@ from lexedge.runtime.bundle import Bundle
 from lexedge.runtime.builtin import describe
 bundle = Bundle.load("builtin")
 vectors = bundle.embedder().encode(["民法第九十条", "合同的解除条件"], kind="query")
+scores = bundle.reranker().score("合同的解除条件", ["当事人协商一致，可以解除合同。", "民法第九十条"])
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
-print(json.dumps({"info": describe(bundle), "heavy": heavy, "shape": list(vectors.shape)}))
+print(json.dumps({"info": describe(bundle), "heavy": heavy, "shape": list(vectors.shape),
+                  "scores": scores.tolist()}))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, cwd=tmp_path)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["heavy"] == []
     assert report["shape"][0] == 2
+    # the late-interaction reranker (issue 19, item 3) re-scores through onnxruntime alone
+    assert len(report["scores"]) == 2 and report["scores"][0] > report["scores"][1]
     info = report["info"]
+    assert info["models"]["reranker"]["kind"] == "late_interaction"
+    assert set(info["models"]["reranker"]["rerank_weight_by_analyzer"]) == {"zh", "ja"}
     assert info["bytes"] <= 40_000_000
     assert {"zh", "ja"} <= set(info["languages"])
     assert info["training"] and info["quality"] and info["licences"]
