@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from lexedge.runtime import model_card
 from lexedge.runtime.builtin import bundle_location
@@ -121,14 +122,14 @@ def token_graph(embedder_onnx: Path, head: dict[str, np.ndarray] | None = None):
 
     mask = node("Cast", ["attention_mask"], "mask", to=TensorProto.FLOAT)
     last_axis = constant("last_axis", np.array([-1]))
-    states = unit(hidden, "unit")
+    states = unit_states = unit(hidden, "unit")
     if head is None:
         weights = mask
     else:
-        projected = node("MatMul", [states, constant(
+        projected = node("MatMul", [unit_states, constant(
             "projection", head["projection"].astype(np.float32))], "projected")
         states = unit(projected, "projected_unit")
-        gate = node("MatMul", [states.replace("projected_unit", "unit"), constant(
+        gate = node("MatMul", [unit_states, constant(
             "gate_weight", head["gate_weight"].astype(np.float32)[:, None])], "gate")
         gate = node("Add", [gate, constant("gate_bias", head["gate_bias"].astype(
             np.float32))], "gate_biased")
@@ -175,7 +176,7 @@ def _data_set(data: Path, index: Path, bundle: Bundle, count: int) -> _DataSet:
     dev = load_qrels(data / "qrels" / "dev.tsv", queries)
     searcher = Searcher(index, bundle=bundle.path, follow=False)
     settings = SearchSettings()
-    candidates, texts = {}, {}
+    candidates = {}
     for query_id in list(train) + list(dev):
         head = searcher.first_stage(queries[query_id], settings)
         candidates[query_id] = [(doc, score) for doc, score, _ in head]
@@ -187,14 +188,11 @@ def _data_set(data: Path, index: Path, bundle: Bundle, count: int) -> _DataSet:
             raise LexedgeError(f"{data / 'qrels' / 'train.tsv'}: judged passage {doc!r} is not "
                                f"in the index {index} (built from another corpus?)") from None
 
-    for query_id, judged in train.items():  # judged passages outside the head train too
-        for doc in [d for d, _ in candidates[query_id][:count]] + list(judged):
-            if doc not in texts:
-                texts[doc] = text_of(doc)
-    for query_id in dev:
-        for doc, _ in candidates[query_id][:count]:
-            if doc not in texts:
-                texts[doc] = text_of(doc)
+    # every head's passages, and the judged training passages outside their head (they
+    # train too)
+    wanted = [doc for query_id in candidates for doc, _ in candidates[query_id][:count]] + \
+        [doc for judged in train.values() for doc in judged]
+    texts = {doc: text_of(doc) for doc in dict.fromkeys(wanted)}
     analyzer = (searcher.index.manifest.get("analyzer") or {}).get("name")
     return _DataSet(data.name, analyzer, queries, train, dev, candidates, texts)
 
@@ -209,19 +207,23 @@ def _dev_table(data: _DataSet, scores: dict, count: int) -> dict:
     """MRR@10 and nDCG@10 of the served order at each reranker weight (0: the first stage)."""
     table = {}
     for weight in RERANK_WEIGHTS:
-        rows = [(mrr_at_k(order, judged, 10), ndcg_at_k(order, judged, 10))
-                for query_id, judged in data.dev.items()
-                for order in [_served(data.candidates[query_id], scores[query_id], weight,
-                                      count)]]
-        table[weight] = {"mrr@10": round(float(np.mean([r[0] for r in rows])), 4),
-                         "ndcg@10": round(float(np.mean([r[1] for r in rows])), 4)}
+        orders = {query_id: _served(data.candidates[query_id], scores[query_id], weight, count)
+                  for query_id in data.dev}
+        table[weight] = {name: round(float(np.mean([measure(orders[q], judged, 10) for q, judged
+                                                    in data.dev.items()])), 4)
+                         for name, measure in (("mrr@10", mrr_at_k), ("ndcg@10", ndcg_at_k))}
     return table
+
+
+def _head_scores(head, query: np.ndarray, passages) -> np.ndarray:
+    """The torch head's MaxSim scores over token-state arrays."""
+    with torch.no_grad():
+        return head.score(torch.from_numpy(query),
+                          [torch.from_numpy(p) for p in passages]).numpy()
 
 
 def build_late_interaction_bundle(config: LateInteractionConfig, log=print) -> Bundle:
     """Write ``config.out``: ``config.bundle`` with a trained late-interaction reranker."""
-    import torch
-
     if len(config.data) != len(config.indexes) or not config.data:
         raise LexedgeError(f"--data and --index: give one index per data set "
                            f"({len(config.data)} data sets, {len(config.indexes)} indexes)")
@@ -263,8 +265,7 @@ def build_late_interaction_bundle(config: LateInteractionConfig, log=print) -> B
                     [data.queries[q] for q in query_ids], "query")):
                 states[f"{number}/q/{query_id}"] = array
             for query_id, judged in data.train.items():
-                positives = [f"{number}/d/{d}" for d, grade in judged.items()
-                             if grade > 0 and f"{number}/d/{d}" in states]
+                positives = [f"{number}/d/{d}" for d, grade in judged.items() if grade > 0]
                 negatives = [f"{number}/d/{d}" for d, _ in
                              data.candidates[query_id][:config.candidates] if d not in judged]
                 if positives and negatives:
@@ -276,15 +277,11 @@ def build_late_interaction_bundle(config: LateInteractionConfig, log=print) -> B
         _save(token_graph(source.path / embedder["file"], head.tensors()), final)
         reranker = OnnxLateInteraction(final, tokenizer, entry)
 
-        def head_scores(number, data, query_id):
-            with torch.no_grad():
-                return head.score(torch.from_numpy(states[f"{number}/q/{query_id}"]), [
-                    torch.from_numpy(states[f"{number}/d/{d}"]) for d, _ in
-                    data.candidates[query_id][:config.candidates]]).numpy()
-
         selection, worst = {}, 0.0
         for number, data in enumerate(sets):
-            scores = {q: head_scores(number, data, q) for q in data.dev}
+            scores = {q: _head_scores(head, states[f"{number}/q/{q}"], [
+                states[f"{number}/d/{d}"] for d, _ in data.candidates[q][:config.candidates]])
+                for q in data.dev}
             sample = list(data.dev)[:8]
             for query_id in sample:  # the written graph against the torch head
                 passages = [data.texts[d] for d, _ in
@@ -292,9 +289,7 @@ def build_late_interaction_bundle(config: LateInteractionConfig, log=print) -> B
                 # the head over the untrained graph's states of the same batches: INT8
                 # activation scales follow batch mates, so the states of training differ
                 (query, _), = base.token_states([data.queries[query_id]], "query")
-                with torch.no_grad():
-                    expected = head.score(torch.from_numpy(query), [
-                        torch.from_numpy(a) for a, _ in base.token_states(passages)]).numpy()
+                expected = _head_scores(head, query, [a for a, _ in base.token_states(passages)])
                 graph = reranker.score(data.queries[query_id], passages)
                 worst = max(worst, float(np.abs(graph - expected).max()))
             table = _dev_table(data, scores, config.candidates)

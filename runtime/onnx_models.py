@@ -202,10 +202,10 @@ class _OnnxModel:
                 self._bulk_session = self._session(1)
             return self._bulk_session
 
-    def tokenize(self, inputs: Sequence) -> list:
-        """``tokenizers`` encodings of texts (or ``(query, passage)`` pairs), truncated to the
-        model's length (pairs longest first), unpadded."""
-        return self.tokenizer.encode_batch(inputs, self.max_length)
+    def tokenize(self, inputs: Sequence, max_length: int | None = None) -> list:
+        """``tokenizers`` encodings of texts (or ``(query, passage)`` pairs), truncated to
+        ``max_length`` (default: the model's; pairs longest first), unpadded."""
+        return self.tokenizer.encode_batch(inputs, max_length or self.max_length)
 
     def batches(self, encodings: Sequence, batch_size: int) -> Iterator[tuple[np.ndarray, dict]]:
         """Yield ``(rows, feeds)``: the positions of a batch's texts in ``encodings`` and its
@@ -228,33 +228,43 @@ class _OnnxModel:
             arrays = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
             yield rows, {name: arrays[name] for name in self.inputs}
 
-    def _run(self, inputs: Sequence, width: tuple[int, ...], batch_size: int,
-             progress: bool, description: str, on_batch=None) -> np.ndarray:
+    def _outputs(self, inputs: Sequence, outputs: Sequence[str], batch_size: int,
+                 progress: bool = False, description: str = "", on_batch=None,
+                 max_length: int | None = None) -> Iterator[tuple[np.ndarray, dict, list]]:
+        """Run ``inputs`` in length-sorted batches; yield ``(rows, feeds, arrays)`` per batch:
+        the rows' positions in ``inputs``, the batch's input arrays and the ``outputs``
+        asked for. A long run goes to the workers' one-thread sessions."""
         from tqdm import tqdm
 
-        result = np.zeros((len(inputs), *width), dtype=np.float32)
         workers = self.workers if self.bulk or len(inputs) >= BULK_BATCHES * batch_size else 1
         session = self._one_thread_session() if workers > 1 else self.session
 
         def run(batch):
             rows, feeds = batch
-            return rows, session.run([self.output], feeds)[0]
+            return rows, feeds, session.run(list(outputs), feeds)
 
         pool = ThreadPoolExecutor(workers) if workers > 1 else None
         try:
             with tqdm(total=len(inputs), desc=description, unit="text",
                       disable=None if progress else True) as bar:
                 for window in range(0, len(inputs), SORT_WINDOW):
-                    encodings = self.tokenize(inputs[window:window + SORT_WINDOW])
+                    encodings = self.tokenize(inputs[window:window + SORT_WINDOW], max_length)
                     batches = self.batches(encodings, batch_size)
-                    for rows, output in (pool.map if pool else map)(run, batches):
-                        result[window + rows] = output
+                    for rows, feeds, arrays in (pool.map if pool else map)(run, batches):
+                        yield window + rows, feeds, arrays
                         bar.update(len(rows))
                         if on_batch is not None:
                             on_batch(len(rows))
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
+
+    def _run(self, inputs: Sequence, width: tuple[int, ...], batch_size: int,
+             progress: bool, description: str, on_batch=None) -> np.ndarray:
+        result = np.zeros((len(inputs), *width), dtype=np.float32)
+        for rows, _, (output,) in self._outputs(inputs, [self.output], batch_size, progress,
+                                                description, on_batch):
+            result[rows] = output
         return result
 
 
@@ -349,13 +359,11 @@ class OnnxLateInteraction(_OnnxModel):
         if kind not in ("query", "passage"):
             raise LexedgeError(f"token states kind must be 'query' or 'passage', got {kind!r}")
         prefix = self.config.get(f"{kind}_prefix") or ""
-        length = self.passage_max_length if kind == "passage" else self.max_length
-        encodings = self.tokenizer.encode_batch([prefix + text for text in texts], length)
-        result: list = [None] * len(encodings)
-        for rows, feeds in self.batches(encodings, batch_size):
-            states, weights = self.session.run([self.output, self.weights_output], feeds)
-            for line, row in enumerate(rows):
-                tokens = len(encodings[row].ids)
+        result: list = [None] * len(texts)
+        for rows, feeds, (states, weights) in self._outputs(
+                [prefix + text for text in texts], [self.output, self.weights_output],
+                batch_size, max_length=self.passage_max_length if kind == "passage" else None):
+            for line, (row, tokens) in enumerate(zip(rows, feeds["attention_mask"].sum(1))):
                 result[row] = (states[line, :tokens], weights[line, :tokens])
         return result
 
