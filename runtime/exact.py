@@ -21,20 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from . import blas
 from .errors import LexedgeError
 
 PARAMS_FILE = "dense.json"
 VECTORS_FILE = "vectors.npy"
 LABELS_FILE = "labels.npy"
 KIND = "exact"
-
-
-@functools.cache
-def _blas():
-    """threadpoolctl's handle on the BLAS numpy loaded (looked up once)."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
 
 
 def _empty(rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -122,11 +115,7 @@ class ExactIndex:
         k = min(k, len(candidates))
         if k <= 0:
             return _empty(len(queries))
-        # One BLAS thread: OpenBLAS's threads keep spinning after a product and take the
-        # cores from the next query's onnxruntime and bm25s work. On the full STARD index the
-        # search's p50 went from 15.0 to 8.3 ms (the product alone: 1.7 ms on 2 threads,
-        # 2.8 ms on one).
-        with _blas().limit(limits=1, user_api="blas"):
+        with blas.one_blas_thread():  # why: lexedge.runtime.blas
             scores = queries @ candidates.T
         if k < scores.shape[1]:  # only the top k need sorting
             top = np.argpartition(-scores, k - 1, axis=1)[:, :k]

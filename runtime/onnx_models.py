@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import blas
 from .errors import LexedgeError
 
 # Texts tokenised at once: length sorting happens inside such a window, so memory stays
@@ -375,15 +376,24 @@ class OnnxLateInteraction(_OnnxModel):
         if not len(passages):
             return np.zeros(0, dtype=np.float32)
         (query_states, query_weights), = self.token_states([query], "query")
-        return np.array([maxsim(query_states, query_weights, states) for states, _ in
-                         self.token_states(list(passages), "passage", batch_size)],
-                        dtype=np.float32)
+        return maxsim(query_states, query_weights, [states for states, _ in self.token_states(
+            list(passages), "passage", batch_size)])
 
 
 def maxsim(query_states: np.ndarray, query_weights: np.ndarray,
-           passage_states: np.ndarray) -> float:
-    """The late-interaction score: each query token's best match among the passage's tokens
-    (unit vectors, so a cosine), averaged with the query tokens' weights."""
-    best = (query_states @ passage_states.T).max(axis=1)
+           passages: Sequence[np.ndarray]) -> np.ndarray:
+    """Late-interaction scores (float32 [len(passages)]): each query token's best match among
+    a passage's tokens (unit vectors, so a cosine), averaged with the query tokens' weights.
+    One matrix product for all passages, on one BLAS thread (:mod:`lexedge.runtime.blas`)."""
+    scores = np.zeros(len(passages), dtype=np.float32)
+    filled = [row for row, states in enumerate(passages) if len(states)]  # empty scores 0
     total = float(query_weights.sum())
-    return float(best @ query_weights) / total if total > 0 else 0.0
+    if not filled or total <= 0:
+        return scores
+    starts = np.cumsum([0] + [len(passages[row]) for row in filled[:-1]])
+    with blas.one_blas_thread():
+        # [query tokens, every passage token]
+        similarity = query_states @ np.concatenate([passages[row] for row in filled]).T
+    best = np.maximum.reduceat(similarity, starts, axis=1)  # [query tokens, passages]
+    scores[filled] = query_weights @ best / total
+    return scores

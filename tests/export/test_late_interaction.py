@@ -128,3 +128,25 @@ def test_the_search_takes_the_reranker_weight_of_its_indexs_language(tiny_bundle
                             bundle=Bundle.load(tiny_bundle),
                             progress=False)
         assert Searcher(index).rerank_weight == expected
+
+
+def test_maxsim_scores_every_passage_in_one_product_on_one_blas_thread(monkeypatch):
+    from lexedge.runtime import blas, onnx_models
+
+    random = np.random.default_rng(0)
+    unit = lambda rows: rows / np.linalg.norm(rows, axis=-1, keepdims=True)  # noqa: E731
+    query, weights = unit(random.normal(size=(5, 8))), random.uniform(0.1, 2, size=5)
+    passages = [unit(random.normal(size=(n, 8))) for n in (3, 1, 7)] + [np.zeros((0, 8))]
+    entered = []
+    real = blas.one_blas_thread
+
+    def recording():
+        entered.append(True)
+        return real()
+
+    monkeypatch.setattr(blas, "one_blas_thread", recording)
+    scores = onnx_models.maxsim(query, weights, passages)
+    expected = [float(weights @ (query @ p.T).max(1) / weights.sum()) for p in passages[:3]]
+    np.testing.assert_allclose(scores, expected + [0.0], rtol=1e-5)
+    # OpenBLAS's spinning threads took the cores from onnxruntime (lexedge.runtime.blas)
+    assert entered == [True]
