@@ -252,3 +252,16 @@ def test_a_bulk_embedder_holds_one_session_and_gives_the_same_vectors(bundle_dir
     documents = [{"id": f"d{i}", "text": text} for i, text in enumerate(texts)]
     Index.build(documents, tmp_path / "idx", bundle=Bundle.load(bundle_dir), progress=False)
     assert made == [1]
+
+
+def test_sessions_wait_without_spinning(bundle_dir):
+    """A search runs the embedder's and the reranker's sessions one after the other on the
+    same cores; spinning threads of the first took the cores from the second (issue 19,
+    ``bench/results/session_spinning.md``)."""
+    from lexedge.runtime import onnx_models
+
+    options = onnx_models.session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    reranker = Bundle.load(bundle_dir).reranker()
+    assert reranker.session.get_session_options().get_session_config_entry(
+        "session.intra_op.allow_spinning") == "0"
