@@ -353,7 +353,9 @@ class OnnxLateInteraction(_OnnxModel):
     candidates costs one pass of the 3-layer embedder over them, not a 12-layer
     cross-encoder over 20 pairs. Arguments as for :class:`OnnxEmbedder`, with the manifest's
     ``reranker`` section (``kind = "late_interaction"``, ``weights_output``, and
-    ``passage_max_length``: the tokens of a passage read when re-ranking).
+    ``passage_max_length``: the tokens of a passage read when re-ranking, unless a call names
+    its own; ``passage_max_length_by_analyzer`` holds those chosen per index language, which
+    the searcher passes).
     """
 
     KIND = "late_interaction"
@@ -364,31 +366,36 @@ class OnnxLateInteraction(_OnnxModel):
         self.passage_max_length = int(self.config.get("passage_max_length", self.max_length))
 
     def token_states(self, texts: Sequence[str], kind: str = "passage",
-                     batch_size: int = CPU_BATCH) -> list[tuple[np.ndarray, np.ndarray]]:
+                     batch_size: int = CPU_BATCH, passage_max_length: int | None = None,
+                     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """``(states [tokens, dim], weights [tokens])`` of each text, padding left out, in
-        the order given; ``kind`` picks the manifest's prefix and, for passages,
-        ``passage_max_length``."""
+        the order given; ``kind`` picks the manifest's prefix and, for passages, the tokens
+        read: ``passage_max_length``, by default the manifest's."""
         if kind not in ("query", "passage"):
             raise LexedgeError(f"token states kind must be 'query' or 'passage', got {kind!r}")
+        if passage_max_length is not None and passage_max_length < 1:
+            raise LexedgeError(f"passage max length must be at least 1, got {passage_max_length}")
         prefix = self.config.get(f"{kind}_prefix") or ""
         result: list = [None] * len(texts)
         for rows, feeds, (states, weights) in self._outputs(
                 [prefix + text for text in texts], [self.output, self.weights_output],
-                batch_size, max_length=self.passage_max_length if kind == "passage" else None):
+                batch_size, max_length=(passage_max_length or self.passage_max_length)
+                if kind == "passage" else None):
             for line, (row, tokens) in enumerate(zip(rows, feeds["attention_mask"].sum(1))):
                 result[row] = (states[line, :tokens], weights[line, :tokens])
         return result
 
     def score(self, query: str, passages: Sequence[str], batch_size: int = CPU_BATCH,
-              progress: bool = False) -> np.ndarray:
+              progress: bool = False, passage_max_length: int | None = None) -> np.ndarray:
         """MaxSim scores of ``passages`` for ``query`` (float32 [len(passages)], higher is
-        more relevant), in the order given. ``progress`` is accepted for the reranker
+        more relevant), in the order given, each passage read to ``passage_max_length``
+        tokens (default: the manifest's). ``progress`` is accepted for the reranker
         interface; 20 passages take a fraction of a second."""
         if not len(passages):
             return np.zeros(0, dtype=np.float32)
         (query_states, query_weights), = self.token_states([query], "query")
         return maxsim(query_states, query_weights, [states for states, _ in self.token_states(
-            list(passages), "passage", batch_size)])
+            list(passages), "passage", batch_size, passage_max_length)])
 
 
 def maxsim(query_states: np.ndarray, query_weights: np.ndarray,

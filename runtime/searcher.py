@@ -105,6 +105,15 @@ class Searcher:
         rerank = bundle.manifest["reranker"] if self.reranker is not None else {}
         self.rerank_weight = float((rerank.get("rerank_weight_by_analyzer") or {}).get(
             analyzer, rerank.get("rerank_weight", 1.0)))
+        # A late-interaction reranker reads as many tokens of each passage as was chosen on
+        # dev for this language (lexedge late-interaction); the manifest's default otherwise.
+        cap = (rerank.get("passage_max_length_by_analyzer") or {}).get(analyzer)
+        if cap is not None and (type(cap) is not int or cap < 1):
+            raise LexedgeError(f"{bundle.path / 'manifest.json'}: reranker."
+                               f"passage_max_length_by_analyzer.{analyzer} must be a positive "
+                               f"whole number, got {cap!r}")
+        self.rerank_options = {"passage_max_length": int(cap)} \
+            if cap and rerank.get("kind") == "late_interaction" else {}
         # The fusion weight chosen for the bundle's embedder on dev (lexedge export --alpha),
         # for this index's language when the bundle has one for it (--alpha-for ja=A);
         # DEFAULT_ALPHA when it records none.
@@ -194,7 +203,8 @@ class Searcher:
         if self.reranker is not None and settings.rerank > 0 and candidates:
             stage = time.perf_counter()
             head = candidates[:settings.rerank]
-            scores = self.reranker.score(query, [documents[d].indexed_text for d, _, _ in head])
+            scores = self.reranker.score(query, [documents[d].indexed_text for d, _, _ in head],
+                                         **self.rerank_options)
             per_stage = {doc: per for doc, _, per in head}
             candidates = [(doc, final, dict(per_stage[doc], rerank=raw)) for doc, final, raw
                           in interpolate([(d, s) for d, s, _ in head], scores, weight)] \

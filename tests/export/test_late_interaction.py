@@ -97,7 +97,7 @@ def test_lexedge_late_interaction_writes_a_bundle_whose_search_reranks(
     out = tmp_path / "with-reranker"
     assert main(["late-interaction", "--bundle", str(layer_norm_bundle), "--data",
                  str(tiny_dataset), "--index", str(index), "--out", str(out), "--epochs",
-                 "2", "--candidates", "4"]) == 0
+                 "2", "--candidates", "4", "--passage-caps", "3", "6"]) == 0
     bundle, source = Bundle.load(out), Bundle.load(layer_norm_bundle)
     entry = bundle.manifest["reranker"]
     assert entry["kind"] == "late_interaction" and isinstance(bundle.reranker(),
@@ -109,9 +109,49 @@ def test_lexedge_late_interaction_writes_a_bundle_whose_search_reranks(
     analyzer = json.loads((index / "manifest.json").read_text())["analyzer"]["name"]
     assert set(entry["rerank_weight_by_analyzer"]) == {analyzer}
     assert entry["parity"]["gates"][0]["passed"]
+    # the passage cap was chosen on dev among the caps asked for and the trained one
+    chosen = entry["training"]["selection"][tiny_dataset.name]
+    assert set(chosen["by_passage_max_length"]) == {"3", "6", str(entry["passage_max_length"])}
+    assert entry["passage_max_length_by_analyzer"] == {analyzer: chosen["passage_max_length"]}
     result = Searcher(index, bundle=out).search("個人データを第三者に提供")
     assert result.settings["rerank"] == len(result.hits) > 0
     assert all("rerank" in hit.scores for hit in result.hits)
+
+
+def test_the_search_reads_passages_to_the_cap_chosen_for_its_language(
+        layer_norm_bundle, tiny_dataset, tmp_path):
+    from lexedge.export.late_interaction import RERANKER_FILE
+    from lexedge.runtime.bundle import write_manifest
+    from lexedge.runtime.index import Index
+    from lexedge.runtime.searcher import Searcher
+    from lexedge.runtime.storage import sha256_file
+
+    import onnx
+
+    onnx.save(token_graph(layer_norm_bundle / "embedder.onnx"),
+              str(layer_norm_bundle / RERANKER_FILE))
+    manifest = Bundle.load(layer_norm_bundle).manifest
+    manifest["reranker"] = dict(manifest["embedder"], kind="late_interaction",
+                                file=RERANKER_FILE, output="token_states",
+                                weights_output="token_weights", passage_max_length=64,
+                                rerank_weight=1.0, passage_max_length_by_analyzer={"ja": 3})
+    manifest["files"][RERANKER_FILE] = sha256_file(layer_norm_bundle / RERANKER_FILE)
+    write_manifest(layer_norm_bundle, {k: v for k, v in manifest.items()
+                                       if k != "manifest_sha256"})
+    query = "個人データを第三者に提供"
+    for analyzer, cap in (("ja", 3), ("word", 64)):
+        index = Index.build(tiny_dataset / "corpus.jsonl", tmp_path / analyzer,
+                            analyzer=analyzer, bundle=Bundle.load(layer_norm_bundle),
+                            progress=False)
+        searcher = Searcher(index)
+        hits = searcher.search(query, rerank=5).hits[:5]
+        texts = [searcher.index.document(hit.id).indexed_text for hit in hits]
+        expected = searcher.reranker.score(query, texts, passage_max_length=cap)
+        np.testing.assert_allclose([hit.scores["rerank"] for hit in hits], expected, atol=1e-6)
+        if analyzer == "ja":  # the cap shortens what is read, so the scores change
+            assert all(len(states) <= 3 for states, _ in
+                       searcher.reranker.token_states(texts, passage_max_length=3))
+            assert not np.allclose(expected, searcher.reranker.score(query, texts))
 
 
 def test_the_search_takes_the_reranker_weight_of_its_indexs_language(tiny_bundle, tmp_path):
