@@ -52,7 +52,8 @@ def main(argv=None) -> int:
     entry = bundle.manifest["reranker"]
     results = {"cpu": cpu_model(), "flags": _cpu_flags(), "cores": os.cpu_count(),
                "reranker": {key: entry.get(key) for key in (
-                   "kind", "rerank_weight", "rerank_weight_by_analyzer", "passage_max_length")},
+                   "kind", "rerank_weight", "rerank_weight_by_analyzer", "passage_max_length",
+                   "passage_max_length_by_analyzer")},
                "rerank": args.rerank, "rows": []}
     for spec in args.index:
         dataset, index = spec.split("=", 1)
@@ -71,7 +72,9 @@ def main(argv=None) -> int:
              "", f"CPU: {results['cpu']} ({results['flags']}), {results['cores']} cores. "
              "Each dataset's **full** corpus, its dev questions through `lexedge search`'s "
              "path (INT8, K = 100, BM25 + dense fused at the bundle's alpha); the reranker "
-             f"weight is the bundle's for the index's language ({entry.get('rerank_weight_by_analyzer')}).",
+             f"weight is the bundle's for the index's language ({entry.get('rerank_weight_by_analyzer')}), "
+             "and so is the number of tokens read of each passage "
+             f"({entry.get('passage_max_length_by_analyzer')}, else {entry.get('passage_max_length')}).",
              "", "| dataset | row | R@10 | R@100 | MRR@10 | nDCG@10 | p50 ms | p95 ms | "
              "peak RSS MB |", "|---|---|---|---|---|---|---|---|---|"]
     for row in results["rows"]:

@@ -79,7 +79,8 @@ def describe(bundle) -> dict:
             .get("kept"), "parity": (entry.get("parity") or {}).get("status"),
             **({"kind": entry.get("kind", "cross_encoder"),
                 "rerank_weight": entry.get("rerank_weight"),
-                "rerank_weight_by_analyzer": entry.get("rerank_weight_by_analyzer")}
+                "rerank_weight_by_analyzer": entry.get("rerank_weight_by_analyzer"),
+                "passage_max_length_by_analyzer": entry.get("passage_max_length_by_analyzer")}
                if section == "reranker" else {}),
             **({"base_model": card["models"].get(section)} if isinstance(
                 card.get("models"), dict) and section in card["models"] else {})}
@@ -105,6 +106,10 @@ def format_info(info: dict) -> str:
                  f"{model['bytes'] / 1e6:.1f} MB + tokenizer "
                  f"{model['tokenizer_bytes'] / 1e6:.1f} MB", f"parity {model.get('parity')}"]
         lines.append(f"  {section:<11} " + ", ".join(f for f in facts if f))
+        if model.get("passage_max_length_by_analyzer"):
+            lines.append(f"  {'':<11} passages read to " + ", ".join(
+                f"{tokens} tokens ({name})" for name, tokens in
+                model["passage_max_length_by_analyzer"].items()) + " when re-ranking")
         if model.get("base_model"):
             lines.append(f"  {'':<11} from {model['base_model']}")
     if info.get("card"):

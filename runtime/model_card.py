@@ -92,6 +92,9 @@ def bundle_card(manifest: dict) -> str:
         if kind == "reranker":
             facts += [f"- rerank weight for the `{name}` analyzer: {value}"
                       for name, value in (entry.get("rerank_weight_by_analyzer") or {}).items()]
+            facts += [f"- passages read to {value} tokens for the `{name}` analyzer"
+                      for name, value in
+                      (entry.get("passage_max_length_by_analyzer") or {}).items()]
         parity = entry.get("parity") or {}
         facts += ["", f"Parity ({parity.get('status')}):", ""] + table(
             [(g["gate"], g["value"], f"{g['comparison']} {g['threshold']}",
