@@ -382,10 +382,15 @@ def _checked_file_list(path: Path, manifest: dict) -> dict[Path, str]:
     return files
 
 
+# bytes hashed at a time while the index is read beside (``sha256_file``)
+VERIFY_CHUNK = 1 << 24
+
+
 def _verify_files(files: dict[Path, str]) -> None:
     """Refuse, naming it, a file whose content has changed since the index was written."""
+    buffer = bytearray(VERIFY_CHUNK)  # one for every file: its size does not follow theirs
     for file, expected in files.items():
-        if sha256_file(file) != expected:
+        if sha256_file(file, buffer=buffer) != expected:
             raise LexedgeError(f"{file}: sha256 mismatch (changed or damaged since the index "
                                f"was written); {REBUILD}")
 

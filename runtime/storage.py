@@ -302,17 +302,19 @@ def write_json_atomic(path: str | Path, payload) -> None:
 
 # -- hashes and manifests ----------------------------------------------------------------------
 
-def sha256_file(path: str | Path, chunk_size: int = 1 << 24) -> str:
-    """The sha256 of a file's bytes, read in large chunks into one buffer. Reading and
-    hashing leave the GIL; each chunk takes it back, which waits for whatever Python code runs
-    beside (an index hashed while it is read): with 16 MB chunks that is a few dozen times for
-    a full STARD index, not hundreds."""
+def sha256_file(path: str | Path, chunk_size: int = 1 << 20,
+                buffer: bytearray | None = None) -> str:
+    """The sha256 of a file's bytes, read in chunks into one buffer: ``buffer`` when given
+    (reused over many files), else one of ``chunk_size`` at most. Reading and hashing leave
+    the GIL; each chunk takes it back, which waits for whatever Python code runs beside, so a
+    hash run beside other work (an index hashed while it is read) takes a large buffer: 16 MB
+    take the GIL back a few dozen times for a full STARD index, not hundreds."""
     digest = hashlib.sha256()
     with open(path, "rb", buffering=0) as handle:
-        # no larger than the file: an index has many small files
-        buffer = memoryview(bytearray(max(1, min(chunk_size, os.fstat(handle.fileno()).st_size))))
-        while read := handle.readinto(buffer):
-            digest.update(buffer[:read])
+        view = memoryview(buffer if buffer is not None else bytearray(
+            max(1, min(chunk_size, os.fstat(handle.fileno()).st_size))))  # small files
+        while read := handle.readinto(view):
+            digest.update(view[:read])
     return digest.hexdigest()
 
 
