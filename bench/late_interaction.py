@@ -72,9 +72,10 @@ def main(argv=None) -> int:
              "", f"CPU: {results['cpu']} ({results['flags']}), {results['cores']} cores. "
              "Each dataset's **full** corpus, its dev questions through `lexedge search`'s "
              "path (INT8, K = 100, BM25 + dense fused at the bundle's alpha); the reranker "
-             f"weight is the bundle's for the index's language ({entry.get('rerank_weight_by_analyzer')}), "
-             "and so is the number of tokens read of each passage "
-             f"({entry.get('passage_max_length_by_analyzer')}, else {entry.get('passage_max_length')}).",
+             "weight is the bundle's for the index's language "
+             f"({entry.get('rerank_weight_by_analyzer')}), and so is the number of tokens read "
+             f"of each passage ({entry.get('passage_max_length_by_analyzer')}, else "
+             f"{entry.get('passage_max_length')}).",
              "", "| dataset | row | R@10 | R@100 | MRR@10 | nDCG@10 | p50 ms | p95 ms | "
              "peak RSS MB |", "|---|---|---|---|---|---|---|---|---|"]
     for row in results["rows"]:

@@ -197,7 +197,7 @@ class Index:
                                  "build one with `lexedge index build`")
         files = _checked_file_list(path, manifest)
         # The files are hashed on a second thread while this one reads them (hashlib and
-        # file reads leave the GIL): a cold full-STARD search spent 0.2 s hashing 236 MB
+        # file reads leave the GIL): a cold full-STARD search spent 0.2 s hashing 247 MB
         # before it read anything. Nothing read is returned before every hash has matched,
         # and a damaged file is reported as damaged even when reading it failed first.
         with ThreadPoolExecutor(1) as pool:
