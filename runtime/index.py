@@ -186,7 +186,14 @@ class Index:
         for _ in range(5):
             settle(path)
             identity = _identity(path)
-            index = cls._read(path, bundle, identity)
+            try:
+                index = cls._read(path, bundle, identity)
+            except LexedgeError:
+                # a file that changed because the whole index was replaced meanwhile is not
+                # damage: read the new version
+                if _identity(path) != identity:
+                    continue
+                raise
             if _identity(path) == identity:
                 return index
         raise LexedgeError(f"{path}: replaced faster than it can be read; try again")
