@@ -49,9 +49,10 @@ RERANKER_FILE = "reranker.onnx"
 STATES, WEIGHTS = "token_states", "token_weights"
 RERANK_WEIGHTS = tuple(round(0.1 * step, 1) for step in range(11))
 # Passage caps tried on dev (tokens, those up to the trained cap, which is always tried). On
-# the full STARD index, 124 dev questions, 2 AVX2 cores, the top 20 re-scored read to 128
-# tokens instead of 256 took p95 137 ms instead of 187 at MRR@10 0.5810 against 0.5722;
-# ja_appi's longer clauses lose 8 points of MRR@10 at 128 (work-out probe, one run).
+# the full STARD index, 124 dev questions, 2 AVX2 cores, searches with the top 20 re-scored
+# read to 128 tokens instead of 256 took p95 145.4 ms instead of 191.9 at MRR@10 0.5864
+# against 0.5699; ja_appi's longer clauses lose 8 points of MRR@10 at 128
+# (``bench/passage_cap.py``, one run).
 PASSAGE_CAPS = (64, 96, 128, 192, 256)
 # the largest difference allowed between the written graph's scores and the torch head's
 MAX_SCORE_DIFFERENCE = 1e-4
@@ -233,9 +234,14 @@ def _served_scores(reranker: OnnxLateInteraction, data: _DataSet, count: int,
         passage_max_length=passage_max_length) for query_id in data.dev}
 
 
+def _quality(metrics: dict) -> float:
+    """What the choices on dev maximise: MRR@10 + nDCG@10."""
+    return metrics["mrr@10"] + metrics["ndcg@10"]
+
+
 def _best_weight(table: dict) -> dict:
     """The best weight of a dev table and its metrics (the lower weight wins a tie)."""
-    weight = max(table, key=lambda w: (table[w]["mrr@10"] + table[w]["ndcg@10"], -w))
+    weight = max(table, key=lambda w: (_quality(table[w]), -w))
     return {"rerank_weight": weight, **table[weight]}
 
 
@@ -329,9 +335,8 @@ def build_late_interaction_bundle(config: LateInteractionConfig, log=print) -> B
                                                            cap), config.candidates)
                       for cap in caps}
             default_tables.append(tables[default_cap])
-            cap, weight = max(((c, w) for c in caps for w in RERANK_WEIGHTS), key=lambda cw: (
-                tables[cw[0]][cw[1]]["mrr@10"] + tables[cw[0]][cw[1]]["ndcg@10"],
-                -cw[0], -cw[1]))
+            cap, weight = max(((c, w) for c in caps for w in RERANK_WEIGHTS),
+                              key=lambda cw: (_quality(tables[cw[0]][cw[1]]), -cw[0], -cw[1]))
             table = tables[cap]
             selection[data.name] = {
                 "analyzer": data.analyzer, "dev_queries": len(data.dev),
@@ -346,8 +351,8 @@ def build_late_interaction_bundle(config: LateInteractionConfig, log=print) -> B
         shutil.rmtree(work)
         # for an analyzer no dev set spoke for: the best weight at the trained cap over all
         # dev sets, each set counting alike
-        overall = max(RERANK_WEIGHTS, key=lambda w: (sum(
-            t[w]["mrr@10"] + t[w]["ndcg@10"] for t in default_tables), -w))
+        overall = max(RERANK_WEIGHTS, key=lambda w: (
+            sum(_quality(t[w]) for t in default_tables), -w))
         entry.update(
             rerank_weight=overall,
             rerank_weight_by_analyzer={s["analyzer"]: s["rerank_weight"]

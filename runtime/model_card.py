@@ -87,9 +87,9 @@ def bundle_card(manifest: dict) -> str:
             facts.append("- from " + " ← ".join(f"`{s['stage']}`" for s in chain))
         if (card.get("models") or {}).get(kind):
             facts.append(f"- {card['models'][kind]}")
-        if kind == "reranker" and entry.get("rerank_weight") is not None:
-            facts.append(f"- rerank weight {entry['rerank_weight']}")
         if kind == "reranker":
+            if entry.get("rerank_weight") is not None:
+                facts.append(f"- rerank weight {entry['rerank_weight']}")
             facts += [f"- rerank weight for the `{name}` analyzer: {value}"
                       for name, value in (entry.get("rerank_weight_by_analyzer") or {}).items()]
             facts += [f"- passages read to {value} tokens for the `{name}` analyzer"

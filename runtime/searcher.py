@@ -24,6 +24,7 @@ from .errors import LexedgeError
 from .filters import FilterCache, matches
 from .fusion import fuse, interpolate
 from .index import Index
+from .onnx_models import OnnxLateInteraction
 from .settings import DEFAULT_ALPHA, SearchSettings
 from .snippets import matched_terms, snippet
 
@@ -112,8 +113,8 @@ class Searcher:
             raise LexedgeError(f"{bundle.path / 'manifest.json'}: reranker."
                                f"passage_max_length_by_analyzer.{analyzer} must be a positive "
                                f"whole number, got {cap!r}")
-        self.rerank_options = {"passage_max_length": int(cap)} \
-            if cap and rerank.get("kind") == "late_interaction" else {}
+        self.rerank_options = {"passage_max_length": cap} \
+            if cap and rerank.get("kind") == OnnxLateInteraction.KIND else {}
         # The fusion weight chosen for the bundle's embedder on dev (lexedge export --alpha),
         # for this index's language when the bundle has one for it (--alpha-for ja=A);
         # DEFAULT_ALPHA when it records none.
