@@ -262,12 +262,15 @@ def build_late_interaction_bundle(config: LateInteractionConfig, log=print) -> B
         if value is not None and value < 1:
             raise LexedgeError(f"{name}: a passage length must be at least 1 token, got {value}")
     source = Bundle.load(bundle_location(config.bundle))
+    embedder = source.manifest["embedder"]
+    if (config.passage_max_length or 0) > embedder["max_length"]:
+        raise LexedgeError(f"--passage-max-length: at most the embedder's max_length, "
+                           f"{embedder['max_length']} tokens, not {config.passage_max_length}")
     out = Path(config.out)
     if out.resolve() == source.path.resolve():
         raise LexedgeError(f"--out {out}: is the source bundle; write a new folder")
     refuse_foreign(out, "bundle", legacy=_legacy_bundle)
     started = time.perf_counter()
-    embedder = source.manifest["embedder"]
     entry = {"kind": OnnxLateInteraction.KIND, "file": RERANKER_FILE,
              "tokenizer": embedder["tokenizer"], "inputs": list(embedder["inputs"]),
              "output": STATES, "weights_output": WEIGHTS, "layers": embedder.get("layers"),

@@ -363,7 +363,17 @@ class OnnxLateInteraction(_OnnxModel):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.weights_output = self.config.get("weights_output", "token_weights")
-        self.passage_max_length = int(self.config.get("passage_max_length", self.max_length))
+        self.passage_max_length = self.checked_passage_length(int(self.config.get(
+            "passage_max_length", self.max_length)))
+
+    def checked_passage_length(self, tokens: int) -> int:
+        """``tokens``, when a passage may be read that far: at least 1 and at most the
+        model's ``max_length`` (beyond it the graph has no positions, and onnxruntime fails
+        with a shape error)."""
+        if not 1 <= tokens <= self.max_length:
+            raise LexedgeError(f"{self.model_path}: passages can be read to 1-{self.max_length} "
+                               f"tokens (the model's max_length), not {tokens}")
+        return tokens
 
     def token_states(self, texts: Sequence[str], kind: str = "passage",
                      batch_size: int = CPU_BATCH, passage_max_length: int | None = None,
@@ -373,8 +383,8 @@ class OnnxLateInteraction(_OnnxModel):
         read: ``passage_max_length``, by default the manifest's."""
         if kind not in ("query", "passage"):
             raise LexedgeError(f"token states kind must be 'query' or 'passage', got {kind!r}")
-        if passage_max_length is not None and passage_max_length < 1:
-            raise LexedgeError(f"passage max length must be at least 1, got {passage_max_length}")
+        if passage_max_length is not None:
+            self.checked_passage_length(passage_max_length)
         prefix = self.config.get(f"{kind}_prefix") or ""
         result: list = [None] * len(texts)
         for rows, feeds, (states, weights) in self._outputs(

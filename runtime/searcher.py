@@ -109,12 +109,14 @@ class Searcher:
         # A late-interaction reranker reads as many tokens of each passage as was chosen on
         # dev for this language (lexedge late-interaction); the manifest's default otherwise.
         cap = (rerank.get("passage_max_length_by_analyzer") or {}).get(analyzer)
-        if cap is not None and (type(cap) is not int or cap < 1):
-            raise LexedgeError(f"{bundle.path / 'manifest.json'}: reranker."
-                               f"passage_max_length_by_analyzer.{analyzer} must be a positive "
-                               f"whole number, got {cap!r}")
-        self.rerank_options = {"passage_max_length": cap} \
-            if cap and rerank.get("kind") == OnnxLateInteraction.KIND else {}
+        self.rerank_options = {}
+        if cap is not None and isinstance(self.reranker, OnnxLateInteraction):
+            if type(cap) is not int or not 1 <= cap <= self.reranker.max_length:
+                raise LexedgeError(f"{bundle.path / 'manifest.json'}: reranker."
+                                   f"passage_max_length_by_analyzer.{analyzer} must be a whole "
+                                   f"number of tokens within 1-{self.reranker.max_length}, got "
+                                   f"{cap!r}")
+            self.rerank_options = {"passage_max_length": cap}
         # The fusion weight chosen for the bundle's embedder on dev (lexedge export --alpha),
         # for this index's language when the bundle has one for it (--alpha-for ja=A);
         # DEFAULT_ALPHA when it records none.

@@ -190,3 +190,44 @@ def test_maxsim_scores_every_passage_in_one_product_on_one_blas_thread(monkeypat
     np.testing.assert_allclose(scores, expected + [0.0], rtol=1e-5)
     # OpenBLAS's spinning threads took the cores from onnxruntime (lexedge.runtime.blas)
     assert entered == [True]
+
+
+def test_a_passage_length_beyond_the_models_is_refused_in_one_line(
+        layer_norm_bundle, tiny_dataset, tmp_path, capsys):
+    from lexedge.cli import main
+    from lexedge.export.late_interaction import RERANKER_FILE
+    from lexedge.runtime.bundle import write_manifest
+    from lexedge.runtime.errors import LexedgeError
+    from lexedge.runtime.index import Index
+    from lexedge.runtime.searcher import Searcher
+    from lexedge.runtime.storage import sha256_file
+
+    import onnx
+
+    model = _model(layer_norm_bundle, token_graph(layer_norm_bundle / "embedder.onnx"),
+                   tmp_path, "untrained")
+    limit = model.max_length
+    # the built-in's graph has no positions past it: onnxruntime fails with a shape error
+    with pytest.raises(LexedgeError, match=f"1-{limit} tokens"):
+        model.score(TEXTS[0], TEXTS, passage_max_length=limit + 1)
+    onnx.save(token_graph(layer_norm_bundle / "embedder.onnx"),
+              str(layer_norm_bundle / RERANKER_FILE))
+    manifest = Bundle.load(layer_norm_bundle).manifest
+    manifest["reranker"] = dict(manifest["embedder"], kind="late_interaction",
+                                file=RERANKER_FILE, output="token_states",
+                                weights_output="token_weights",
+                                passage_max_length_by_analyzer={"ja": limit + 1})
+    manifest["files"][RERANKER_FILE] = sha256_file(layer_norm_bundle / RERANKER_FILE)
+    write_manifest(layer_norm_bundle, {k: v for k, v in manifest.items()
+                                       if k != "manifest_sha256"})
+    index = Index.build(tiny_dataset / "corpus.jsonl", tmp_path / "ja", analyzer="ja",
+                        bundle=Bundle.load(layer_norm_bundle), progress=False)
+    with pytest.raises(LexedgeError, match="passage_max_length_by_analyzer.ja .*within 1-"):
+        Searcher(index)
+    out = tmp_path / "with-reranker"
+    assert main(["late-interaction", "--bundle", str(layer_norm_bundle), "--data",
+                 str(tiny_dataset), "--index", str(index), "--out", str(out),
+                 "--passage-max-length", str(limit + 1)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "--passage-max-length" in error and len(error.splitlines()) == 1
+    assert not out.exists()
