@@ -52,6 +52,9 @@ class BM25Index:
         analyzer: the analyzer used for both documents and queries.
     """
 
+    #: the saved files that only :meth:`changed` reads (a search never does)
+    UPDATE_FILES = (TERMS_FILE, TERM_OFFSETS_FILE, VOCABULARY_FILE)
+
     def __init__(self, retriever, doc_ids: Sequence[str], analyzer: Analyzer,
                  terms: tuple[list[np.ndarray], list[str]] | None = None):
         self.retriever = retriever

@@ -203,18 +203,29 @@ class Index:
         manifest = read_manifest(path, "index", FORMAT_VERSION,
                                  "build one with `lexedge index build`")
         files = _checked_file_list(path, manifest)
-        # The files are hashed on a second thread while this one reads them (hashlib and
-        # file reads leave the GIL): a cold full-STARD search spent 0.2 s hashing 247 MB
-        # before it read anything. Nothing read is returned before every hash has matched,
-        # and a damaged file is reported as damaged even when reading it failed first.
-        with ThreadPoolExecutor(1) as pool:
-            verified = pool.submit(_verify_files, files)
+        # The files a search reads are hashed while this thread reads them, on up to
+        # VERIFY_THREADS threads (hashlib and file reads leave the GIL): a cold full-STARD
+        # search spent 0.2 s hashing 247 MB before it read anything. The files only an update
+        # reads (BM25_UPDATE_FILES) are hashed when an update reads them (_rewrite). Nothing
+        # read is returned before every hash has matched, and a damaged file is reported as
+        # damaged even when reading it failed first.
+        groups = _hash_groups({file: expected for file, expected in files.items()
+                               if file.relative_to(path).as_posix() not in BM25_UPDATE_FILES},
+                              VERIFY_THREADS)
+        # every buffer made before any thread starts: the peak memory does not depend on
+        # how the threads interleave
+        buffers = [bytearray(VERIFY_CHUNK // max(1, len(groups))) for _ in groups]
+        with ThreadPoolExecutor(len(groups) or 1) as pool:
+            verified = [pool.submit(_verify_files, group, buffer)
+                        for group, buffer in zip(groups, buffers)]
             try:
                 index = cls._read_verified(path, manifest, bundle, identity)
             except Exception:
-                verified.result()
+                for group in verified:
+                    group.result()
                 raise
-            verified.result()
+            for group in verified:
+                group.result()
         return index
 
     @classmethod
@@ -301,6 +312,9 @@ class Index:
     def _rewrite(self, remove_ids: list[str], new_documents: list[Document],
                  progress: bool = False) -> "Index":
         removed_rows = {self.row_of(d) for d in remove_ids}
+        # the stored terms were not hashed when the index was opened for searching
+        _verify_files({self.path / name: self.manifest["files"][name]
+                       for name in BM25_UPDATE_FILES if name in self.manifest["files"]})
         with atomic_directory(self.path, kind="index") as staging:
             for name in ("docs.jsonl", "docs.offsets.npy", "docs.ids.json"):
                 shutil.copy2(self.path / name, staging / name)
@@ -389,13 +403,35 @@ def _checked_file_list(path: Path, manifest: dict) -> dict[Path, str]:
     return files
 
 
-# bytes hashed at a time while the index is read beside (``sha256_file``)
+# bytes hashed at a time while the index is read beside (``sha256_file``), shared out among
+# the hashing threads; each thread reuses its part for every file, so that what hashing holds
+# does not follow the files' sizes
 VERIFY_CHUNK = 1 << 24
+# threads hashing an index's files as it opens, each taking whole files, the largest first:
+# on 2 cores, two threads beside the reading one open the full STARD index faster than one
+# (``bench/index_open.py``)
+VERIFY_THREADS = min(4, os.cpu_count() or 1)
+#: The files of an index that only an update reads (each document's stored BM25 terms): a
+#: search does not hash them, an update does before it reads them.
+BM25_UPDATE_FILES = tuple(f"bm25/{name}" for name in BM25Index.UPDATE_FILES)
 
 
-def _verify_files(files: dict[Path, str]) -> None:
-    """Refuse, naming it, a file whose content has changed since the index was written."""
-    buffer = bytearray(VERIFY_CHUNK)  # one for every file: its size does not follow theirs
+def _hash_groups(files: dict[Path, str], threads: int) -> list[dict[Path, str]]:
+    """``files`` in at most ``threads`` groups of about equal bytes (largest file first, each
+    to the lightest group)."""
+    groups: list[dict[Path, str]] = [{} for _ in range(max(1, min(threads, len(files))))]
+    loads = [0] * len(groups)
+    for file in sorted(files, key=lambda file: file.stat().st_size, reverse=True):
+        lightest = loads.index(min(loads))
+        groups[lightest][file] = files[file]
+        loads[lightest] += file.stat().st_size
+    return [group for group in groups if group]
+
+
+def _verify_files(files: dict[Path, str], buffer: bytearray | None = None) -> None:
+    """Refuse, naming it, a file whose content has changed since the index was written
+    (hashed through ``buffer``, by default one of ``VERIFY_CHUNK`` bytes)."""
+    buffer = buffer if buffer is not None else bytearray(VERIFY_CHUNK)
     for file, expected in files.items():
         if sha256_file(file, buffer=buffer) != expected:
             raise LexedgeError(f"{file}: sha256 mismatch (changed or damaged since the index "

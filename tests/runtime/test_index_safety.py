@@ -360,6 +360,22 @@ def test_an_edited_or_damaged_index_is_refused_by_name(hybrid_index, damage):
     assert name in error and "rebuild" in error
 
 
+@pytest.mark.parametrize("name", ["terms.npy", "terms.offsets.npy", "terms.vocabulary.json"])
+def test_damaged_update_only_terms_are_refused_by_the_update_that_reads_them(
+        tiny_dataset, tmp_path, name):
+    """A search does not read (nor hash) the stored BM25 terms; an update, which rebuilds
+    BM25 from them, refuses them by name when they changed, and changes nothing."""
+    Index.build(tiny_dataset / "corpus.jsonl", tmp_path / "idx", progress=False)
+    before = Searcher(tmp_path / "idx").search("労働時間").hits
+    _truncate(f"bm25/{name}")(tmp_path / "idx")
+    assert Searcher(tmp_path / "idx").search("労働時間").hits == before
+    added = write_jsonl(tmp_path / "new.jsonl", [{"id": "new", "text": "労働時間の新しい規定"}])
+    error = one_line_error(lexedge("index", "add", "--index", tmp_path / "idx",
+                                   "--docs", added))
+    assert f"{name}: sha256 mismatch" in error and "rebuild" in error
+    assert len(Index.load(tmp_path / "idx")) == 6
+
+
 # -- finding 11: same vectors, same dense index ------------------------------------------------
 
 def test_dense_builds_of_the_same_vectors_are_identical(tmp_path):
