@@ -421,11 +421,20 @@ def _hash_groups(files: dict[Path, str], threads: int) -> list[dict[Path, str]]:
     to the lightest group)."""
     groups: list[dict[Path, str]] = [{} for _ in range(max(1, min(threads, len(files))))]
     loads = [0] * len(groups)
-    for file in sorted(files, key=lambda file: file.stat().st_size, reverse=True):
+    sizes = {file: _size(file) for file in files}
+    for file in sorted(files, key=sizes.__getitem__, reverse=True):
         lightest = loads.index(min(loads))
         groups[lightest][file] = files[file]
-        loads[lightest] += file.stat().st_size
+        loads[lightest] += sizes[file]
     return [group for group in groups if group]
+
+
+def _size(file: Path) -> int:
+    """``file``'s size; 0 when it is gone (hashing it then names it)."""
+    try:
+        return file.stat().st_size
+    except OSError:
+        return 0
 
 
 def _verify_files(files: dict[Path, str], buffer: bytearray | None = None) -> None:
@@ -433,7 +442,12 @@ def _verify_files(files: dict[Path, str], buffer: bytearray | None = None) -> No
     (hashed through ``buffer``, by default one of ``VERIFY_CHUNK`` bytes)."""
     buffer = buffer if buffer is not None else bytearray(VERIFY_CHUNK)
     for file, expected in files.items():
-        if sha256_file(file, buffer=buffer) != expected:
+        try:
+            found = sha256_file(file, buffer=buffer)
+        except OSError as exc:  # gone or unreadable: an index replaced meanwhile is read again
+            raise LexedgeError(f"{file}: unreadable ({exc.strerror or exc}); {REBUILD}") \
+                from None
+        if found != expected:
             raise LexedgeError(f"{file}: sha256 mismatch (changed or damaged since the index "
                                f"was written); {REBUILD}")
 

@@ -360,6 +360,23 @@ def test_an_edited_or_damaged_index_is_refused_by_name(hybrid_index, damage):
     assert name in error and "rebuild" in error
 
 
+def test_a_file_gone_while_the_index_opens_is_named_not_a_traceback(hybrid_index, monkeypatch):
+    """A file that vanishes between the manifest check and its hash (a copy or cleanup under
+    way) is reported in one line naming it, as Index.load reports damage."""
+    from lexedge.runtime import index as index_module
+
+    checked = index_module._checked_file_list
+
+    def vanishing(path, manifest):
+        files = checked(path, manifest)
+        (path / "dense" / "vectors.npy").unlink()
+        return files
+
+    monkeypatch.setattr(index_module, "_checked_file_list", vanishing)
+    with pytest.raises(LexedgeError, match=r"vectors\.npy: unreadable .*rebuild"):
+        Index.load(hybrid_index)
+
+
 @pytest.mark.parametrize("name", ["terms.npy", "terms.offsets.npy", "terms.vocabulary.json"])
 def test_damaged_update_only_terms_are_refused_by_the_update_that_reads_them(
         tiny_dataset, tmp_path, name):
