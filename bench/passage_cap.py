@@ -7,6 +7,7 @@ process and each question taken by every cap in turn, so the machine's pace fall
     lexedge index build --docs ../shared/data/stard/corpus.jsonl --bundle builtin --out work-out/idx_stard
     python bench/passage_cap.py --index stard=work-out/idx_stard --caps 64 96 128 192 256
 
+Each cap is asked as a search asks it, ``rerank_tokens`` (``lexedge search --rerank-tokens``).
 The bundle's own choice (``lexedge late-interaction`` picks the cap per language on dev) is
 in its manifest, ``reranker.passage_max_length_by_analyzer``. Writes
 ``bench/results/NAME.{json,md}``.
@@ -44,8 +45,7 @@ def measure(index: Path, data: Path, caps: list[int], rerank: int, rounds: int) 
     for round_ in range(rounds):
         for query_id, judged in dev.items():
             for cap in caps:
-                searcher.rerank_options = {"passage_max_length": cap}
-                result = searcher.search(queries[query_id], rerank=rerank)
+                result = searcher.search(queries[query_id], rerank=rerank, rerank_tokens=cap)
                 row = rows[cap]
                 row["total"].append(result.timings_ms["total"])
                 row["rerank"].append(result.timings_ms["rerank"])

@@ -24,7 +24,8 @@ def register_bundle_builder(name: str, build: Callable[[Path], None]) -> None:
 
 #: The search settings ``lexedge eval`` takes: the run's depth replaces ``top``, and a benchmark
 #: is not filtered.
-EVAL_SETTINGS = ("budget", "pool", "rerank", "rerank_weight", "alpha", "fusion")
+EVAL_SETTINGS = ("budget", "pool", "rerank", "rerank_weight", "rerank_tokens", "alpha",
+                 "fusion")
 
 JSON_HELP = "print the result as one JSON object (for scripts)"
 
@@ -593,8 +594,9 @@ def run_search(args: argparse.Namespace) -> int:
         stages = " ".join(f"{k} {v:.3f}" for k, v in hit.scores.items())
         print(f"{hit.rank:>3}. {title}  [{doc_id}]  {stages}")
         print(f"     {displayable(hit.snippet)}")
-    weight = result.settings["rerank_weight"]
+    weight, tokens = result.settings["rerank_weight"], result.settings.get("rerank_tokens")
     mixed = f" at weight {weight:g}" if weight is not None and weight != 1.0 else ""
+    mixed += f", {tokens} tokens each" if tokens is not None else ""
     print(f"({result.timings_ms['total']:.0f} ms, budget {result.settings['budget']}, "
           f"reranked {result.settings['rerank']}{mixed})")
     return found(result)

@@ -27,7 +27,8 @@ RUN_DEPTH = max(RECALL_CUTOFFS)
 class EvalConfig:
     """What ``lexedge eval`` was asked to do (saved beside the metrics).
 
-    ``budget``, ``rerank``, ``alpha``, ``fusion`` and ``rerank_weight`` are the served
+    ``budget``, ``rerank``, ``alpha``, ``fusion``, ``rerank_weight`` and ``rerank_tokens``
+    are the served
     methods' :class:`~lexedge.runtime.settings.SearchSettings`, with its defaults and checks
     (:meth:`search_settings`); ``depth`` replaces its ``top``.
     """
@@ -47,6 +48,7 @@ class EvalConfig:
     alpha: float | None = SearchSettings.alpha  # None: the bundle's
     fusion: str = SearchSettings.fusion
     rerank_weight: float | None = SearchSettings.rerank_weight  # None: the bundle's
+    rerank_tokens: int | None = SearchSettings.rerank_tokens  # None: the bundle's
     depth: int = RUN_DEPTH
     extra: dict = field(default_factory=dict)
 
@@ -57,7 +59,8 @@ class EvalConfig:
         """These search settings as :class:`SearchSettings`, with ``changes``."""
         return SearchSettings(budget=self.budget, pool=self.pool, rerank=self.rerank,
                               alpha=self.alpha, fusion=self.fusion,
-                              rerank_weight=self.rerank_weight).replace(**changes)
+                              rerank_weight=self.rerank_weight,
+                              rerank_tokens=self.rerank_tokens).replace(**changes)
 
 
 @dataclass
@@ -135,6 +138,7 @@ def _searcher_retriever(config: EvalConfig, dataset: BeirDataset) -> Retriever:
              "fusion": config.fusion,
              "rerank_weight": (searcher.rerank_weight if config.rerank_weight is None
                                else config.rerank_weight) if rerank else None,
+             "rerank_tokens": searcher.rerank_tokens_for(settings) if rerank else None,
              "corpus_size": len(live_ids), "doc_ids": live_ids,
              "index_seconds": round(time.perf_counter() - started, 3),
              "_keep_alive": workdir}

@@ -203,11 +203,13 @@ class Searcher:
             else float(settings.rerank_weight)
         if not 0.0 <= weight <= 1.0:  # the bundle's
             raise LexedgeError(f"rerank weight {weight:g}: must be within [0, 1]")
+        tokens = self.rerank_tokens_for(settings) if settings.rerank > 0 else None
+        options = {} if tokens is None else {"passage_max_length": tokens}
         if self.reranker is not None and settings.rerank > 0 and candidates:
             stage = time.perf_counter()
             head = candidates[:settings.rerank]
             scores = self.reranker.score(query, [documents[d].indexed_text for d, _, _ in head],
-                                         **self.rerank_options)
+                                         **options)
             per_stage = {doc: per for doc, _, per in head}
             candidates = [(doc, final, dict(per_stage[doc], rerank=raw)) for doc, final, raw
                           in interpolate([(d, s) for d, s, _ in head], scores, weight)] \
@@ -227,8 +229,34 @@ class Searcher:
         done = {"budget": settings.budget, "pool": settings.pool, "rerank": reranked,
                 "alpha": self.alpha_for(settings) if self.has_dense else 0.0,
                 "fusion": settings.fusion,
-                "filters": dict(settings.filters), "rerank_weight": weight if reranked else None}
+                "filters": dict(settings.filters), "rerank_weight": weight if reranked else None,
+                "rerank_tokens": tokens if reranked else None}
         return SearchResult(query, hits, timings, done)
+
+    def rerank_tokens_for(self, settings: SearchSettings) -> int | None:
+        """The tokens of each passage a late-interaction reranker reads in a search with
+        ``settings``: their ``rerank_tokens``, else the length the bundle chose for the
+        index's language; ``None`` for a cross-encoder or no reranker.
+
+        Raises:
+            LexedgeError: one line, when ``rerank_tokens`` asks a cross-encoder, or more
+                tokens than the model reads.
+        """
+        tokens = settings.rerank_tokens
+        if not isinstance(self.reranker, OnnxLateInteraction):
+            if tokens is not None and self.reranker is not None:
+                raise LexedgeError(f"rerank tokens {tokens}: this bundle's reranker is a "
+                                   f"cross-encoder, which reads each query-passage pair to "
+                                   f"its own {self.reranker.max_length} tokens")
+            return None
+        if tokens is None:
+            return self.rerank_options.get("passage_max_length",
+                                           self.reranker.passage_max_length)
+        if tokens > self.reranker.max_length:
+            raise LexedgeError(f"rerank tokens {tokens}: must be at most "
+                               f"{self.reranker.max_length} (this bundle's reranker reads no "
+                               "further)")
+        return tokens
 
     def search_many(self, queries, settings: SearchSettings | None = None,
                     **overrides) -> list[SearchResult]:

@@ -55,7 +55,8 @@ from .service_token import ADMIN_TOKEN_ENV, TOKEN_ENV, read_token
 from .settings import SearchSettings
 
 #: The settings a request may give (the same names as ``SearchSettings``).
-SETTING_NAMES = ("budget", "pool", "rerank", "rerank_weight", "alpha", "fusion", "top", "filters")
+SETTING_NAMES = ("budget", "pool", "rerank", "rerank_weight", "rerank_tokens", "alpha", "fusion",
+                 "top", "filters")
 
 
 @dataclass(frozen=True)
@@ -368,6 +369,7 @@ def openapi_schema(limits: Limits) -> dict:
         "pool": {"type": "integer", "minimum": 1, "maximum": limits.max_pool},
         "rerank": {"type": "integer", "minimum": 0, "maximum": limits.max_rerank},
         "rerank_weight": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        "rerank_tokens": {"type": ["integer", "null"], "minimum": 1},
         "alpha": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         "fusion": {"enum": ["weighted", "rrf"]},
         "top": {"type": "integer", "minimum": 1, "maximum": limits.max_top},

@@ -57,6 +57,11 @@ class SearchSettings:
         rerank_weight: the re-ranked head is ordered by ``w * reranker + (1 - w) * first
             stage`` (both min-max normalised over the head); 1 is pure re-ranking. ``None``:
             the bundle's (chosen by ``lexedge select``), else 1.
+        rerank_tokens: T, how many tokens of each re-scored passage a late-interaction
+            reranker reads: fewer is faster and reads less of long passages. ``None``: the
+            bundle's (chosen on dev for the index's language by ``lexedge
+            late-interaction``). A cross-encoder reads each query-passage pair to its own
+            length and refuses it.
         alpha: dense weight in the weighted fusion (0 = BM25 only, 1 = dense only).
             ``None``: the bundle's (the weight chosen for its embedder on dev, recorded by
             ``lexedge export --alpha``), else :data:`DEFAULT_ALPHA`.
@@ -82,6 +87,9 @@ class SearchSettings:
     rerank_weight: float | None = field(default=None, metadata=_setting(
         FRACTION, "order the re-scored N by W x reranker + (1 - W) x first stage "
                   "(default: the bundle's, else 1: reranker alone)", metavar="W"))
+    rerank_tokens: int | None = field(default=None, metadata=_setting(
+        POSITIVE, "read each re-scored passage to T tokens; fewer is faster (default: the "
+                  "bundle's, chosen for the index's language)", metavar="T"))
     alpha: float | None = field(default=None, metadata=_setting(
         FRACTION, "dense weight in the weighted fusion: 0 = BM25 only, 1 = dense only "
                   f"(default: the bundle's, else {DEFAULT_ALPHA})"))

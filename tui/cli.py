@@ -9,7 +9,7 @@ from lexedge.runtime.cli import add_index_or_server, add_search_settings, search
 from .settings import tui_defaults
 
 #: The search settings the command line sets; the rest are set on screen (filters) or fixed.
-TUI_SETTINGS = ("budget", "pool", "rerank", "rerank_weight", "alpha", "fusion")
+TUI_SETTINGS = ("budget", "pool", "rerank", "rerank_weight", "rerank_tokens", "alpha", "fusion")
 
 
 def add_commands(commands) -> None:

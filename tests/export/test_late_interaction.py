@@ -154,6 +154,58 @@ def test_the_search_reads_passages_to_the_cap_chosen_for_its_language(
             assert not np.allclose(expected, searcher.reranker.score(query, texts))
 
 
+def test_a_search_can_name_the_tokens_each_passage_is_read_to(layer_norm_bundle, tiny_bundle,
+                                                               tiny_dataset, tmp_path, capsys):
+    """``rerank_tokens`` (``--rerank-tokens``) overrides the bundle's length for one search,
+    is reported with it, and is refused in one line beyond the model or with a
+    cross-encoder."""
+    from lexedge.cli import main
+    from lexedge.export.late_interaction import RERANKER_FILE
+    from lexedge.runtime.bundle import write_manifest
+    from lexedge.runtime.errors import LexedgeError
+    from lexedge.runtime.index import Index
+    from lexedge.runtime.searcher import Searcher
+    from lexedge.runtime.storage import sha256_file
+
+    import onnx
+
+    onnx.save(token_graph(layer_norm_bundle / "embedder.onnx"),
+              str(layer_norm_bundle / RERANKER_FILE))
+    manifest = Bundle.load(layer_norm_bundle).manifest
+    manifest["reranker"] = dict(manifest["embedder"], kind="late_interaction",
+                                file=RERANKER_FILE, output="token_states",
+                                weights_output="token_weights", passage_max_length=64,
+                                rerank_weight=1.0)
+    manifest["files"][RERANKER_FILE] = sha256_file(layer_norm_bundle / RERANKER_FILE)
+    write_manifest(layer_norm_bundle, {k: v for k, v in manifest.items()
+                                       if k != "manifest_sha256"})
+    index = Index.build(tiny_dataset / "corpus.jsonl", tmp_path / "li", analyzer="word",
+                        bundle=Bundle.load(layer_norm_bundle), progress=False)
+    searcher = Searcher(index)
+    query = "個人データを第三者に提供"
+    default = searcher.search(query, rerank=5)
+    short = searcher.search(query, rerank=5, rerank_tokens=3)
+    assert (default.settings["rerank_tokens"], short.settings["rerank_tokens"]) == (64, 3)
+    texts = [searcher.index.document(hit.id).indexed_text for hit in short.hits[:5]]
+    np.testing.assert_allclose([hit.scores["rerank"] for hit in short.hits[:5]],
+                               searcher.reranker.score(query, texts, passage_max_length=3),
+                               atol=1e-6)
+    assert searcher.search(query, rerank=0, rerank_tokens=3).settings["rerank_tokens"] is None
+    limit = searcher.reranker.max_length
+    with pytest.raises(LexedgeError, match=f"rerank tokens {limit + 1}: must be at most {limit}"):
+        searcher.search(query, rerank=5, rerank_tokens=limit + 1)
+    assert main(["search", query, "--index", str(index.path), "--rerank", "5",
+                 "--rerank-tokens", "3"]) == 0
+    assert "3 tokens each" in capsys.readouterr().out
+    assert main(["search", query, "--index", str(index.path), "--rerank-tokens",
+                 str(limit + 1)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    cross = Index.build(tiny_dataset / "corpus.jsonl", tmp_path / "cross", analyzer="word",
+                        bundle=Bundle.load(tiny_bundle), progress=False)
+    with pytest.raises(LexedgeError, match="rerank tokens 3: .*cross-encoder"):
+        Searcher(cross).search(query, rerank=5, rerank_tokens=3)
+
+
 def test_the_search_takes_the_reranker_weight_of_its_indexs_language(tiny_bundle, tmp_path):
     from lexedge.runtime.bundle import write_manifest
     from lexedge.runtime.index import Index

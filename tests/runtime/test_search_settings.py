@@ -28,7 +28,8 @@ SHOWN = {"search": ("budget", "rerank", "fusion", "top"),
          "demo": ("budget", "rerank", "fusion"),  # the demo lists DEMO_TOP hits
          "tui": ("budget", "rerank", "fusion")}  # the TUI lists LISTED hits
 #: Other defaults than SearchSettings' own, all different from them and valid together.
-CHANGED = {"budget": 123, "rerank": 7, "alpha": 0.25, "fusion": "rrf", "top": 3}
+CHANGED = {"budget": 123, "rerank": 7, "alpha": 0.25, "fusion": "rrf", "top": 3,
+           "rerank_tokens": 48}
 
 
 @pytest.fixture
@@ -76,10 +77,10 @@ def surfaces(index: Path) -> dict[str, object]:
             seen[f"lexedge {name} --help|{setting}"] = shown[setting]
             seen[f"lexedge {name}|{setting}"] = getattr(settings, setting)
     config = EvalConfig(data_dir="DATA")
-    for setting in ("budget", "rerank", "rerank_weight", "alpha", "fusion"):
+    for setting in ("budget", "rerank", "rerank_weight", "rerank_tokens", "alpha", "fusion"):
         seen[f"EvalConfig|{setting}"] = getattr(config, setting)
     tui = SearchControls().settings
-    for setting in ("budget", "rerank", "rerank_weight", "alpha", "fusion"):
+    for setting in ("budget", "rerank", "rerank_weight", "rerank_tokens", "alpha", "fusion"):
         seen[f"tui SearchControls|{setting}"] = getattr(tui, setting)
 
     asked = []
@@ -90,7 +91,8 @@ def surfaces(index: Path) -> dict[str, object]:
             return super().first_stage(query, settings, timings)
 
     RecordingSearcher(index).search("労働時間")
-    for setting in ("budget", "rerank", "rerank_weight", "alpha", "fusion", "top", "filters"):
+    for setting in ("budget", "rerank", "rerank_weight", "rerank_tokens", "alpha", "fusion",
+                    "top", "filters"):
         seen[f"Searcher.search|{setting}"] = getattr(asked[0], setting)
     return seen
 
@@ -165,6 +167,7 @@ def test_a_settings_object_and_keywords_ask_the_same(tiny_index):
     ({"budget": True}, "budget True: must be a positive integer"),
     ({"top": 2.5}, "top 2.5: must be a positive integer"),
     ({"rerank": -1}, "rerank -1: must be a non-negative integer"),
+    ({"rerank_tokens": 0}, "rerank tokens 0: must be a positive integer"),
     ({"alpha": -0.5}, "alpha -0.5: must be within [0, 1]"),
     ({"alpha": math.inf}, "alpha inf: must be within [0, 1]"),
     ({"rerank_weight": "1"}, "rerank weight '1': must be within [0, 1]"),
