@@ -117,6 +117,8 @@ class JapaneseAnalyzer(Analyzer):
                                f"pip install fugashi {self.dictionary}") from None
 
     def tokens(self, text: str) -> list[str]:
+        if self.dictionary == "ipadic":
+            return self._ipadic_tokens(normalize(text))
         terms: list[str] = []
         for word in self._tagger(normalize(text)):
             feature = word.feature
@@ -131,6 +133,25 @@ class JapaneseAnalyzer(Analyzer):
                 terms.append(base)
             else:
                 terms.append(word.surface)
+        return terms
+
+    def _ipadic_tokens(self, text: str) -> list[str]:
+        """The same terms as the loop over fugashi's words, from MeCab's own text output
+        (``surface TAB pos,…,base,…`` a line, then ``EOS``) split here: fugashi makes each
+        word's features a Python tuple, which took half the time. 2,000 ja_appi articles: 1.62
+        -> 0.85 s; the same terms for every ja_statutes article, ja_appi query and title."""
+        terms: list[str] = []
+        for line in self._tagger.parse(text).split("\n"):
+            if not line or line == "EOS":
+                continue
+            surface, _, features = line.partition("\t")
+            feature = features.split(",")
+            pos = feature[0]
+            if pos in JA_STOP_POS:
+                continue
+            base = feature[6] if len(feature) > 6 else "*"
+            terms.append(base if pos in ("動詞", "形容詞") and base not in ("*", "")
+                         else surface)
         return terms
 
     def to_manifest(self) -> dict:

@@ -217,9 +217,11 @@ class Searcher:
             reranked = len(head)
             timings["rerank"] = _ms(stage)
         hits = []
+        query_terms = set(self.index.analyzer.tokens(query))  # once for every hit
         for rank, (doc, score, per_stage) in enumerate(candidates[:settings.top], start=1):
             document = documents[doc]
-            terms = matched_terms(self.index.analyzer, query, document.indexed_text)
+            terms = matched_terms(self.index.analyzer, query, document.indexed_text,
+                                  query_terms)
             hits.append(Hit(rank, doc, document.title, document.text,
                             snippet(document.text, terms), score,
                             {k: v for k, v in per_stage.items() if v is not None}, terms,

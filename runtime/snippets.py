@@ -28,16 +28,18 @@ MATCH_OCCURRENCES = 3
 MATCH_TERMS = 50
 
 
-def matched_terms(analyzer: Analyzer, query: str, text: str) -> list[str]:
+def matched_terms(analyzer: Analyzer, query: str, text: str,
+                  query_terms: set[str] | None = None) -> list[str]:
     """Query terms (as the analyzer sees them) that also occur in ``text``, longest first, so
-    a highlighter marks 個人情報 before 情報.
+    a highlighter marks 個人情報 before 情報. ``query_terms``: the query's, when the caller
+    analysed it already (a search does once for all its hits).
 
     In a text longer than :data:`MATCH_TEXT_CHARS` a term is looked for where the text spells
     it as the analyzer does (or capitalised, or in capitals); so there a term written only in
     another width (ＡＩ for ai), or a Japanese verb or adjective the analyzer reduces to a base
     form the text never spells out (得る for 得ない), is not reported.
     """
-    query_terms = set(analyzer.tokens(query))
+    query_terms = set(analyzer.tokens(query)) if query_terms is None else query_terms
     if not query_terms:
         return []
     if len(text) > MATCH_TEXT_CHARS:

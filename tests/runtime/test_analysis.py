@@ -1,5 +1,7 @@
 """Analyzers: what a term is in each language (issue 2, point 3)."""
 
+import pytest
+
 from lexedge.runtime.analysis import (ChineseAnalyzer, JapaneseAnalyzer, WordAnalyzer,
                                       detect_language, get_analyzer)
 
@@ -40,3 +42,23 @@ def test_manifest_round_trip():
         rebuilt = get_analyzer(analyzer.to_manifest())
         assert type(rebuilt) is type(analyzer)
         assert rebuilt.to_manifest() == analyzer.to_manifest()
+
+
+@pytest.mark.parametrize("text", [
+    "個人情報取扱事業者は、あらかじめ本人の同意を得ないで、個人データを第三者に提供してはならない。",
+    "第一条\n改行を含む\n\n条文", "タブ\tを含む文", "EOS という語と\nEOS", "a, b「引用」（括弧）、読点",
+    "ＡＢＣ１２３と全角", "絵文字😀を含む", "  空白  ", "", "\n"])
+def test_japanese_terms_read_from_mecabs_text_equal_those_of_its_word_objects(text):
+    """The analyzer splits MeCab's text output itself (twice as fast); each term must be the
+    one fugashi's word objects give: surface, or base form for verbs and adjectives, with
+    particles and symbols dropped."""
+    from lexedge.runtime.analysis import JA_STOP_POS, JapaneseAnalyzer, normalize
+
+    analyzer = JapaneseAnalyzer("ipadic")
+    expected = []
+    for word in analyzer._tagger(normalize(text)):
+        pos, base = word.feature[0], word.feature[6] if len(word.feature) > 6 else "*"
+        if pos not in JA_STOP_POS:
+            expected.append(base if pos in ("動詞", "形容詞") and base not in ("*", "")
+                            else word.surface)
+    assert analyzer.tokens(text) == expected

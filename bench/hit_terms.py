@@ -1,0 +1,131 @@
+"""What showing a hit costs (issue 19, search p95 within 30 ms at K = 100 without re-ranking):
+each hit's matched terms come from analysing its text with the index's analyzer, and for
+Japanese that analysis (MeCab) was most of a search. Two ways, in one process over a **full**
+index's dev questions, each question taken by both in turn (2 passes), ``lexedge search``'s
+served path with re-ranking off:
+
+- ``before``: the query analysed again for every hit, and Japanese terms read from fugashi's
+  word objects (stop 37);
+- ``now``: the query analysed once per search, and Japanese terms split from MeCab's own
+  text output (the same terms, ``tests/runtime/test_analysis.py``).
+
+    python bench/hit_terms.py --index ja_appi=work-out/idx_ja --index stard=work-out/idx_stard
+
+Writes ``bench/results/NAME.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from compute_bound import _cpu_flags
+from lock_fsync_cost import cpu_model
+from report import write_report
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent.parent / "shared" / "data"
+WAYS = ("before", "now")
+
+
+def _word_object_tokens(analyzer, text: str) -> list[str]:
+    """The Japanese analyzer's terms as stop 37 read them: from fugashi's word objects."""
+    from lexedge.runtime.analysis import JA_STOP_POS, normalize
+
+    terms = []
+    for word in analyzer._tagger(normalize(text)):
+        pos = word.feature[0]
+        if pos in JA_STOP_POS:
+            continue
+        base = word.feature[6] if len(word.feature) > 6 else "*"
+        terms.append(base if pos in ("動詞", "形容詞") and base not in ("*", "")
+                     else word.surface)
+    return terms
+
+
+@contextlib.contextmanager
+def the_way_before(searcher):
+    """Patch ``searcher``'s analyzer and matched terms back to stop 37's."""
+    from lexedge.runtime import searcher as searcher_module
+    from lexedge.runtime import snippets
+    from lexedge.runtime.analysis import JapaneseAnalyzer
+
+    analyzer = searcher.index.analyzer
+    matched = searcher_module.matched_terms
+
+    def per_hit(analyzer_, query, text, query_terms=None):
+        return snippets.matched_terms(analyzer_, query, text)  # the query analysed again
+
+    searcher_module.matched_terms = per_hit
+    if isinstance(analyzer, JapaneseAnalyzer):
+        analyzer.tokens = lambda text: _word_object_tokens(analyzer, text)
+    try:
+        yield
+    finally:
+        searcher_module.matched_terms = matched
+        analyzer.__dict__.pop("tokens", None)
+
+
+def measure(index: Path, data: Path, passes: int) -> dict:
+    from lexedge.runtime.datasets import load_qrels, load_queries
+    from lexedge.runtime.searcher import Searcher
+
+    searcher = Searcher(index)
+    queries = load_queries(data / "queries.jsonl")
+    dev = load_qrels(data / "qrels" / "dev.tsv", queries)
+    times = {way: [] for way in WAYS}
+    shown = {way: [] for way in WAYS}
+    searcher.search(queries[next(iter(dev))], rerank=0)  # sessions made, caches warm
+    for pass_ in range(passes):
+        for query_id in dev:
+            for way in WAYS:
+                with the_way_before(searcher) if way == "before" else contextlib.nullcontext():
+                    result = searcher.search(queries[query_id], rerank=0)
+                times[way].append(result.timings_ms["total"])
+                if pass_ == 0:
+                    shown[way].append([(hit.id, hit.matched_terms, hit.snippet)
+                                       for hit in result.hits])
+    return {"queries": len(dev), "analyzer": searcher.index.analyzer.name,
+            "same_hits": shown["before"] == shown["now"],
+            **{way: {f"p{q}_ms": round(float(np.percentile(times[way], q)), 1)
+                     for q in (50, 95)} for way in WAYS}}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--index", action="append", required=True, metavar="DATASET=DIR")
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--passes", type=int, default=2)
+    parser.add_argument("--name", default="hit_terms")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args(argv)
+    datasets = {}
+    for spec in args.index:
+        name, _, path = spec.partition("=")
+        datasets[name] = measure(Path(path), args.data / name, args.passes)
+    results = {"cpu": cpu_model(), "flags": _cpu_flags(), "cores": os.cpu_count(),
+               "passes": args.passes, "datasets": datasets}
+    lines = ["# Showing a hit: matched terms and snippet, before and now", "",
+             f"CPU: {results['cpu']} ({results['flags']}), {results['cores']} cores. Each "
+             "dataset's **full** corpus and dev questions, `lexedge search`'s served path, "
+             "K = 100, 10 hits shown, re-ranking off; both ways in one process, each question "
+             f"by both in turn, {args.passes} passes.", "",
+             "| dataset | analyzer | before p50 / p95 ms | now p50 / p95 ms | same hits, terms "
+             "and snippets |", "|---|---|---|---|---|"]
+    for name, row in datasets.items():
+        lines.append(f"| {name} ({row['queries']} q) | {row['analyzer']} | "
+                     f"{row['before']['p50_ms']} / {row['before']['p95_ms']} | "
+                     f"**{row['now']['p50_ms']} / {row['now']['p95_ms']}** | "
+                     f"{'yes' if row['same_hits'] else 'NO'} |")
+    lines += ["", "Reproduce: the command in `bench/hit_terms.py`'s docstring."]
+    write_report(args.out, args.name, results, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
