@@ -28,9 +28,8 @@ class EvalConfig:
     """What ``lexedge eval`` was asked to do (saved beside the metrics).
 
     ``budget``, ``rerank``, ``alpha``, ``fusion``, ``rerank_weight`` and ``rerank_tokens``
-    are the served
-    methods' :class:`~lexedge.runtime.settings.SearchSettings`, with its defaults and checks
-    (:meth:`search_settings`); ``depth`` replaces its ``top``.
+    are the served methods' :class:`~lexedge.runtime.settings.SearchSettings`, with its
+    defaults and checks (:meth:`search_settings`); ``depth`` replaces its ``top``.
     """
 
     data_dir: str
