@@ -37,6 +37,24 @@ def _model(bundle, graph, tmp_path, name):
     return OnnxLateInteraction(path, SharedTokenizer(bundle / "embedder.tokenizer.json"), entry)
 
 
+def _with_untrained_late_interaction(bundle, **fields) -> None:
+    """Give ``bundle`` its embedder's token states as a late-interaction reranker (the head
+    untrained), the manifest's ``reranker`` section holding ``fields`` as well."""
+    from lexedge.export.late_interaction import RERANKER_FILE
+    from lexedge.runtime.bundle import write_manifest
+    from lexedge.runtime.storage import sha256_file
+
+    import onnx
+
+    onnx.save(token_graph(bundle / "embedder.onnx"), str(bundle / RERANKER_FILE))
+    manifest = Bundle.load(bundle).manifest
+    manifest["reranker"] = dict(manifest["embedder"], kind="late_interaction",
+                                file=RERANKER_FILE, output="token_states",
+                                weights_output="token_weights", **fields)
+    manifest["files"][RERANKER_FILE] = sha256_file(bundle / RERANKER_FILE)
+    write_manifest(bundle, {k: v for k, v in manifest.items() if k != "manifest_sha256"})
+
+
 def _reference_states(bundle, text):
     """What the tiny embedder's layer normalisation gives for ``text``, made unit length."""
     import onnx
@@ -120,24 +138,11 @@ def test_lexedge_late_interaction_writes_a_bundle_whose_search_reranks(
 
 def test_the_search_reads_passages_to_the_cap_chosen_for_its_language(
         layer_norm_bundle, tiny_dataset, tmp_path):
-    from lexedge.export.late_interaction import RERANKER_FILE
-    from lexedge.runtime.bundle import write_manifest
     from lexedge.runtime.index import Index
     from lexedge.runtime.searcher import Searcher
-    from lexedge.runtime.storage import sha256_file
 
-    import onnx
-
-    onnx.save(token_graph(layer_norm_bundle / "embedder.onnx"),
-              str(layer_norm_bundle / RERANKER_FILE))
-    manifest = Bundle.load(layer_norm_bundle).manifest
-    manifest["reranker"] = dict(manifest["embedder"], kind="late_interaction",
-                                file=RERANKER_FILE, output="token_states",
-                                weights_output="token_weights", passage_max_length=64,
-                                rerank_weight=1.0, passage_max_length_by_analyzer={"ja": 3})
-    manifest["files"][RERANKER_FILE] = sha256_file(layer_norm_bundle / RERANKER_FILE)
-    write_manifest(layer_norm_bundle, {k: v for k, v in manifest.items()
-                                       if k != "manifest_sha256"})
+    _with_untrained_late_interaction(layer_norm_bundle, passage_max_length=64,
+                                     rerank_weight=1.0, passage_max_length_by_analyzer={"ja": 3})
     query = "個人データを第三者に提供"
     for analyzer, cap in (("ja", 3), ("word", 64)):
         index = Index.build(tiny_dataset / "corpus.jsonl", tmp_path / analyzer,
@@ -160,25 +165,11 @@ def test_a_search_can_name_the_tokens_each_passage_is_read_to(layer_norm_bundle,
     is reported with it, and is refused in one line beyond the model or with a
     cross-encoder."""
     from lexedge.cli import main
-    from lexedge.export.late_interaction import RERANKER_FILE
-    from lexedge.runtime.bundle import write_manifest
     from lexedge.runtime.errors import LexedgeError
     from lexedge.runtime.index import Index
     from lexedge.runtime.searcher import Searcher
-    from lexedge.runtime.storage import sha256_file
 
-    import onnx
-
-    onnx.save(token_graph(layer_norm_bundle / "embedder.onnx"),
-              str(layer_norm_bundle / RERANKER_FILE))
-    manifest = Bundle.load(layer_norm_bundle).manifest
-    manifest["reranker"] = dict(manifest["embedder"], kind="late_interaction",
-                                file=RERANKER_FILE, output="token_states",
-                                weights_output="token_weights", passage_max_length=64,
-                                rerank_weight=1.0)
-    manifest["files"][RERANKER_FILE] = sha256_file(layer_norm_bundle / RERANKER_FILE)
-    write_manifest(layer_norm_bundle, {k: v for k, v in manifest.items()
-                                       if k != "manifest_sha256"})
+    _with_untrained_late_interaction(layer_norm_bundle, passage_max_length=64, rerank_weight=1.0)
     index = Index.build(tiny_dataset / "corpus.jsonl", tmp_path / "li", analyzer="word",
                         bundle=Bundle.load(layer_norm_bundle), progress=False)
     searcher = Searcher(index)
@@ -247,14 +238,9 @@ def test_maxsim_scores_every_passage_in_one_product_on_one_blas_thread(monkeypat
 def test_a_passage_length_beyond_the_models_is_refused_in_one_line(
         layer_norm_bundle, tiny_dataset, tmp_path, capsys):
     from lexedge.cli import main
-    from lexedge.export.late_interaction import RERANKER_FILE
-    from lexedge.runtime.bundle import write_manifest
     from lexedge.runtime.errors import LexedgeError
     from lexedge.runtime.index import Index
     from lexedge.runtime.searcher import Searcher
-    from lexedge.runtime.storage import sha256_file
-
-    import onnx
 
     model = _model(layer_norm_bundle, token_graph(layer_norm_bundle / "embedder.onnx"),
                    tmp_path, "untrained")
@@ -262,16 +248,8 @@ def test_a_passage_length_beyond_the_models_is_refused_in_one_line(
     # the built-in's graph has no positions past it: onnxruntime fails with a shape error
     with pytest.raises(LexedgeError, match=f"1-{limit} tokens"):
         model.score(TEXTS[0], TEXTS, passage_max_length=limit + 1)
-    onnx.save(token_graph(layer_norm_bundle / "embedder.onnx"),
-              str(layer_norm_bundle / RERANKER_FILE))
-    manifest = Bundle.load(layer_norm_bundle).manifest
-    manifest["reranker"] = dict(manifest["embedder"], kind="late_interaction",
-                                file=RERANKER_FILE, output="token_states",
-                                weights_output="token_weights",
-                                passage_max_length_by_analyzer={"ja": limit + 1})
-    manifest["files"][RERANKER_FILE] = sha256_file(layer_norm_bundle / RERANKER_FILE)
-    write_manifest(layer_norm_bundle, {k: v for k, v in manifest.items()
-                                       if k != "manifest_sha256"})
+    _with_untrained_late_interaction(layer_norm_bundle,
+                                     passage_max_length_by_analyzer={"ja": limit + 1})
     index = Index.build(tiny_dataset / "corpus.jsonl", tmp_path / "ja", analyzer="ja",
                         bundle=Bundle.load(layer_norm_bundle), progress=False)
     with pytest.raises(LexedgeError, match="passage_max_length_by_analyzer.ja .*within 1-"):
