@@ -192,6 +192,8 @@ class Searcher:
         check_query(query)
         if self.follow:
             self.refresh()
+        # refused, when out of the reranker's reach, before any work
+        tokens = self.rerank_tokens_for(settings) if settings.rerank > 0 else None
         timings: dict[str, float] = {}
         started = time.perf_counter()
         candidates = self.first_stage(query, settings, timings) if query.strip() else []
@@ -203,7 +205,6 @@ class Searcher:
             else float(settings.rerank_weight)
         if not 0.0 <= weight <= 1.0:  # the bundle's
             raise LexedgeError(f"rerank weight {weight:g}: must be within [0, 1]")
-        tokens = self.rerank_tokens_for(settings) if settings.rerank > 0 else None
         options = {} if tokens is None else {"passage_max_length": tokens}
         if self.reranker is not None and settings.rerank > 0 and candidates:
             stage = time.perf_counter()

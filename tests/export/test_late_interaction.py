@@ -183,6 +183,7 @@ def test_a_search_can_name_the_tokens_each_passage_is_read_to(layer_norm_bundle,
                                atol=1e-6)
     assert searcher.search(query, rerank=0, rerank_tokens=3).settings["rerank_tokens"] is None
     limit = searcher.reranker.max_length
+    searcher.first_stage = lambda *args: pytest.fail("refused only after the first stage ran")
     with pytest.raises(LexedgeError, match=f"rerank tokens {limit + 1}: must be at most {limit}"):
         searcher.search(query, rerank=5, rerank_tokens=limit + 1)
     assert main(["search", query, "--index", str(index.path), "--rerank", "5",
