@@ -337,11 +337,14 @@ def run_demo(args: argparse.Namespace) -> int:
     code = run_search(args)
     # where the index went and what to run next (issue 23)
     with_bundle = f" --bundle {args.bundle}" if args.bundle else ""
-    print(f"\nThe sample's index is {index_path}. Next:\n"
-          f"  lexedge search \"…\" --index {index_path}     another question\n"
-          f"  lexedge tui --index {index_path}               search as you type\n"
-          f"  lexedge index build --docs YOUR_FOLDER{with_bundle} --out my-index"
-          "   your own documents")
+    steps = [(f'lexedge search "…" --index {index_path}', "another question"),
+             (f"lexedge tui --index {index_path}", "search as you type"),
+             (f"lexedge index build --docs YOUR_FOLDER{with_bundle} --out my-index",
+              "your own documents")]
+    width = max(len(command) for command, _ in steps) + 3
+    print(f"\nThe sample's index is {index_path}. Next:")
+    for command, purpose in steps:
+        print(f"  {command.ljust(width)}{purpose}")
     return code
 
 
