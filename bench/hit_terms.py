@@ -33,27 +33,12 @@ DATA = HERE.parent.parent / "shared" / "data"
 WAYS = ("before", "now")
 
 
-def _word_object_tokens(analyzer, text: str) -> list[str]:
-    """The Japanese analyzer's terms as stop 37 read them: from fugashi's word objects."""
-    from lexedge.runtime.analysis import JA_STOP_POS, normalize
-
-    terms = []
-    for word in analyzer._tagger(normalize(text)):
-        pos = word.feature[0]
-        if pos in JA_STOP_POS:
-            continue
-        base = word.feature[6] if len(word.feature) > 6 else "*"
-        terms.append(base if pos in ("動詞", "形容詞") and base not in ("*", "")
-                     else word.surface)
-    return terms
-
-
 @contextlib.contextmanager
 def the_way_before(searcher):
     """Patch ``searcher``'s analyzer and matched terms back to stop 37's."""
     from lexedge.runtime import searcher as searcher_module
     from lexedge.runtime import snippets
-    from lexedge.runtime.analysis import JapaneseAnalyzer
+    from lexedge.runtime.analysis import JapaneseAnalyzer, normalize
 
     analyzer = searcher.index.analyzer
     matched = searcher_module.matched_terms
@@ -63,7 +48,7 @@ def the_way_before(searcher):
 
     searcher_module.matched_terms = per_hit
     if isinstance(analyzer, JapaneseAnalyzer):
-        analyzer.tokens = lambda text: _word_object_tokens(analyzer, text)
+        analyzer.tokens = lambda text: analyzer._word_tokens(normalize(text))
     try:
         yield
     finally:

@@ -116,7 +116,7 @@ class BM25Index:
         for ids in old:
             fresh = np.unique(ids[remap[ids] < 0], return_index=True)
             for term in fresh[0][np.argsort(fresh[1], kind="stable")]:
-                remap[term] = vocabulary.setdefault(words[term], len(vocabulary))
+                remap[term] = vocabulary[words[term]]
             token_ids.append(remap[ids].astype(np.int32))
         for document in new_documents:
             token_ids.append(vocabulary.ids(self.analyzer.tokens(document.indexed_text)))

@@ -214,7 +214,7 @@ class Index:
                               VERIFY_THREADS)
         # every buffer made before any thread starts: the peak memory does not depend on
         # how the threads interleave
-        buffers = [bytearray(VERIFY_CHUNK // max(1, len(groups))) for _ in groups]
+        buffers = [bytearray(VERIFY_CHUNK // len(groups)) for _ in groups]
         with ThreadPoolExecutor(len(groups) or 1) as pool:
             verified = [pool.submit(_verify_files, group, buffer)
                         for group, buffer in zip(groups, buffers)]
@@ -420,14 +420,14 @@ BM25_UPDATE_FILES = tuple(f"bm25/{name}" for name in BM25Index.UPDATE_FILES)
 def _hash_groups(files: dict[Path, str], threads: int) -> list[dict[Path, str]]:
     """``files`` in at most ``threads`` groups of about equal bytes (largest file first, each
     to the lightest group)."""
-    groups: list[dict[Path, str]] = [{} for _ in range(max(1, min(threads, len(files))))]
+    groups: list[dict[Path, str]] = [{} for _ in range(min(threads, len(files)))]
     loads = [0] * len(groups)
     sizes = {file: _size(file) for file in files}
     for file in sorted(files, key=sizes.__getitem__, reverse=True):
         lightest = loads.index(min(loads))
         groups[lightest][file] = files[file]
         loads[lightest] += sizes[file]
-    return [group for group in groups if group]
+    return [group for group in groups if group]  # empty files can leave one empty
 
 
 def _size(file: Path) -> int:

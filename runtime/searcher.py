@@ -109,14 +109,15 @@ class Searcher:
         # A late-interaction reranker reads as many tokens of each passage as was chosen on
         # dev for this language (lexedge late-interaction); the manifest's default otherwise.
         cap = (rerank.get("passage_max_length_by_analyzer") or {}).get(analyzer)
-        self.rerank_options = {}
-        if cap is not None and isinstance(self.reranker, OnnxLateInteraction):
-            if type(cap) is not int or not 1 <= cap <= self.reranker.max_length:
+        self.passage_tokens = None  # None: a cross-encoder, or no reranker
+        if isinstance(self.reranker, OnnxLateInteraction):
+            if cap is not None and (type(cap) is not int
+                                    or not 1 <= cap <= self.reranker.max_length):
                 raise LexedgeError(f"{bundle.path / 'manifest.json'}: reranker."
                                    f"passage_max_length_by_analyzer.{analyzer} must be a whole "
                                    f"number of tokens within 1-{self.reranker.max_length}, got "
                                    f"{cap!r}")
-            self.rerank_options = {"passage_max_length": cap}
+            self.passage_tokens = self.reranker.passage_max_length if cap is None else cap
         # The fusion weight chosen for the bundle's embedder on dev (lexedge export --alpha),
         # for this index's language when the bundle has one for it (--alpha-for ja=A);
         # DEFAULT_ALPHA when it records none.
@@ -253,8 +254,7 @@ class Searcher:
                                    f"its own {self.reranker.max_length} tokens")
             return None
         if tokens is None:
-            return self.rerank_options.get("passage_max_length",
-                                           self.reranker.passage_max_length)
+            return self.passage_tokens
         if tokens > self.reranker.max_length:
             raise LexedgeError(f"rerank tokens {tokens}: must be at most "
                                f"{self.reranker.max_length} (this bundle's reranker reads no "
