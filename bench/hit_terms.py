@@ -1,13 +1,14 @@
 """What showing a hit costs (issue 19, search p95 within 30 ms at K = 100 without re-ranking):
 each hit's matched terms come from analysing its text with the index's analyzer, and for
-Japanese that analysis (MeCab) was most of a search. Two ways, in one process over a **full**
-index's dev questions, each question taken by both in turn (2 passes), ``lexedge search``'s
-served path with re-ranking off:
+Japanese that analysis (MeCab) was most of a search. Three ways, in one process over a
+**full** index's dev questions, each question taken by each way in turn (2 passes),
+``lexedge search``'s served path with re-ranking off:
 
-- ``before``: the query analysed again for every hit, and Japanese terms read from fugashi's
-  word objects (stop 37);
-- ``now``: the query analysed once per search, and Japanese terms split from MeCab's own
-  text output (the same terms, ``tests/runtime/test_analysis.py``).
+- ``stop 37``: the query analysed by BM25 and again for every hit, and Japanese terms read
+  from fugashi's word objects;
+- ``stop 38``: the query analysed by BM25 and once more for all the hits, and Japanese terms
+  split from MeCab's own text output (the same terms, ``tests/runtime/test_analysis.py``);
+- ``now``: the query analysed once per search, for BM25 and the hits.
 
     python bench/hit_terms.py --index ja_appi=work-out/idx_ja --index stard=work-out/idx_stard
 
@@ -30,30 +31,39 @@ from report import write_report
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
-WAYS = ("before", "now")
+WAYS = ("stop 37", "stop 38", "now")
 
 
 @contextlib.contextmanager
-def the_way_before(searcher):
-    """Patch ``searcher``'s analyzer and matched terms back to stop 37's."""
+def the_way_of(searcher, way: str):
+    """Patch ``searcher`` back to ``way`` (see the module docstring); ``now`` changes nothing."""
     from lexedge.runtime import searcher as searcher_module
     from lexedge.runtime import snippets
     from lexedge.runtime.analysis import JapaneseAnalyzer, normalize
 
-    analyzer = searcher.index.analyzer
+    if way == "now":
+        yield
+        return
+    bm25, analyzer = searcher.index.bm25, searcher.index.analyzer
     matched = searcher_module.matched_terms
+
+    def analysing_again(query, k=10, mask=None, query_terms=None):
+        return type(bm25).search(bm25, query, k, mask)
 
     def per_hit(analyzer_, query, text, query_terms=None):
         return snippets.matched_terms(analyzer_, query, text)  # the query analysed again
 
-    searcher_module.matched_terms = per_hit
-    if isinstance(analyzer, JapaneseAnalyzer):
-        analyzer.tokens = lambda text: analyzer._word_tokens(normalize(text))
+    bm25.search = analysing_again
+    if way == "stop 37":
+        searcher_module.matched_terms = per_hit
+        if isinstance(analyzer, JapaneseAnalyzer):
+            analyzer.tokens = lambda text: analyzer._word_tokens(normalize(text))
     try:
         yield
     finally:
         searcher_module.matched_terms = matched
         analyzer.__dict__.pop("tokens", None)
+        bm25.__dict__.pop("search", None)
 
 
 def measure(index: Path, data: Path, passes: int) -> dict:
@@ -69,14 +79,14 @@ def measure(index: Path, data: Path, passes: int) -> dict:
     for pass_ in range(passes):
         for query_id in dev:
             for way in WAYS:
-                with the_way_before(searcher) if way == "before" else contextlib.nullcontext():
+                with the_way_of(searcher, way):
                     result = searcher.search(queries[query_id], rerank=0)
                 times[way].append(result.timings_ms["total"])
                 if pass_ == 0:
                     shown[way].append([(hit.id, hit.matched_terms, hit.snippet)
                                        for hit in result.hits])
     return {"queries": len(dev), "analyzer": searcher.index.analyzer.name,
-            "same_hits": shown["before"] == shown["now"],
+            "same_hits": all(shown[way] == shown["now"] for way in WAYS),
             **{way: {f"p{q}_ms": round(float(np.percentile(times[way], q)), 1)
                      for q in (50, 95)} for way in WAYS}}
 
@@ -95,16 +105,18 @@ def main(argv=None) -> int:
         datasets[name] = measure(Path(path), args.data / name, args.passes)
     results = {"cpu": cpu_model(), "flags": _cpu_flags(), "cores": os.cpu_count(),
                "passes": args.passes, "datasets": datasets}
-    lines = ["# Showing a hit: matched terms and snippet, before and now", "",
+    lines = ["# Analysing a search's query and showing its hits: stops 37, 38 and now", "",
              f"CPU: {results['cpu']} ({results['flags']}), {results['cores']} cores. Each "
              "dataset's **full** corpus and dev questions, `lexedge search`'s served path, "
-             "K = 100, 10 hits shown, re-ranking off; both ways in one process, each question "
-             f"by both in turn, {args.passes} passes.", "",
-             "| dataset | analyzer | before p50 / p95 ms | now p50 / p95 ms | same hits, terms "
-             "and snippets |", "|---|---|---|---|---|"]
+             "K = 100, 10 hits shown, re-ranking off; every way in one process, each question "
+             f"by each way in turn, {args.passes} passes. p50 / p95 ms of the search's own "
+             "timing.", "",
+             "| dataset | analyzer | stop 37 | stop 38 | now | same hits, terms and snippets |",
+             "|---|---|---|---|---|---|"]
     for name, row in datasets.items():
         lines.append(f"| {name} ({row['queries']} q) | {row['analyzer']} | "
-                     f"{row['before']['p50_ms']} / {row['before']['p95_ms']} | "
+                     f"{row['stop 37']['p50_ms']} / {row['stop 37']['p95_ms']} | "
+                     f"{row['stop 38']['p50_ms']} / {row['stop 38']['p95_ms']} | "
                      f"**{row['now']['p50_ms']} / {row['now']['p95_ms']}** | "
                      f"{'yes' if row['same_hits'] else 'NO'} |")
     lines += ["", "Reproduce: the command in `bench/hit_terms.py`'s docstring."]

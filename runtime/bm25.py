@@ -11,6 +11,7 @@ and took 31 s).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -28,6 +29,8 @@ PARAMS_FILE = "lexedge_bm25.json"
 TERMS_FILE = "terms.npy"
 TERM_OFFSETS_FILE = "terms.offsets.npy"
 VOCABULARY_FILE = "terms.vocabulary.json"
+# (term, document) pairs scored at once when a build makes the score matrix
+PAIR_BLOCK = 1 << 20
 
 
 def _import_bm25s():
@@ -86,7 +89,7 @@ class BM25Index:
         if not vocabulary:  # bm25s fails on an empty vocabulary with a bare ValueError
             raise LexedgeError(f"cannot build a BM25 index: no document has any text (none of "
                                f"the {len(doc_ids):,} documents has a word to index)")
-        retriever = bm25s.BM25(k1=k1, b=b)
+        retriever = _bm25_class()(k1=k1, b=b)
         with _quiet_bm25s():
             # a plain dict: bm25s looks query terms up in it, and an unknown one must stay
             # unknown, not be numbered
@@ -139,27 +142,33 @@ class BM25Index:
         return len(self.doc_ids)
 
     def search_many(self, queries: Sequence[str], k: int = 10,
-                    mask: np.ndarray | None = None) -> list[list[tuple[str, float]]]:
+                    mask: np.ndarray | None = None,
+                    query_terms: Sequence[list[str]] | None = None,
+                    ) -> list[list[tuple[str, float]]]:
         """Top-``k`` ``(doc_id, score)`` per query, best first; documents scoring 0 (no shared
-        term) are left out, and so are the rows ``mask`` holds 0 for (a filter)."""
+        term) are left out, and so are the rows ``mask`` holds 0 for (a filter).
+        ``query_terms``: each query as this index's analyzer gives it, when the caller has
+        analysed them already (a search shows the terms its hits match)."""
         if not queries:
             return []
         k = min(k, len(self.doc_ids))
-        query_terms = [self.analyzer.tokens(query) for query in queries]
+        if query_terms is None:
+            query_terms = [self.analyzer.tokens(query) for query in queries]
         with _quiet_bm25s():
             # numpy top-k: bm25s's default takes JAX wherever it is installed.
-            rows, scores = self.retriever.retrieve(query_terms, k=k, show_progress=False,
-                                                   n_threads=1, backend_selection="numpy",
-                                                   weight_mask=mask)
+            rows, scores = self.retriever.retrieve(list(query_terms), k=k,
+                                                   show_progress=False, n_threads=1,
+                                                   backend_selection="numpy", weight_mask=mask)
         results = []
         for row, row_scores in zip(rows, scores):
             results.append([(self.doc_ids[int(i)], float(s))
                             for i, s in zip(row, row_scores) if s > 0])
         return results
 
-    def search(self, query: str, k: int = 10,
-               mask: np.ndarray | None = None) -> list[tuple[str, float]]:
-        return self.search_many([query], k, mask)[0]
+    def search(self, query: str, k: int = 10, mask: np.ndarray | None = None,
+               query_terms: list[str] | None = None) -> list[tuple[str, float]]:
+        return self.search_many([query], k, mask,
+                                None if query_terms is None else [query_terms])[0]
 
     def save(self, directory: str | Path) -> None:
         """Write into ``directory`` (callers make it atomic with
@@ -212,11 +221,10 @@ class _Vocabulary(dict):
 
 
 class _TermLists(Sequence):
-    """Each document's term ids as a Python list, made one document at a time as ``bm25s``
-    walks the corpus. Its indexing loops (document frequencies, term counts) iterate each
-    document's ids in Python, and Python ints are hashed and counted far faster than numpy
-    scalars: the full STARD corpus indexes in 2.7 s instead of 4.3 s. The ids stay stored
-    as compact int32 arrays (as lists they would hold about 36 bytes per term)."""
+    """Each document's term ids, stored as compact int32 arrays (as lists they would hold
+    about 36 bytes per term). :func:`_bm25_class`'s index reads the arrays; bm25s' own code,
+    which loops over each document's ids in Python, gets them as lists, one document at a
+    time (Python ints hash and count far faster than numpy scalars)."""
 
     def __init__(self, arrays: list[np.ndarray]):
         self.arrays = arrays
@@ -229,6 +237,83 @@ class _TermLists(Sequence):
 
     def __iter__(self):
         return (ids.tolist() for ids in self.arrays)
+
+
+@functools.cache
+def _bm25_class():
+    """``bm25s.BM25`` with its score matrix built by numpy over the whole corpus.
+
+    bm25s builds it document by document in Python (a set intersection for the document
+    frequencies, a ``Counter`` per document, then a pure-Python CSC sort): 9.1 s for the full
+    STARD corpus's 13.5 million terms, on one core, at the end of a build. Here one sort of
+    (term, document) keys counts the pairs and puts them in CSC order, and bm25s' own
+    functions give the idf and the term-frequency part, so the BM25 formula stays bm25s':
+    the same arrays bit for bit (the comparison test builds both) in 0.9 s
+    (``bench/bm25_matrix.py``). ``build_index_from_ids`` is the method bm25s' docs name for
+    overriding; the variants that need a non-occurrence array (BM25L, BM25+), and a corpus
+    not given as :class:`_TermLists`, take bm25s' way.
+    """
+    bm25s = _import_bm25s()
+    from bm25s import scoring
+
+    class VectorisedBM25(bm25s.BM25):
+        def build_index_from_ids(self, unique_token_ids, corpus_token_ids, show_progress=True,
+                                 leave_progress=False):
+            if not isinstance(corpus_token_ids, _TermLists) \
+                    or self.method in self.methods_requiring_nonoccurrence:
+                return super().build_index_from_ids(unique_token_ids, corpus_token_ids,
+                                                    show_progress, leave_progress)
+            self.nonoccurrence_array = None  # as bm25s sets it for these variants
+            arrays = corpus_token_ids.arrays
+            n_docs, n_vocab = len(arrays), len(unique_token_ids)
+            lengths = np.array([len(ids) for ids in arrays])
+            average_length = lengths.mean()  # as bm25s computes it, for the same rounding
+            # one int64 key per term occurrence, the term in the high half, made and sorted
+            # in place: the sort counts each (term, document) pair and puts the pairs in CSC
+            # order (np.unique took 2.4 s against 0.3 for the same result)
+            total = int(lengths.sum())
+            keys = np.empty(total, dtype=np.int64)
+            np.concatenate(arrays, out=keys)
+            keys <<= 32
+            keys |= np.repeat(np.arange(n_docs, dtype=np.int32), lengths)
+            keys.sort()
+            first = np.empty(total, dtype=bool)
+            first[:1] = True
+            np.not_equal(keys[1:], keys[:-1], out=first[1:])
+            starts = np.flatnonzero(first)
+            del first
+
+            def blocks():
+                """(slice, terms, documents, counts) of the pairs, a block at a time: a
+                whole-corpus array per step of the formula cost more in fresh memory than
+                in arithmetic (STARD: 8.6 million pairs)."""
+                for low in range(0, len(starts), PAIR_BLOCK):
+                    high = min(low + PAIR_BLOCK, len(starts))
+                    ends = np.append(starts[low + 1:high + 1],
+                                     [total] if high == len(starts) else [])
+                    pairs = keys[starts[low:high]]
+                    yield slice(low, high), pairs >> 32, pairs & 0xFFFFFFFF, \
+                        ends - starts[low:high]
+
+            frequencies = np.zeros(n_vocab, dtype=np.int64)
+            for _, terms, _, _ in blocks():
+                frequencies += np.bincount(terms, minlength=n_vocab)
+            idf = scoring._build_idf_array(
+                doc_frequencies=dict(enumerate(frequencies.tolist())), n_docs=n_docs,
+                compute_idf_fn=scoring._select_idf_scorer(self.idf_method), dtype=self.dtype)
+            tfc = scoring._select_tfc_scorer(self.method)
+            data = np.empty(len(starts), dtype=self.dtype)
+            rows = np.empty(len(starts), dtype=self.int_dtype)
+            for block, terms, documents, counts in blocks():
+                rows[block] = documents
+                data[block] = idf[terms] * tfc(
+                    tf_array=counts.astype(self.dtype), l_d=lengths[documents],
+                    l_avg=average_length, k1=self.k1, b=self.b, delta=self.delta)
+            indptr = np.zeros(n_vocab + 1, dtype=np.int64)
+            np.cumsum(frequencies, out=indptr[1:])
+            return {"data": data, "indices": rows, "indptr": indptr, "num_docs": n_docs}
+
+    return VectorisedBM25
 
 
 def _with_progress(items, enabled: bool, description: str):

@@ -138,9 +138,10 @@ class Searcher:
         return self.reranker is not None
 
     def first_stage(self, query: str, settings: SearchSettings, timings: dict | None = None,
-                    ) -> list[tuple[str, float, dict]]:
+                    query_terms: list[str] | None = None) -> list[tuple[str, float, dict]]:
         """Up to ``settings.budget`` fused candidates ``(doc_id, fused_score,
-        per_stage_scores)``."""
+        per_stage_scores)``. ``query_terms``: the query as the index's analyzer gives it,
+        when the caller has it already."""
         timings = {} if timings is None else timings
         budget, alpha = settings.budget, self.alpha_for(settings)
         # each list this deep when two are fused; the fusion keeps ``budget``
@@ -153,7 +154,8 @@ class Searcher:
         started = time.perf_counter()
         lexical = self.index.bm25.search(
             query, fetched, None if allowed is None else allowed.bm25_mask(
-                self.index.bm25.doc_ids)) if alpha < 1.0 or not self.has_dense else []
+                self.index.bm25.doc_ids), query_terms) \
+            if alpha < 1.0 or not self.has_dense else []
         timings["bm25"] = _ms(started)
         if not self.has_dense or alpha <= 0.0:
             return [(doc, score, {"bm25": score}) for doc, score in lexical]
@@ -197,7 +199,10 @@ class Searcher:
         tokens = self.rerank_tokens_for(settings) if settings.rerank > 0 else None
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        candidates = self.first_stage(query, settings, timings) if query.strip() else []
+        # analysed once: BM25 ranks by these terms, and each hit shows those it matches
+        query_terms = self.index.analyzer.tokens(query)
+        candidates = self.first_stage(query, settings, timings, query_terms) \
+            if query.strip() else []
         documents = {doc: self.index.document(doc) for doc, _, _ in candidates}
         if settings.filters:  # already chosen before ranking; a last check costs nothing
             candidates = [c for c in candidates if matches(documents[c[0]], settings.filters)]
@@ -218,8 +223,7 @@ class Searcher:
                 + candidates[settings.rerank:]
             reranked = len(head)
             timings["rerank"] = _ms(stage)
-        hits = []
-        query_terms = set(self.index.analyzer.tokens(query))  # once for every hit
+        hits, query_terms = [], set(query_terms)
         for rank, (doc, score, per_stage) in enumerate(candidates[:settings.top], start=1):
             document = documents[doc]
             terms = matched_terms(self.index.analyzer, query, document.indexed_text,

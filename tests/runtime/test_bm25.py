@@ -3,10 +3,12 @@
 import os
 
 import numpy as np
+import pytest
 
-from lexedge.runtime.analysis import JapaneseAnalyzer
+from lexedge.runtime import bm25 as bm25_module
+from lexedge.runtime.analysis import JapaneseAnalyzer, WordAnalyzer
 from lexedge.runtime.bm25 import BM25Index
-from lexedge.runtime.datasets import iter_corpus
+from lexedge.runtime.datasets import Document, iter_corpus
 from lexedge.runtime.index import Index
 from lexedge.runtime.searcher import Searcher
 
@@ -68,3 +70,43 @@ def test_bm25s_import_keeps_jax_off_the_gpu_unless_the_caller_chose(tiny_dataset
     monkeypatch.setenv("JAX_PLATFORMS", "cuda")
     BM25Index.build(iter_corpus(tiny_dataset / "corpus.jsonl"), JapaneseAnalyzer())
     assert os.environ["JAX_PLATFORMS"] == "cuda"
+
+
+@pytest.mark.parametrize("k1, b, block", [(1.2, 0.75, bm25_module.PAIR_BLOCK), (0.9, 0.3, 97)])
+def test_score_matrix_equals_the_one_bm25s_builds_bit_for_bit(k1, b, block, monkeypatch):
+    # lexedge builds bm25s' score matrix in numpy passes, a block of pairs at a time (bm25s'
+    # own loop took 11 s of the full STARD build); it must be bm25s' matrix exactly, or
+    # scores would drift
+    import bm25s
+
+    monkeypatch.setattr(bm25_module, "PAIR_BLOCK", block)  # 97: many blocks, a short last one
+    rng = np.random.default_rng(7)
+    words = [f"w{i}" for i in range(400)]  # the last ones never used: no document has them
+    texts = [" ".join(rng.choice(words[:350], size=n)) for n in rng.integers(1, 80, size=600)]
+    texts += ["w3 w3 w3 w3 w3", "w349"]  # one term repeated; a term used once in the corpus
+    documents = [Document(id=f"d{i}", text=text) for i, text in enumerate(texts)]
+    built = BM25Index.build(documents, WordAnalyzer(), k1=k1, b=b)
+
+    token_ids, vocabulary = built._terms
+    reference = bm25s.BM25(k1=k1, b=b)
+    reference.index((
+        [ids.tolist() for ids in token_ids], {word: i for i, word in enumerate(vocabulary)}),
+        show_progress=False)
+    for part in ("data", "indices", "indptr"):
+        ours, theirs = built.retriever.scores[part], reference.scores[part]
+        assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs), part
+    assert built.retriever.scores["num_docs"] == reference.scores["num_docs"] == len(texts)
+
+
+def test_a_search_analyses_its_query_once_for_bm25_and_the_hits_terms(tiny_dataset, tmp_path):
+    # a Japanese query costs MeCab a millisecond or more; BM25 and the hits' matched terms
+    # take the same analysis
+    Index.build(tiny_dataset / "corpus.jsonl", tmp_path / "idx", progress=False)
+    searcher = Searcher(tmp_path / "idx")
+    analyzer, query = searcher.index.analyzer, "他人の権利を侵害した損害"
+    calls = []
+    original = analyzer.tokens
+    analyzer.tokens = lambda text: calls.append(text) or original(text)
+    hit = searcher.search(query, top=3).hits[0]
+    assert hit.id == "d2" and "侵害" in hit.matched_terms
+    assert calls.count(query) == 1
