@@ -64,6 +64,7 @@ class BM25Index:
         self.doc_ids = list(doc_ids)
         self.analyzer = analyzer
         self._terms = terms  # (term ids per document, vocabulary) of a new index, to save
+        self._rows: dict[str, int] | None = None  # doc id -> row, made on first need
 
     @classmethod
     def build(cls, documents: Iterable[Document], analyzer: Analyzer, k1: float = 1.2,
@@ -169,6 +170,34 @@ class BM25Index:
                query_terms: list[str] | None = None) -> list[tuple[str, float]]:
         return self.search_many([query], k, mask,
                                 None if query_terms is None else [query_terms])[0]
+
+    def terms_held(self, doc_ids: Sequence[str], terms: Iterable[str]) -> list[set[str]]:
+        """Which of ``terms`` (as this index's analyzer gives them) each of ``doc_ids``
+        holds, in the order given: what analysing each document's indexed text again would
+        find, read from the score matrix instead (a term's column lists the rows of the
+        documents that hold it, in row order). A search shows each hit's matched terms this
+        way: MeCab over the 10 shown Japanese articles was a third of a search."""
+        held: list[set[str]] = [set() for _ in doc_ids]
+        if not held:
+            return held
+        if self._rows is None:
+            self._rows = {doc_id: row for row, doc_id in enumerate(self.doc_ids)}
+        rows = np.array([self._rows[doc_id] for doc_id in doc_ids], dtype=np.int64)
+        scores, vocabulary = self.retriever.scores, self.retriever.vocab_dict
+        indptr, indices = scores["indptr"], scores["indices"]
+        for term in set(terms):
+            column = vocabulary.get(term)
+            # bm25s' empty term, numbered after the last column, has none
+            if column is None or column + 1 >= len(indptr):
+                continue
+            documents = indices[indptr[column]:indptr[column + 1]]
+            if not len(documents):
+                continue
+            found = documents[np.minimum(np.searchsorted(documents, rows),
+                                         len(documents) - 1)] == rows
+            for position in np.flatnonzero(found):
+                held[position].add(term)
+        return held
 
     def save(self, directory: str | Path) -> None:
         """Write into ``directory`` (callers make it atomic with

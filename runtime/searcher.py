@@ -223,11 +223,13 @@ class Searcher:
                 + candidates[settings.rerank:]
             reranked = len(head)
             timings["rerank"] = _ms(stage)
-        hits, query_terms = [], set(query_terms)
-        for rank, (doc, score, per_stage) in enumerate(candidates[:settings.top], start=1):
+        hits, query_terms, shown = [], set(query_terms), candidates[:settings.top]
+        # each hit's matched terms as the index found them when it analysed the hit
+        held = self.index.bm25.terms_held([doc for doc, _, _ in shown], query_terms)
+        for rank, ((doc, score, per_stage), doc_held) in enumerate(zip(shown, held), start=1):
             document = documents[doc]
             terms = matched_terms(self.index.analyzer, query, document.indexed_text,
-                                  query_terms)
+                                  query_terms, doc_held)
             hits.append(Hit(rank, doc, document.title, document.text,
                             snippet(document.text, terms), score,
                             {k: v for k, v in per_stage.items() if v is not None}, terms,

@@ -29,10 +29,13 @@ MATCH_TERMS = 50
 
 
 def matched_terms(analyzer: Analyzer, query: str, text: str,
-                  query_terms: set[str] | None = None) -> list[str]:
+                  query_terms: set[str] | None = None,
+                  held: set[str] | None = None) -> list[str]:
     """Query terms (as the analyzer sees them) that also occur in ``text``, longest first, so
     a highlighter marks 個人情報 before 情報. ``query_terms``: the query's, when the caller
-    analysed it already (a search does once for all its hits).
+    analysed it already (a search does once for all its hits). ``held``: the query terms the
+    text is known to hold (an index's BM25 matrix knows them for its documents,
+    :meth:`~lexedge.runtime.bm25.BM25Index.terms_held`): the text is not analysed.
 
     In a text longer than :data:`MATCH_TEXT_CHARS` a term is looked for where the text spells
     it as the analyzer does (or capitalised, or in capitals); so there a term written only in
@@ -42,6 +45,8 @@ def matched_terms(analyzer: Analyzer, query: str, text: str,
     query_terms = set(analyzer.tokens(query)) if query_terms is None else query_terms
     if not query_terms:
         return []
+    if held is not None:
+        return _longest_first(query_terms & held)
     if len(text) > MATCH_TEXT_CHARS:
         query_terms = set(_longest_first(query_terms)[:MATCH_TERMS])
         text = _term_windows(text, query_terms)

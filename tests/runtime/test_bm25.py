@@ -110,3 +110,22 @@ def test_a_search_analyses_its_query_once_for_bm25_and_the_hits_terms(tiny_datas
     hit = searcher.search(query, top=3).hits[0]
     assert hit.id == "d2" and "侵害" in hit.matched_terms
     assert calls.count(query) == 1
+
+
+def test_the_terms_a_document_holds_are_read_from_the_index_as_analysing_it_finds_them(
+        tiny_dataset, tmp_path):
+    # a search shows each hit's matched terms from the score matrix instead of analysing the
+    # hit again; after an update the matrix's rows are no longer the document store's
+    index = Index.build(tiny_dataset / "corpus.jsonl", tmp_path / "idx", progress=False)
+    index = index.add([Document(id="new", title="追加の条文",
+                                text="個人データを第三者に提供するには本人の同意を得なければならない。")])
+    index = index.remove(["d1"])
+    order = list(reversed(index.bm25.doc_ids))  # any order, not the rows'
+    for query in ("他人の権利を侵害した損害", "本人の同意なしに個人データを第三者へ提供",
+                  "著作権法の追加", "zzzz 存在しない語"):
+        terms = set(index.analyzer.tokens(query))
+        held = index.bm25.terms_held(order, terms)
+        for doc_id, found in zip(order, held):
+            text = index.document(doc_id).indexed_text
+            assert found == terms & set(index.analyzer.tokens(text)), (query, doc_id)
+    assert index.bm25.terms_held([], {"同意"}) == []

@@ -86,9 +86,9 @@ def surfaces(index: Path) -> dict[str, object]:
     asked = []
 
     class RecordingSearcher(Searcher):
-        def first_stage(self, query, settings, timings=None):
+        def first_stage(self, query, settings, *args):
             asked.append(settings)
-            return super().first_stage(query, settings, timings)
+            return super().first_stage(query, settings, *args)
 
     RecordingSearcher(index).search("労働時間")
     for setting in ("budget", "rerank", "rerank_weight", "rerank_tokens", "alpha", "fusion",

@@ -1,0 +1,174 @@
+"""Re-ranking from passage states stored at index time, measured before it is built (issue 19,
+item 3: "cached lower-layer passage states computed at index time, as in PreTTR, with their
+disk cost measured"). The built-in reranker is late interaction over the embedder's own
+last-layer token states: a passage's states do not depend on the query, so an index could
+hold them and a search would only encode the query. On a **full** index's dev questions
+(``lexedge search``'s first stage, its top 20, the bundle's weight and tokens for the index's
+language), in one process:
+
+- ``live``: the states computed per search, as ``lexedge search`` does now;
+- ``stored``: each candidate's states computed as a build would (all candidates in
+  length-sorted batches, not the search's 20), kept as float32 or as int8 with a scale per
+  token; ``PCA k``: projected first onto the top k directions of 600 random articles' states
+  (the query's states too), then int8.
+
+Quality (MRR@10, nDCG@10 of the served order), bytes per stored token and the disk that makes
+for the whole corpus (its passages' tokens at the cap), and the re-ranking stage's time: the
+live pass over the 20 passages against the query's states plus MaxSim over stored int8
+states held in memory (a disk read would add to it).
+
+    python bench/stored_states.py --index ja_appi=work-out/idx_ja --index stard=work-out/idx_stard
+
+Writes ``bench/results/NAME.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from compute_bound import _cpu_flags
+from lock_fsync_cost import cpu_model
+from report import write_report
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent.parent / "shared" / "data"
+RERANK = 20
+PCA_SAMPLE = 600
+
+
+def _int8(states: np.ndarray) -> np.ndarray:
+    """``states`` as int8 with one float16 scale per token would store them, read back."""
+    scale = (np.abs(states).max(axis=1, keepdims=True) / 127.0).astype(np.float16)
+    scale = np.where(scale == 0, np.float16(1), scale).astype(np.float32)
+    return (np.round(states / scale).astype(np.int8) * scale).astype(np.float32)
+
+
+def measure(index: Path, data: Path, dimensions: list[int]) -> dict:
+    from lexedge.runtime.datasets import load_qrels, load_queries
+    from lexedge.runtime.fusion import interpolate
+    from lexedge.runtime.metrics import mrr_at_k, ndcg_at_k
+    from lexedge.runtime.onnx_models import maxsim
+    from lexedge.runtime.searcher import Searcher
+    from lexedge.runtime.settings import SearchSettings
+
+    searcher = Searcher(index)
+    reranker, cap, weight = searcher.reranker, searcher.passage_tokens, searcher.rerank_weight
+    if cap is None:
+        raise SystemExit(f"{index}: its bundle has no late-interaction reranker")
+    queries = load_queries(data / "queries.jsonl")
+    dev = load_qrels(data / "qrels" / "dev.tsv", queries)
+    settings = SearchSettings()
+    first = {query_id: searcher.first_stage(queries[query_id], settings) for query_id in dev}
+    candidates = sorted({doc for ranked in first.values() for doc, _, _ in ranked[:RERANK]})
+    texts = {doc: searcher.index.document(doc).indexed_text for doc in candidates}
+    states = dict(zip(candidates, (found for found, _ in reranker.token_states(
+        [texts[doc] for doc in candidates], "passage", passage_max_length=cap))))
+    rows = np.random.default_rng(0).choice(len(searcher.index.docs), PCA_SAMPLE, replace=False)
+    sample = np.concatenate([found for found, _ in reranker.token_states(
+        [searcher.index.docs.get(int(row)).indexed_text for row in rows], "passage",
+        passage_max_length=cap)])
+    _, singular, directions = np.linalg.svd(sample, full_matrices=False)
+    width = states[candidates[0]].shape[1]
+    variants = {"live": None, "stored float32": (None, False), "stored int8": (None, True),
+                **{f"stored PCA {k} int8": (directions[:k].T.astype(np.float32), True)
+                   for k in dimensions}}
+    bytes_per_token = {"live": 0, "stored float32": 4 * width, "stored int8": width + 2,
+                       **{f"stored PCA {k} int8": k + 2 for k in dimensions}}
+    kept = {name: {doc: (_int8 if quantised else np.asarray)(
+        found if basis is None else found @ basis) for doc, found in states.items()}
+        for name, (basis, quantised) in ((n, v) for n, v in variants.items() if v)}
+    quality = {name: {"mrr@10": [], "ndcg@10": [], "same_top10": 0} for name in variants}
+    live_ms, stored_ms = [], []
+    for query_id, ranked in first.items():
+        head, rest = ranked[:RERANK], [doc for doc, _, _ in ranked[RERANK:]]
+        started = time.perf_counter()
+        live = reranker.score(queries[query_id], [texts[doc] for doc, _, _ in head],
+                              passage_max_length=cap)
+        live_ms.append((time.perf_counter() - started) * 1e3)
+        started = time.perf_counter()
+        query_states, query_weights = reranker.token_states([queries[query_id]], "query")[0]
+        maxsim(query_states, query_weights, [kept["stored int8"][doc] for doc, _, _ in head])
+        stored_ms.append((time.perf_counter() - started) * 1e3)
+        orders = {}
+        for name, variant in variants.items():
+            if variant is None:
+                scores = live
+            else:
+                basis = variant[0]
+                scores = maxsim(query_states if basis is None else query_states @ basis,
+                                query_weights, [kept[name][doc] for doc, _, _ in head])
+            orders[name] = [doc for doc, _, _ in interpolate(
+                [(doc, score) for doc, score, _ in head], scores, weight)] + rest
+            quality[name]["mrr@10"].append(mrr_at_k(orders[name], dev[query_id], 10))
+            quality[name]["ndcg@10"].append(ndcg_at_k(orders[name], dev[query_id], 10))
+            quality[name]["same_top10"] += orders[name][:10] == orders["live"][:10]
+    tokens = sum(len(encoding.ids) for encoding in reranker.tokenize(
+        [(reranker.config.get("passage_prefix") or "") + document.indexed_text
+         for document in map(searcher.index.docs.get, range(len(searcher.index.docs)))], cap))
+    return {"queries": len(dev), "candidates": len(candidates), "tokens_read": cap,
+            "rerank_weight": weight, "corpus_documents": len(searcher.index.docs),
+            "corpus_tokens": tokens,
+            "pca_energy": {str(k): round(float(np.sum(singular[:k] ** 2)
+                                               / np.sum(singular ** 2)), 4) for k in dimensions},
+            "variants": {name: {"mrr@10": round(float(np.mean(row["mrr@10"])), 4),
+                                "ndcg@10": round(float(np.mean(row["ndcg@10"])), 4),
+                                "same_top10_as_live": row["same_top10"],
+                                "bytes_per_token": bytes_per_token[name],
+                                "corpus_mb": round(bytes_per_token[name] * tokens / 1e6, 1)}
+                         for name, row in quality.items()},
+            "rerank_stage_ms": {
+                "live": {f"p{q}": round(float(np.percentile(live_ms, q)), 1) for q in (50, 95)},
+                "stored int8": {f"p{q}": round(float(np.percentile(stored_ms, q)), 1)
+                                for q in (50, 95)}}}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--index", action="append", required=True, metavar="DATASET=DIR",
+                        help="a full index built with the built-in bundle")
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--dimensions", type=int, nargs="+", default=[128, 64])
+    parser.add_argument("--name", default="stored_states")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    results = {"cpu": cpu_model(), "flags": _cpu_flags(), "cores": os.cpu_count(),
+               "datasets": {}}
+    lines = ["# Re-ranking from passage states stored at index time: quality, disk, time", "",
+             f"CPU: {results['cpu']} ({results['flags']}), {results['cores']} cores. Each "
+             "dataset's **full** corpus and dev questions, the built-in bundle, the top "
+             f"{RERANK} of `lexedge search`'s first stage re-scored; one process."]
+    for spec in args.index:
+        name, _, path = spec.partition("=")
+        row = results["datasets"][name] = measure(Path(path), args.data / name,
+                                                  args.dimensions)
+        stage = row["rerank_stage_ms"]
+        lines += ["", f"## {name}: {row['queries']} questions, {row['candidates']} distinct "
+                  f"candidates, passages read to {row['tokens_read']} tokens, weight "
+                  f"{row['rerank_weight']}", "",
+                  f"The corpus: {row['corpus_documents']:,} documents, "
+                  f"{row['corpus_tokens']:,} tokens at that cap. Re-ranking stage p50 / p95: "
+                  f"live {stage['live']['p50']} / {stage['live']['p95']} ms, stored int8 "
+                  f"(the query's states and MaxSim) **{stage['stored int8']['p50']} / "
+                  f"{stage['stored int8']['p95']} ms**. Share of the states' energy the PCA "
+                  f"keeps: {', '.join(f'{k}: {v}' for k, v in row['pca_energy'].items())}.",
+                  "", "| states | MRR@10 | nDCG@10 | same top 10 as live | bytes per token | "
+                  "the corpus's states, MB |", "|---|---|---|---|---|---|"]
+        for variant, cells in row["variants"].items():
+            lines.append(f"| {variant} | {cells['mrr@10']:.4f} | {cells['ndcg@10']:.4f} | "
+                         f"{cells['same_top10_as_live'] if variant != 'live' else '-'} / "
+                         f"{row['queries']} | {cells['bytes_per_token']} | "
+                         f"{cells['corpus_mb']:,} |")
+    lines += ["", "Reproduce: the command in `bench/stored_states.py`'s docstring."]
+    write_report(args.out, args.name, results, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
