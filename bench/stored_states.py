@@ -19,6 +19,10 @@ states held in memory (a disk read would add to it).
 
     python bench/stored_states.py --index ja_appi=work-out/idx_ja --index stard=work-out/idx_stard
 
+``--bundle DIR`` takes the reranker from another bundle with the same embedder, e.g. one whose
+head projects the states narrower (``lexedge late-interaction --dimension 128``): its
+``stored int8`` row is then what an index would store for it.
+
 Writes ``bench/results/NAME.{json,md}``.
 """
 
@@ -49,7 +53,7 @@ def _int8(states: np.ndarray) -> np.ndarray:
     return (np.round(states / scale).astype(np.int8) * scale).astype(np.float32)
 
 
-def measure(index: Path, data: Path, dimensions: list[int]) -> dict:
+def measure(index: Path, data: Path, dimensions: list[int], bundle: Path | None = None) -> dict:
     from lexedge.runtime.datasets import load_qrels, load_queries
     from lexedge.runtime.fusion import interpolate
     from lexedge.runtime.metrics import mrr_at_k, ndcg_at_k
@@ -57,7 +61,7 @@ def measure(index: Path, data: Path, dimensions: list[int]) -> dict:
     from lexedge.runtime.searcher import Searcher
     from lexedge.runtime.settings import SearchSettings
 
-    searcher = Searcher(index)
+    searcher = Searcher(index, bundle=bundle)
     reranker, cap, weight = searcher.reranker, searcher.passage_tokens, searcher.rerank_weight
     if cap is None:
         raise SystemExit(f"{index}: its bundle has no late-interaction reranker")
@@ -134,20 +138,23 @@ def main(argv=None) -> int:
                         help="a full index built with the built-in bundle")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--dimensions", type=int, nargs="+", default=[128, 64])
+    parser.add_argument("--bundle", type=Path, help="the reranker's bundle (default: the "
+                        "index's)")
     parser.add_argument("--name", default="stored_states")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     results = {"cpu": cpu_model(), "flags": _cpu_flags(), "cores": os.cpu_count(),
-               "datasets": {}}
+               "bundle": str(args.bundle or "the index's"), "datasets": {}}
     lines = ["# Re-ranking from passage states stored at index time: quality, disk, time", "",
              f"CPU: {results['cpu']} ({results['flags']}), {results['cores']} cores. Each "
-             "dataset's **full** corpus and dev questions, the built-in bundle, the top "
+             f"dataset's **full** corpus and dev questions, the bundle {results['bundle']}, "
+             "the top "
              f"{RERANK} of `lexedge search`'s first stage re-scored; one process."]
     for spec in args.index:
         name, _, path = spec.partition("=")
         row = results["datasets"][name] = measure(Path(path), args.data / name,
-                                                  args.dimensions)
+                                                  args.dimensions, args.bundle)
         stage = row["rerank_stage_ms"]
         lines += ["", f"## {name}: {row['queries']} questions, {row['candidates']} distinct "
                   f"candidates, passages read to {row['tokens_read']} tokens, weight "

@@ -107,6 +107,9 @@ def add_late_interaction_command(commands) -> None:
     late.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     late.add_argument("--epochs", type=int, help="passes over the training queries (default 3)")
     late.add_argument("--learning-rate", type=float, help="the head's (default 3e-4)")
+    late.add_argument("--dimension", type=int, metavar="D",
+                      help="the width of the projected token states (default: the "
+                           "embedder's; narrower starts from their principal directions)")
     late.add_argument("--candidates", type=int, metavar="N",
                       help="first-stage candidates re-scored (default: the served 20)")
     late.add_argument("--passage-max-length", type=int, metavar="TOKENS",
@@ -127,7 +130,8 @@ def run_late_interaction(args: argparse.Namespace) -> int:
     from .late_interaction import LateInteractionConfig, build_late_interaction_bundle
 
     given = {name: value for name, value in (("epochs", args.epochs),
-                                             ("learning_rate", args.learning_rate))
+                                             ("learning_rate", args.learning_rate),
+                                             ("dimension", args.dimension))
              if value is not None}
     config = LateInteractionConfig(
         bundle=args.bundle, data=tuple(args.data), indexes=tuple(args.index), out=args.out,

@@ -266,6 +266,10 @@ def build_late_interaction_bundle(config: LateInteractionConfig, log=print) -> B
     if (config.passage_max_length or 0) > embedder["max_length"]:
         raise LexedgeError(f"--passage-max-length: at most the embedder's max_length, "
                            f"{embedder['max_length']} tokens, not {config.passage_max_length}")
+    width, dimension = embedder.get("dimension"), config.head.dimension
+    if dimension is not None and not 1 <= dimension <= (width or dimension):
+        raise LexedgeError(f"--dimension: the projected states can be 1-{width} wide (the "
+                           f"embedder's width), not {dimension}")
     out = Path(config.out)
     if out.resolve() == source.path.resolve():
         raise LexedgeError(f"--out {out}: is the source bundle; write a new folder")
@@ -310,6 +314,7 @@ def build_late_interaction_bundle(config: LateInteractionConfig, log=print) -> B
         log(f"late interaction: token states of {len(states):,} texts; training on "
             f"{len(examples):,} queries")
         head = train_head(examples, states, config.head, log)
+        entry["dimension"] = head.projection.out_features  # the states a search compares
         final = staging / RERANKER_FILE
         _save(token_graph(source.path / embedder["file"], head.tensors()), final)
         reranker = OnnxLateInteraction(final, tokenizer, entry)

@@ -38,6 +38,10 @@ class HeadConfig:
         temperature: divides the MaxSim scores in the listwise loss.
         queries_per_step: training queries per optimiser step.
         seed: shuffling.
+        dimension: the width of the projected token states; ``None`` keeps the embedder's
+            (a square projection starting as the identity). A narrower head starts as the
+            projection onto the states' principal directions: what an index storing each
+            passage's states would hold per token (``bench/stored_states.py``).
     """
 
     epochs: int = 3
@@ -45,6 +49,7 @@ class HeadConfig:
     temperature: float = 0.05
     queries_per_step: int = 16
     seed: int = 0
+    dimension: int | None = None
 
 
 @dataclass
@@ -58,7 +63,9 @@ class Example:
 
 
 class LateInteractionHead(torch.nn.Module):
-    """Projection and query-token weights over unit token states of width ``width``.
+    """Projection and query-token weights over unit token states of width ``width``, the
+    projected states ``dimension`` wide (default ``width``: the projection starts as the
+    identity; narrower, it starts as ``directions`` [dimension, width], orthonormal rows).
 
     Example:
         >>> head = LateInteractionHead(4)
@@ -68,12 +75,19 @@ class LateInteractionHead(torch.nn.Module):
         torch.Size([1])
     """
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, dimension: int | None = None,
+                 directions: np.ndarray | None = None):
         super().__init__()
-        self.projection = torch.nn.Linear(width, width, bias=False)
+        dimension = width if dimension is None else dimension
+        if directions is None and dimension != width:
+            raise ValueError(f"a head {dimension} wide over states {width} wide starts from "
+                             "given directions")
+        self.projection = torch.nn.Linear(width, dimension, bias=False)
         self.gate = torch.nn.Linear(width, 1)
         with torch.no_grad():
-            self.projection.weight.copy_(torch.eye(width))
+            self.projection.weight.copy_(torch.eye(width) if directions is None
+                                         else torch.from_numpy(np.asarray(
+                                             directions, dtype=np.float32)))
             self.gate.weight.zero_()
             self.gate.bias.fill_(GATE_START)
 
@@ -103,6 +117,17 @@ class LateInteractionHead(torch.nn.Module):
                 "gate_bias": self.gate.bias.detach().numpy().copy()}
 
 
+def principal_directions(states, dimension: int, seed: int = 0,
+                         sample: int = 200_000) -> np.ndarray:
+    """The ``dimension`` directions [dimension, width] that keep most of the token states'
+    energy (uncentred: MaxSim compares them by dot products), from at most ``sample``
+    tokens."""
+    tokens = np.concatenate([np.asarray(value, dtype=np.float32) for value in states])
+    if len(tokens) > sample:
+        tokens = tokens[np.random.default_rng(seed).choice(len(tokens), sample, replace=False)]
+    return np.linalg.svd(tokens, full_matrices=False)[2][:dimension].copy()
+
+
 def listwise_loss(scores: torch.Tensor, positives: int, temperature: float) -> torch.Tensor:
     """``-log`` of the softmax mass on the first ``positives`` scores (several judged
     passages may each be right)."""
@@ -119,7 +144,13 @@ def train_head(examples: Sequence[Example], states: Mapping[str, np.ndarray],
         raise ValueError("no training queries with both a judged passage and a negative")
     torch.manual_seed(config.seed)
     width = next(iter(states.values())).shape[1]
-    head = LateInteractionHead(width)
+    dimension = width if config.dimension is None else config.dimension
+    if not 1 <= dimension <= width:
+        raise ValueError(f"head dimension {dimension}: must be within 1-{width} (the states' "
+                         "width)")
+    head = LateInteractionHead(width, dimension, None if dimension == width
+                               else principal_directions(states.values(), dimension,
+                                                         config.seed))
     optimiser = torch.optim.AdamW(head.parameters(), lr=config.learning_rate, weight_decay=0.0)
     tensor = {key: torch.from_numpy(np.asarray(value, dtype=np.float32))
               for key, value in states.items()}

@@ -262,3 +262,28 @@ def test_a_passage_length_beyond_the_models_is_refused_in_one_line(
     error = capsys.readouterr().err.strip()
     assert "--passage-max-length" in error and len(error.splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_narrow_head_writes_states_that_wide_and_passes_its_parity_gate(
+        layer_norm_bundle, tiny_dataset, tmp_path, capsys):
+    from lexedge.cli import main
+
+    index = tmp_path / "index"
+    assert main(["index", "build", "--docs", str(tiny_dataset / "corpus.jsonl"), "--bundle",
+                 str(layer_norm_bundle), "--out", str(index)]) == 0
+    common = ["late-interaction", "--bundle", str(layer_norm_bundle), "--data",
+              str(tiny_dataset), "--index", str(index), "--epochs", "1", "--candidates", "4"]
+    out = tmp_path / "narrow"
+    assert main(common + ["--out", str(out), "--dimension", "6"]) == 0
+    entry = Bundle.load(out).manifest["reranker"]
+    assert entry["dimension"] == 6 and entry["training"]["head"]["dimension"] == 6
+    assert entry["parity"]["gates"][0]["passed"]
+    (states, _), = Bundle.load(out).reranker().token_states([TEXTS[0]])
+    assert states.shape[1] == 6
+    capsys.readouterr()
+    for wrong in ("0", "17"):  # the tiny embedder is 16 wide
+        assert main(common + ["--out", str(tmp_path / f"wrong{wrong}"), "--dimension",
+                              wrong]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.count("\n") == 0 and "--dimension" in error and "1-16" in error
+        assert not (tmp_path / f"wrong{wrong}").exists()

@@ -61,3 +61,27 @@ def test_training_puts_the_judged_passage_above_the_negatives_on_unseen_queries(
     head = train_head(train_examples, train_states,
                       HeadConfig(epochs=10, learning_rate=3e-2), log=lambda line: None)
     assert _margin(head, held_states, held_examples) > 0.05
+
+
+def test_a_narrow_head_starts_as_the_projection_onto_the_principal_directions():
+    # an index storing passage states would store them this wide (bench/stored_states.py)
+    states, examples = _task(np.random.default_rng(0), 16)
+    narrow = train_head(examples, states, HeadConfig(epochs=0, dimension=5),
+                        log=lambda line: None)
+    assert narrow.projection.weight.shape == (5, WIDTH)
+    tokens = np.concatenate(list(states.values()))
+    kept = np.linalg.norm(tokens @ narrow.tensors()["projection"]) ** 2
+    # no 5 directions keep more of the tokens' energy than the top 5 principal ones
+    singular = np.linalg.svd(tokens, compute_uv=False)
+    assert kept == pytest.approx(float(np.sum(singular[:5] ** 2)), rel=1e-4)
+    with pytest.raises(ValueError, match="1-12"):
+        train_head(examples, states, HeadConfig(dimension=13), log=lambda line: None)
+
+
+def test_a_narrow_head_still_learns_which_query_tokens_matter():
+    train_states, train_examples = _task(np.random.default_rng(1), 64)
+    held_states, held_examples = _task(np.random.default_rng(2), 32)
+    head = train_head(train_examples, train_states,
+                      HeadConfig(epochs=10, learning_rate=3e-2, dimension=8),
+                      log=lambda line: None)
+    assert _margin(head, held_states, held_examples) > 0.05
