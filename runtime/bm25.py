@@ -273,11 +273,11 @@ def _bm25_class():
     """``bm25s.BM25`` with its score matrix built by numpy over the whole corpus.
 
     bm25s builds it document by document in Python (a set intersection for the document
-    frequencies, a ``Counter`` per document, then a pure-Python CSC sort): 9.1 s for the full
+    frequencies, a ``Counter`` per document, then a pure-Python CSC sort): 9.0 s for the full
     STARD corpus's 13.5 million terms, on one core, at the end of a build. Here one sort of
     (term, document) keys counts the pairs and puts them in CSC order, and bm25s' own
     functions give the idf and the term-frequency part, so the BM25 formula stays bm25s':
-    the same arrays bit for bit (the comparison test builds both) in 0.9 s
+    the same arrays bit for bit (the comparison test builds both) in 0.87 s
     (``bench/bm25_matrix.py``). ``build_index_from_ids`` is the method bm25s' docs name for
     overriding; the variants that need a non-occurrence array (BM25L, BM25+), and a corpus
     not given as :class:`_TermLists`, take bm25s' way.
