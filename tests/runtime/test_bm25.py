@@ -75,7 +75,7 @@ def test_bm25s_import_keeps_jax_off_the_gpu_unless_the_caller_chose(tiny_dataset
 @pytest.mark.parametrize("k1, b, block", [(1.2, 0.75, bm25_module.PAIR_BLOCK), (0.9, 0.3, 97)])
 def test_score_matrix_equals_the_one_bm25s_builds_bit_for_bit(k1, b, block, monkeypatch):
     # lexedge builds bm25s' score matrix in numpy passes, a block of pairs at a time (bm25s'
-    # own loop took 11 s of the full STARD build); it must be bm25s' matrix exactly, or
+    # own loop took 9 s over the full STARD corpus); it must be bm25s' matrix exactly, or
     # scores would drift
     import bm25s
 
