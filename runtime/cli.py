@@ -296,6 +296,11 @@ DEMO_QUERY = "本人の同意を得ないで個人データを第三者に提供
 DEMO_TOP = 5  # the demo shows the answer, not a result list: fewer hits than a search
 
 
+# the next question the demo suggests: one the sample answers (its top hit is APPI art. 17,
+# changing the purpose of use), so the printed command runs as it stands
+DEMO_NEXT_QUESTION = "個人情報の利用目的を変更するとき"
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from importlib.resources import files
 
@@ -337,7 +342,8 @@ def run_demo(args: argparse.Namespace) -> int:
     code = run_search(args)
     # where the index went and what to run next (issue 23)
     with_bundle = f" --bundle {args.bundle}" if args.bundle else ""
-    steps = [(f'lexedge search "…" --index {index_path}', "another question"),
+    steps = [(f'lexedge search "{DEMO_NEXT_QUESTION}" --index {index_path}',
+              "another question"),
              (f"lexedge tui --index {index_path}", "search as you type"),
              (f"lexedge index build --docs YOUR_FOLDER{with_bundle} --out my-index",
               "your own documents")]

@@ -15,9 +15,10 @@ TUI_SETTINGS = ("budget", "pool", "rerank", "rerank_weight", "rerank_tokens", "a
 def add_commands(commands) -> None:
     tui = commands.add_parser(
         "tui", help="search an index interactively in the terminal",
-        description="Search-as-you-type over IDX: results, the article with its neighbours, "
-                    "the retrieval budget ([ and ]), reranking (Ctrl-R; --rerank 0 starts it "
-                    "off) and alpha ({ and }) at a key. F1 lists every key.")
+        description="Search-as-you-type over an index (--index) or a running service "
+                    "(--server): results, the article with its neighbours, the retrieval "
+                    "budget ([ and ]), reranking (Ctrl-R; --rerank 0 starts it off) and alpha "
+                    "({ and }) at a key. F1 lists every key.")
     add_index_or_server(tui)
     tui.add_argument("--bundle", metavar="builtin|DIR",
                      help="bundle: 'builtin' or a folder (default: the one the index was built "

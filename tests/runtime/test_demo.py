@@ -1,5 +1,7 @@
 """The README's main job: the bundled sample corpus answers a real question."""
 
+import shlex
+
 from lexedge.cli import main
 
 
@@ -15,6 +17,11 @@ def test_demo_finds_the_consent_article(tmp_path, capsys):
     # it says where the index went and what to run next (issue 23)
     assert f"The sample's index is {tmp_path / 'demo' / 'index'}. Next:" in out
     assert f"lexedge tui --index {tmp_path / 'demo' / 'index'}" in out
+    # the suggested search runs as printed and answers (a placeholder once returned noise)
+    suggested = next(line.split("   ")[0].strip() for line in out.splitlines()
+                     if line.strip().startswith("lexedge search"))
+    assert main(shlex.split(suggested)[1:]) == 0
+    assert "個人情報の保護に関する法律 第十七条" in capsys.readouterr().out.split("\n  2.")[0]
     # A second run reuses the index instead of rebuilding it.
     assert main(["demo", "解雇の予告", "--out", str(tmp_path / "demo")]) == 0
     assert "indexing" not in capsys.readouterr().out
