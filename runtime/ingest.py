@@ -32,6 +32,8 @@ from .datasets import MAX_DOCUMENT_CHARS, Document, iter_corpus
 from .errors import DataError, LexedgeError
 
 TEXT_SUFFIXES = {".txt", ".md", ".html", ".htm"}
+# A Markdown heading longer than this does not name its file's passages (the file name does)
+MAX_TITLE_CHARS = 80
 OPTIONAL_SUFFIXES = {".pdf": "pypdf", ".docx": "python-docx"}
 PASSAGE_CHARS = 600
 PASSAGE_OVERLAP = 120
@@ -239,9 +241,24 @@ def document_units(path: Path, relative: Path) -> Iterator[Document]:
             title = " ".join(part for part in (law, article.block, article.heading) if part)
             yield Document(f"{source}#{name}", article.body, title, metadata)
         return
+    name = _markdown_title(text) if path.suffix.lower() == ".md" else None
     for position, passage in enumerate(split_passages(text)):
-        yield Document(f"{source}#p{position}", passage, f"{path.stem} ({position + 1})",
+        yield Document(f"{source}#p{position}", passage, f"{name or path.stem} ({position + 1})",
                        {"source": source, "folder": folder, "position": position})
+
+
+def _markdown_title(text: str) -> str | None:
+    """A Markdown file's first heading (``# 秘密保持契約``), when its first line is one and
+    short enough to name it: what a person sees as the hit's title, rather than the file
+    name (found in a new user's trial)."""
+    for line in text.splitlines():
+        if line.strip():
+            heading = line.strip()
+            if heading.startswith("#"):
+                heading = heading.lstrip("#").strip()
+                return heading if 0 < len(heading) <= MAX_TITLE_CHARS else None
+            return None
+    return None
 
 
 def _unique(name: str, seen: set[str]) -> str:
