@@ -7,7 +7,8 @@
   into articles; each article keeps its heading in its title (``民法 第九十条``), the law's
   name being the file's first line when that is a short heading, else the file name.
 * Any other document is cut into overlapping passages that remember their source file and
-  position, so a hit can be shown in context.
+  position, so a hit can be shown in context; they are titled by the file's first Markdown
+  heading (``秘密保持契約 (1)``), else its name (``nda (1)``).
 
 Every unit's id is ``{source}#{name}`` and depends only on the file's path and content, so
 re-reading an unchanged folder gives the same ids and ``lexedge index update`` changes nothing
