@@ -1,12 +1,14 @@
-"""A cold search's index opening (issue 19, cold ``lexedge search`` within 1 s), three ways, each
+"""A cold search's index opening (issue 19, cold ``lexedge search`` within 1 s), four ways, each
 a fresh process doing what ``lexedge search`` does (import, open the index, make the
 searcher's models, answer one query), alternating in one run over a **full** index:
 
 - ``hashed first``: every file hashed before any is read (stop 36);
 - ``hashed while read, 1 thread``: every file hashed on one thread beside the reads (stop 37);
-- ``hashed while read, N threads``: ``Index.load`` now: the files a search reads hashed on
-  ``VERIFY_THREADS`` threads beside the reads, the BM25 terms only an update reads left to
-  the update.
+- ``hashed while read, N threads``: the files a search reads hashed on ``VERIFY_THREADS``
+  threads beside the reads, the BM25 terms only an update reads left to the update (stop 38);
+- ``now``: that, and bm25s imported without the ``scipy.sparse`` it loads for nothing
+  (``lexedge.runtime.bm25._import_bm25s``). The three ways before import bm25s as they did,
+  scipy and all, where scipy is installed.
 
 ``process`` is the whole process as the parent sees it, interpreter start and exit included.
 ``--python`` times another install's interpreter: a laptop user's ``pip install .`` has no
@@ -42,6 +44,8 @@ HERE = Path(__file__).resolve().parent
 PROCESS = """
 import json, sys, time
 started = time.perf_counter()
+if sys.argv[1] != "now":
+    import bm25s  # scipy.sparse too, where installed, as before stop 39
 from pathlib import Path
 from lexedge.runtime import index as ix
 from lexedge.runtime.searcher import Searcher
@@ -69,7 +73,7 @@ import importlib.util
 print(", ".join(f"{name} {'installed' if importlib.util.find_spec(name) else 'absent'}"
                 for name in ("torch", "scipy")))
 """
-ORDERS = ("hashed first", "hashed while read, 1 thread", "hashed while read, N threads")
+ORDERS = ("hashed first", "hashed while read, 1 thread", "hashed while read, N threads", "now")
 COLUMNS = ("import_s", "open_s", "models_s", "search_s", "total_s", "process_s")
 
 
@@ -106,7 +110,7 @@ def main(argv=None) -> int:
     lines = ["# Opening an index for a cold search: when and how its files are hashed", "",
              f"CPU: {results['cpu']} ({results['flags']}), {results['cores']} cores. Index: "
              f"the one given ({size / 1e6:.0f} MB; the headline is the **full** STARD index). "
-             f"Fresh processes, the three ways alternating, {args.rounds} rounds; medians in "
+             f"Fresh processes, the {len(ORDERS)} ways alternating, {args.rounds} rounds; medians in "
              f"seconds. N = {threads} hashing threads here. Install timed: {install}. "
              "`process`: the whole process as its parent timed it, interpreter start and exit "
              "included.", "",

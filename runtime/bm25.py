@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -34,15 +35,33 @@ PAIR_BLOCK = 1 << 20
 
 
 def _import_bm25s():
-    """bm25s, with JAX (which it runs at import wherever JAX is installed) kept off the GPU.
+    """bm25s, with JAX (which it runs at import wherever JAX is installed) kept off the GPU,
+    and without the scipy it would import for nothing.
 
     On a GPU machine with JAX, that import otherwise claims 75 % of the GPU's memory per
     process, and the trainer beside it ran out of memory (seen on an H100). lexedge never uses
     JAX; a value the caller set is kept.
+
+    bm25s imports ``scipy.sparse`` whenever scipy is installed (the training and export
+    extras bring it), only to offer a CSC backend lexedge never asks for: its matrix is built
+    by :func:`_bm25_class` and searched with numpy. That import was 134 ms of a cold
+    ``lexedge search`` (``python -X importtime``). So unless scipy is loaded already, bm25s
+    is imported as where scipy is absent (the base install's case), and ``scipy.sparse``
+    stays importable for whatever needs it later. (Only a thread importing ``scipy.sparse``
+    at that very instant would find it missing; lexedge's parts that use scipy import it
+    when they load, before they open an index.)
     """
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    import bm25s
-
+    if "bm25s" in sys.modules:
+        return sys.modules["bm25s"]
+    hidden = "scipy.sparse" not in sys.modules
+    if hidden:
+        sys.modules["scipy.sparse"] = None  # an import of it fails at once, as if absent
+    try:
+        import bm25s
+    finally:
+        if hidden and sys.modules.get("scipy.sparse", False) is None:
+            del sys.modules["scipy.sparse"]
     return bm25s
 
 
