@@ -9,10 +9,10 @@ language), in one process:
 - ``live``: the states computed per search, as ``lexedge search`` does now;
 - ``stored``: each candidate's states computed as a build would (all candidates in
   length-sorted batches, not the search's 20), kept as float32 or as int8 with a scale per
-  token; ``PCA k``: projected first onto the top k directions of 600 random articles' states
+  token; ``PCA k``: projected first onto the top k directions of random articles' states
   (the query's states too), then int8; ``residual b-bit``: ColBERTv2's compression, a
-  centroid id and b bits a dimension, its 1,024 centroids and buckets fitted on those 600
-  articles' states.
+  centroid id and b bits a dimension, its centroids (``--centroids``, 1,024) and buckets
+  fitted on those articles' states (``--sample-articles``, 600).
 
 Quality (MRR@10, nDCG@10 of the served order), bytes per stored token and the disk that makes
 for the whole corpus (its passages' tokens at the cap), and the re-ranking stage's time: the
@@ -94,7 +94,8 @@ class _Residual:
 
 
 def measure(index: Path, data: Path, dimensions: list[int], bundle: Path | None = None,
-            residual_bits: tuple[int, ...] = (2, 1)) -> dict:
+            residual_bits: tuple[int, ...] = (2, 1), centroids: int = 1024,
+            sample_articles: int = PCA_SAMPLE) -> dict:
     from lexedge.runtime.datasets import load_qrels, load_queries
     from lexedge.runtime.fusion import interpolate
     from lexedge.runtime.metrics import mrr_at_k, ndcg_at_k
@@ -114,7 +115,8 @@ def measure(index: Path, data: Path, dimensions: list[int], bundle: Path | None 
     texts = {doc: searcher.index.document(doc).indexed_text for doc in candidates}
     states = dict(zip(candidates, (found for found, _ in reranker.token_states(
         [texts[doc] for doc in candidates], "passage", passage_max_length=cap))))
-    rows = np.random.default_rng(0).choice(len(searcher.index.docs), PCA_SAMPLE, replace=False)
+    rows = np.random.default_rng(0).choice(len(searcher.index.docs), sample_articles,
+                                           replace=False)
     sample = np.concatenate([found for found, _ in reranker.token_states(
         [searcher.index.docs.get(int(row)).indexed_text for row in rows], "passage",
         passage_max_length=cap)])
@@ -125,7 +127,8 @@ def measure(index: Path, data: Path, dimensions: list[int], bundle: Path | None 
                    for k in dimensions}}
     bytes_per_token = {"live": 0, "stored float32": 4 * width, "stored int8": width + 2,
                        **{f"stored PCA {k} int8": k + 2 for k in dimensions}}
-    codecs = {f"stored residual {bits}-bit": _Residual(sample, bits) for bits in residual_bits}
+    codecs = {f"stored residual {bits}-bit": _Residual(sample, bits, centroids)
+              for bits in residual_bits}
     for name, codec in codecs.items():
         variants[name] = (None, codec)
         bytes_per_token[name] = codec.bytes_per_token(width)
@@ -186,21 +189,29 @@ def main(argv=None) -> int:
     parser.add_argument("--dimensions", type=int, nargs="+", default=[128, 64])
     parser.add_argument("--bundle", type=Path, help="the reranker's bundle (default: the "
                         "index's)")
+    parser.add_argument("--centroids", type=int, default=1024,
+                        help="the residual compression's centroids")
+    parser.add_argument("--sample-articles", type=int, default=PCA_SAMPLE,
+                        help="random articles whose states fit the PCA and the centroids")
     parser.add_argument("--name", default="stored_states")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     results = {"cpu": cpu_model(), "flags": _cpu_flags(), "cores": os.cpu_count(),
-               "bundle": str(args.bundle or "the index's"), "datasets": {}}
+               "bundle": str(args.bundle or "the index's"), "centroids": args.centroids,
+               "sample_articles": args.sample_articles, "datasets": {}}
     lines = ["# Re-ranking from passage states stored at index time: quality, disk, time", "",
              f"CPU: {results['cpu']} ({results['flags']}), {results['cores']} cores. Each "
              f"dataset's **full** corpus and dev questions, the bundle {results['bundle']}, "
              "the top "
-             f"{RERANK} of `lexedge search`'s first stage re-scored; one process."]
+             f"{RERANK} of `lexedge search`'s first stage re-scored; one process. PCA and "
+             f"{args.centroids:,} residual centroids fitted on {args.sample_articles:,} "
+             "random articles' states."]
     for spec in args.index:
         name, _, path = spec.partition("=")
-        row = results["datasets"][name] = measure(Path(path), args.data / name,
-                                                  args.dimensions, args.bundle)
+        row = results["datasets"][name] = measure(
+            Path(path), args.data / name, args.dimensions, args.bundle,
+            centroids=args.centroids, sample_articles=args.sample_articles)
         stage = row["rerank_stage_ms"]
         lines += ["", f"## {name}: {row['queries']} questions, {row['candidates']} distinct "
                   f"candidates, passages read to {row['tokens_read']} tokens, weight "

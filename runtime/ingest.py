@@ -35,6 +35,7 @@ from .errors import DataError, LexedgeError
 TEXT_SUFFIXES = {".txt", ".md", ".html", ".htm"}
 # A Markdown heading longer than this does not name its file's passages (the file name does)
 MAX_TITLE_CHARS = 80
+MARKDOWN_HEADING = re.compile(r"#{1,6}[ \t]+(.*?)[ \t#]*$")  # ATX: "## 第二章 #"
 OPTIONAL_SUFFIXES = {".pdf": "pypdf", ".docx": "python-docx"}
 PASSAGE_CHARS = 600
 PASSAGE_OVERLAP = 120
@@ -254,11 +255,9 @@ def _markdown_title(text: str) -> str | None:
     name (found in a new user's trial)."""
     for line in text.splitlines():
         if line.strip():
-            heading = line.strip()
-            if heading.startswith("#"):
-                heading = heading.lstrip("#").strip()
-                return heading if 0 < len(heading) <= MAX_TITLE_CHARS else None
-            return None
+            heading = MARKDOWN_HEADING.match(line.strip())  # "#hashtag" is not one
+            title = heading.group(1).strip() if heading else ""
+            return title if 0 < len(title) <= MAX_TITLE_CHARS else None
     return None
 
 

@@ -144,8 +144,11 @@ def test_a_markdown_files_passages_are_titled_by_its_first_heading(tmp_path):
     (tmp_path / "nda.md").write_text("# 秘密保持契約\n\n第1条 甲及び乙は、相手方の秘密を守る。\n",
                                      encoding="utf-8")
     (tmp_path / "memo.md").write_text("本文だけのメモ。\n", encoding="utf-8")
+    (tmp_path / "tags.md").write_text("#契約 #メモ\n本文。\n", encoding="utf-8")
+    (tmp_path / "closed.md").write_text("\n## 業務委託契約 ##\n本文。\n", encoding="utf-8")
     (tmp_path / "notes.txt").write_text("# not a heading in a text file\n本文。\n",
                                         encoding="utf-8")
     titles = {d.id: d.title for d in iter_documents(tmp_path)}
     assert titles == {"nda.md#p0": "秘密保持契約 (1)", "memo.md#p0": "memo (1)",
-                      "notes.txt#p0": "notes (1)"}
+                      "notes.txt#p0": "notes (1)", "tags.md#p0": "tags (1)",
+                      "closed.md#p0": "業務委託契約 (1)"}
