@@ -201,7 +201,8 @@ class BM25Index:
             return held
         if self._rows is None:
             self._rows = {doc_id: row for row, doc_id in enumerate(self.doc_ids)}
-        rows = np.array([self._rows[doc_id] for doc_id in doc_ids], dtype=np.int64)
+        # a document this index does not hold (none should reach here) holds no term: row -1
+        rows = np.array([self._rows.get(doc_id, -1) for doc_id in doc_ids], dtype=np.int64)
         scores, vocabulary = self.retriever.scores, self.retriever.vocab_dict
         indptr, indices = scores["indptr"], scores["indices"]
         for term in set(terms):

@@ -129,3 +129,4 @@ def test_the_terms_a_document_holds_are_read_from_the_index_as_analysing_it_find
             text = index.document(doc_id).indexed_text
             assert found == terms & set(index.analyzer.tokens(text)), (query, doc_id)
     assert index.bm25.terms_held([], {"同意"}) == []
+    assert index.bm25.terms_held(["d1", "not-indexed"], {"同意", "の"}) == [set(), set()]
