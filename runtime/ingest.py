@@ -243,9 +243,9 @@ def document_units(path: Path, relative: Path) -> Iterator[Document]:
             title = " ".join(part for part in (law, article.block, article.heading) if part)
             yield Document(f"{source}#{name}", article.body, title, metadata)
         return
-    name = _markdown_title(text) if path.suffix.lower() == ".md" else None
+    called = (_markdown_title(text) if path.suffix.lower() == ".md" else None) or path.stem
     for position, passage in enumerate(split_passages(text)):
-        yield Document(f"{source}#p{position}", passage, f"{name or path.stem} ({position + 1})",
+        yield Document(f"{source}#p{position}", passage, f"{called} ({position + 1})",
                        {"source": source, "folder": folder, "position": position})
 
 
