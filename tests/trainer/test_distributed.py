@@ -17,6 +17,10 @@ SUPPORT = Path(__file__).resolve().parents[1] / "support"
 TOLERANCE = 2e-4  # float32 sums in another order (shares, padding), over 4 steps a stage
 
 
+# what a rendezvous says when its port was taken meanwhile
+PORT_TAKEN = ("EADDRINUSE", "Address already in use", "failed to listen")
+
+
 def _free_port() -> int:
     with socket.socket() as sock:  # loopback only: the rendezvous of the two processes
         sock.bind(("127.0.0.1", 0))
@@ -26,15 +30,19 @@ def _free_port() -> int:
 def _launch(family: str, overrides: list[str], output: Path, processes: int) -> Path:
     spec = output.parent / f"{output.name}.overrides.json"
     spec.write_text(json.dumps(overrides + [f'output_dir="{output}"']))
-    command = [str(SUPPORT / "distributed_run.py"), family, str(spec)]
-    if processes > 1:
-        command = ["-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node",
-                   str(processes), "--master_addr", "127.0.0.1", "--master_port",
-                   str(_free_port())] + command
-    command = [sys.executable] + command
+    run = [str(SUPPORT / "distributed_run.py"), family, str(spec)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(SUPPORT.parent), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    for _ in range(3):
+        command = run if processes == 1 else [
+            "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(processes),
+            "--master_addr", "127.0.0.1", "--master_port", str(_free_port())] + run
+        result = subprocess.run([sys.executable] + command, capture_output=True, text=True,
+                                env=env, timeout=600)
+        # the free port can be taken between _free_port closing it and the rendezvous binding
+        # it: then a fresh port, again
+        if result.returncode == 0 or not any(sign in result.stderr for sign in PORT_TAKEN):
+            break
     errors = [line for line in result.stderr.splitlines()
               if "Error" in line and "[W" not in line]
     assert result.returncode == 0, "\n".join(errors[:5]) or result.stderr[-3000:]
