@@ -26,7 +26,7 @@ from .fusion import fuse, interpolate
 from .index import Index
 from .onnx_models import OnnxLateInteraction
 from .settings import DEFAULT_ALPHA, SearchSettings
-from .snippets import matched_terms, snippet
+from .snippets import longest_first, snippet
 
 #: The longest query accepted, in characters. A legal question is at most a paragraph: the
 #: longest in ../shared/data is 385 characters (ja_appi; STARD's is 154). Every stage's work
@@ -223,13 +223,11 @@ class Searcher:
                 + candidates[settings.rerank:]
             reranked = len(head)
             timings["rerank"] = _ms(stage)
-        hits, query_terms, shown = [], set(query_terms), candidates[:settings.top]
+        hits, shown = [], candidates[:settings.top]
         # each hit's matched terms as the index found them when it analysed the hit
         held = self.index.bm25.terms_held([doc for doc, _, _ in shown], query_terms)
         for rank, ((doc, score, per_stage), doc_held) in enumerate(zip(shown, held), start=1):
-            document = documents[doc]
-            terms = matched_terms(self.index.analyzer, query, document.indexed_text,
-                                  query_terms, doc_held)
+            document, terms = documents[doc], longest_first(doc_held)
             hits.append(Hit(rank, doc, document.title, document.text,
                             snippet(document.text, terms), score,
                             {k: v for k, v in per_stage.items() if v is not None}, terms,

@@ -1,59 +1,25 @@
-"""What a person sees of a hit: the query's terms found in it, a snippet around the first one,
-and text made safe to print on a terminal.
+"""What a person sees of a hit: the query's terms found in it, longest first, a snippet around
+the first one, and text made safe to print on a terminal.
 
-The work per hit is bounded (issue 20, finding 9): re-analysing a whole 50 MB document for
-its matched terms took 25 s and 2.9 GB on every search that returned it. A text longer than
-:data:`MATCH_TEXT_CHARS` is analysed only around the places where the query's terms occur.
+A hit's matched terms are read from the index (:meth:`~lexedge.runtime.bm25.BM25Index.
+terms_held`), not by analysing the hit again, so showing a hit costs the same for a 50 MB
+document as for an article (issue 20, finding 9: re-analysing a whole 50 MB document took
+25 s and 2.9 GB on every search that returned it). A snippet of a long text normalises only
+the neighbourhood of its first matched term.
 """
 
 from __future__ import annotations
 
-from .analysis import Analyzer, normalize
+from .analysis import normalize
 
-#: Texts up to this many characters are analysed whole, exactly as the index analysed them
-#: (every article in ../shared/data is: the longest has 30,789 characters; analysing 50,000
-#: takes about 0.1 s). A longer text is analysed only in windows around the first
-#: :data:`MATCH_OCCURRENCES` occurrences of each query term, at most this many characters in
-#: all; its snippet is cut from around the first matched term the same way. Neither
-#: normalises the whole text: NFKC alone takes 2.3 s over 50 MB of statutes.
+#: A text longer than this is not normalised whole for its snippet: only around the first
+#: matched term (NFKC alone takes 2.3 s over 50 MB of statutes; the longest article in
+#: ../shared/data has 30,789 characters).
 MATCH_TEXT_CHARS = 50_000
-#: Characters on each side of a term's occurrence in a window: enough context for the
-#: analyzer to segment the words around it as it does in the whole text.
-MATCH_CONTEXT_CHARS = 100
-#: Occurrences of each term looked at: one where the analyzer segments the text otherwise
-#: (情報 inside a longer compound) need not be the only one.
-MATCH_OCCURRENCES = 3
-#: Query terms looked for in a long text, longest first: each look is a scan of the text
-#: (about 10 ms for 50 MB), and a 2,000-character query has hundreds of terms.
-MATCH_TERMS = 50
 
 
-def matched_terms(analyzer: Analyzer, query: str, text: str,
-                  query_terms: set[str] | None = None,
-                  held: set[str] | None = None) -> list[str]:
-    """Query terms (as the analyzer sees them) that also occur in ``text``, longest first, so
-    a highlighter marks 個人情報 before 情報. ``query_terms``: the query's, when the caller
-    analysed it already (a search does once for all its hits). ``held``: the query terms the
-    text is known to hold (an index's BM25 matrix knows them for its documents,
-    :meth:`~lexedge.runtime.bm25.BM25Index.terms_held`): the text is not analysed.
-
-    In a text longer than :data:`MATCH_TEXT_CHARS` a term is looked for where the text spells
-    it as the analyzer does (or capitalised, or in capitals); so there a term written only in
-    another width (ＡＩ for ai), or a Japanese verb or adjective the analyzer reduces to a base
-    form the text never spells out (得る for 得ない), is not reported.
-    """
-    query_terms = set(analyzer.tokens(query)) if query_terms is None else query_terms
-    if not query_terms:
-        return []
-    if held is not None:
-        return _longest_first(query_terms & held)
-    if len(text) > MATCH_TEXT_CHARS:
-        query_terms = set(_longest_first(query_terms)[:MATCH_TERMS])
-        text = _term_windows(text, query_terms)
-    return _longest_first(query_terms & set(analyzer.tokens(text)))
-
-
-def _longest_first(terms) -> list[str]:
+def longest_first(terms) -> list[str]:
+    """``terms`` longest first (then in order), so a highlighter marks 個人情報 before 情報."""
     return sorted(terms, key=lambda term: (-len(term), term))
 
 
@@ -62,33 +28,12 @@ def _spellings(term: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys((term, term.capitalize(), term.upper())))
 
 
-def _term_windows(text: str, terms) -> str:
-    """The parts of ``text`` around ``terms``' first occurrences, merged and joined by newlines
-    (which no analyzer joins a word across)."""
-    spans, budget = [], MATCH_TEXT_CHARS
-    for term in _longest_first(terms):
-        for spelling in _spellings(term):
-            start, seen = text.find(spelling), 0
-            while start >= 0 and seen < MATCH_OCCURRENCES and budget > 0:
-                span = (max(0, start - MATCH_CONTEXT_CHARS),
-                        min(len(text), start + len(spelling) + MATCH_CONTEXT_CHARS))
-                spans.append(span)
-                budget -= span[1] - span[0]
-                start, seen = text.find(spelling, start + len(spelling)), seen + 1
-    merged: list[list[int]] = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    return "\n".join(text[start:end] for start, end in merged)
-
-
 def snippet(text: str, terms: list[str], width: int = 120) -> str:
     """``width`` characters of the NFKC-normalised text centred on the first matched term.
 
-    In a text longer than :data:`MATCH_TEXT_CHARS` only the neighbourhood of that term
-    (found as :func:`matched_terms` finds it) is normalised and flattened.
+    In a text longer than :data:`MATCH_TEXT_CHARS` only the neighbourhood of that term (where
+    the text spells it as the analyzer does, capitalised or in capitals) is normalised and
+    flattened.
     """
     cut_before = cut_after = False
     if len(text) > MATCH_TEXT_CHARS:
