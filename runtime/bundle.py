@@ -124,6 +124,40 @@ class Bundle:
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
     @property
+    def reranker_id(self) -> str | None:
+        """A hash of what decides a late-interaction reranker's passage states: its files and
+        settings (an index's stored states are bound to it); ``None`` without a reranker."""
+        entry = self.manifest.get("reranker")
+        if not entry:
+            return None
+        identity = {"files": [self.manifest["files"][entry[name]] for name in ("file", "tokenizer")],
+                    "settings": {key: entry.get(key) for key in (
+                        "kind", "passage_prefix", "output", "dimension", "max_length")}}
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+    def passage_tokens(self, analyzer: str | None) -> int | None:
+        """The tokens of each passage a late-interaction reranker reads for an index whose
+        analyzer is ``analyzer``: the length chosen on dev for that language (``lexedge
+        late-interaction``), else the manifest's default; ``None`` for a cross-encoder or no
+        reranker.
+
+        Raises:
+            LexedgeError: one line, when the recorded length is out of the model's reach.
+        """
+        reranker = self.reranker()
+        if not isinstance(reranker, OnnxLateInteraction):
+            return None
+        cap = (self.manifest["reranker"].get("passage_max_length_by_analyzer") or {}).get(
+            analyzer)
+        if cap is None:
+            return reranker.passage_max_length
+        if type(cap) is not int or not 1 <= cap <= reranker.max_length:
+            raise LexedgeError(f"{self.path / MANIFEST_FILE}: reranker."
+                               f"passage_max_length_by_analyzer.{analyzer} must be a whole "
+                               f"number of tokens within 1-{reranker.max_length}, got {cap!r}")
+        return cap
+
+    @property
     def reference(self) -> str:
         """How an index records this bundle: ``builtin`` for the built-in one (it moves with
         the package), else its absolute path."""

@@ -12,6 +12,8 @@ Layout::
     IDX/docs.jsonl        one document per line (a row); removed rows stay as tombstones
     IDX/docs.offsets.npy  byte offset of each line
     IDX/deleted.json      rows removed since the build
+    IDX/states/           each passage's re-ranking states, when built with
+                          ``--passage-states`` (runtime/passage_states.py)
 
 The manifest lists every file's sha256 and hashes itself: a changed or damaged index is refused
 by name (issue 20). Every write goes through :mod:`~lexedge.runtime.storage` (writer lock,
@@ -46,6 +48,8 @@ from .docstore import DocStore, append_docstore, write_docstore
 from .embedding_chunks import ChunkEmbedding, ChunkStore, saved_chunks_folder
 from .errors import LexedgeError
 from .exact import ExactIndex
+from .passage_states import (ROW_CHECKED_FILES, STATES_FOLDER, PassageStates,
+                             StatesWriter, build_states, encode_states)
 from .provenance import PROVENANCE, provenance
 from .storage import (MANIFEST_HASH_FIELD, MARKER_FILE, atomic_directory, manifest_sha256,
                       manifest_with, read_manifest, settle, sha256_file, writer_lock)
@@ -78,6 +82,7 @@ class Index:
     deleted: set[int] = field(default_factory=set)
     bundle: object | None = None  # lexedge.runtime.bundle.Bundle when the index has vectors
     identity: tuple | None = None  # of the manifest file this copy was read from
+    states: PassageStates | None = None  # stored re-ranking states (--passage-states)
 
     def __post_init__(self):
         if self.identity is None:
@@ -90,7 +95,8 @@ class Index:
     @classmethod
     def build(cls, source: str | Path | Iterable, out: str | Path, analyzer: str = "auto",
               k1: float = 1.2, b: float = 0.75, bundle=None, progress: bool = True,
-              vectors=None, providers: tuple[str, ...] | None = None) -> "Index":
+              vectors=None, providers: tuple[str, ...] | None = None,
+              passage_states: int | None = None) -> "Index":
         """Index ``source`` (a BEIR corpus file, or a file or folder of documents, see
         :mod:`~lexedge.runtime.ingest`; or, from Python, an iterable of :class:`Document` or
         of corpus records, dicts with ``id`` and ``text``) into ``out`` atomically: the old
@@ -107,12 +113,18 @@ class Index:
         :class:`~lexedge.runtime.vector_shards.ImportedVectors`) supplies vectors encoded
         elsewhere: a document found there with the same text is not embedded again.
         ``providers``: onnxruntime execution providers for embedding (``("cuda",)``).
+        ``passage_states``: also store every passage's re-ranking states, compressed to this
+        many bits a dimension (1, 2, 4 or 8; :mod:`~lexedge.runtime.passage_states`), so
+        that re-ranking encodes only the query; the bundle's reranker must be late
+        interaction.
 
         Raises:
             LexedgeError: ``out`` exists and is not a lexedge index (nothing is touched), or
-                is where the documents are.
+                is where the documents are, or ``passage_states`` cannot be stored.
         """
         out = Path(out)
+        if passage_states is not None:
+            _check_states_request(bundle, passage_states)
         if isinstance(source, (str, os.PathLike)):
             source = Path(source)
             _refuse_source_as_out(source, out)
@@ -122,12 +134,13 @@ class Index:
                 raise LexedgeError("documents: none given")
         with writer_lock(out):
             return cls._build_locked(source, out, analyzer, k1, b, bundle, progress, vectors,
-                                     providers)
+                                     providers, passage_states)
 
     @classmethod
     def _build_locked(cls, source: Path | list[Document], out: Path, analyzer: str, k1: float,
                       b: float, bundle, progress: bool, imported=None,
-                      providers: tuple[str, ...] | None = None) -> "Index":
+                      providers: tuple[str, ...] | None = None,
+                      passage_states: int | None = None) -> "Index":
         from .ingest import iter_documents
 
         given = isinstance(source, list)  # documents from Python, not a path
@@ -161,6 +174,14 @@ class Index:
             if bundle is not None:
                 (staging / "dense").mkdir()
                 build_dense(embedding.vectors()).save(staging / "dense")
+            stored = None
+            if passage_states is not None:
+                docs = DocStore(staging)
+                stored = build_states(
+                    staging / STATES_FOLDER, bundle.reranker(),
+                    [docs.get(row).indexed_text for row in range(len(docs))],
+                    bundle.passage_tokens(chosen.name),
+                    bundle.reranker_id, passage_states, progress)
             manifest = _manifest(chosen, k1, b, len(bm25), bundle, Path(out),
                                  {"path": None, "sha256": None, "python": len(source)} if given
                                  else {"path": str(source.resolve()),
@@ -169,6 +190,8 @@ class Index:
             manifest["build_seconds"] = round(time.perf_counter() - started, 3)
             if bundle is not None:
                 manifest["vectors"] = counts
+            if stored is not None:
+                manifest["passage_states"] = stored
             _seal(staging, manifest)
         shutil.rmtree(saved_chunks, ignore_errors=True)
         return cls.load(out, bundle=bundle)
@@ -210,7 +233,7 @@ class Index:
         # read is returned before every hash has matched, and a damaged file is reported as
         # damaged even when reading it failed first.
         groups = _hash_groups({file: expected for file, expected in files.items()
-                               if file.relative_to(path).as_posix() not in BM25_UPDATE_FILES},
+                               if file.relative_to(path).as_posix() not in LAZY_FILES},
                               VERIFY_THREADS)
         # every buffer made before any thread starts: the peak memory does not depend on
         # how the threads interleave
@@ -242,8 +265,10 @@ class Index:
                                    f"{path}") from None
         deleted_path = path / DELETED_FILE
         deleted = set(_read_json(deleted_path)) if deleted_path.is_file() else set()
+        states = PassageStates(path / STATES_FOLDER) if manifest.get("passage_states") \
+            else None
         return cls(path, manifest, BM25Index.load(path / "bm25"), DocStore(path), dense,
-                   deleted, bundle_obj, identity)
+                   deleted, bundle_obj, identity, states)
 
     def __len__(self) -> int:
         return len(self.bm25)
@@ -312,9 +337,15 @@ class Index:
     def _rewrite(self, remove_ids: list[str], new_documents: list[Document],
                  progress: bool = False) -> "Index":
         removed_rows = {self.row_of(d) for d in remove_ids}
-        # the stored terms were not hashed when the index was opened for searching
+        if self.states is not None and new_documents and (
+                self.bundle.reranker_id != self.states.reranker):
+            raise LexedgeError(f"{self.path}: its passage states were made by another "
+                               f"reranker than {self.bundle.path}'s; update it with the bundle "
+                               "it was built with, or rebuild it")
+        # the stored terms (and states) were not hashed when the index was opened for
+        # searching
         _verify_files({self.path / name: self.manifest["files"][name]
-                       for name in BM25_UPDATE_FILES if name in self.manifest["files"]})
+                       for name in LAZY_FILES if name in self.manifest["files"]})
         with atomic_directory(self.path, kind="index") as staging:
             for name in ("docs.jsonl", "docs.offsets.npy", "docs.ids.json"):
                 shutil.copy2(self.path / name, staging / name)
@@ -333,6 +364,13 @@ class Index:
                 dense = fitted(dense)
                 (staging / "dense").mkdir()
                 dense.save(staging / "dense")
+            if self.states is not None:
+                # removed rows keep their states (never read), new rows append theirs
+                shutil.copytree(self.path / STATES_FOLDER, staging / STATES_FOLDER)
+                writer = StatesWriter(staging / STATES_FOLDER)
+                encode_states(self.bundle.reranker(), [d.indexed_text for d in new_documents],
+                              self.states.tokens, writer)
+                writer.close()
             # bm25s has no incremental update: rebuilt from the kept rows' stored terms, only
             # the new documents analysed (an index from before terms were kept: all of them)
             if BM25Index.has_terms(self.path / "bm25"):
@@ -348,6 +386,19 @@ class Index:
             (staging / DELETED_FILE).write_text(json.dumps(sorted(deleted)))
             _seal(staging, dict(self.manifest, documents=len(bm25)))
         return Index.load(self.path, bundle=self.bundle)
+
+
+def _check_states_request(bundle, bits: int) -> None:
+    """Refuse, before any work, passage states that cannot be stored."""
+    if bundle is None:
+        raise LexedgeError("--passage-states: needs a --bundle whose reranker is late "
+                           "interaction")
+    if bundle.passage_tokens(None) is None:  # no reranker, or a cross-encoder
+        raise LexedgeError(f"--passage-states: {bundle.path}'s reranker is "
+                           f"{'absent' if not bundle.has_reranker else 'a cross-encoder'}; "
+                           "only a late-interaction reranker's passage states can be stored")
+    if bits not in (1, 2, 4, 8):
+        raise LexedgeError(f"--passage-states: {bits} bits; choose 1, 2, 4 or 8")
 
 
 def unique_ids(documents: Iterable[Document], source) -> Iterator[Document]:
@@ -415,6 +466,9 @@ VERIFY_THREADS = min(4, os.cpu_count() or 1)
 #: The files of an index that only an update reads (each document's stored BM25 terms): a
 #: search does not hash them, an update does before it reads them.
 BM25_UPDATE_FILES = tuple(f"bm25/{name}" for name in BM25Index.UPDATE_FILES)
+#: The files opening an index does not hash: those only an update reads (it hashes them
+#: then), and the stored passage states, whose rows a search checks as it reads them.
+LAZY_FILES = BM25_UPDATE_FILES + ROW_CHECKED_FILES
 
 
 def _hash_groups(files: dict[Path, str], threads: int) -> list[dict[Path, str]]:

@@ -403,9 +403,17 @@ class OnnxLateInteraction(_OnnxModel):
         interface; 20 passages take a fraction of a second."""
         if not len(passages):
             return np.zeros(0, dtype=np.float32)
-        (query_states, query_weights), = self.token_states([query], "query")
-        return maxsim(query_states, query_weights, [states for states, _ in self.token_states(
+        return self.score_states(query, [states for states, _ in self.token_states(
             list(passages), "passage", batch_size, passage_max_length)])
+
+    def score_states(self, query: str, passage_states: Sequence[np.ndarray]) -> np.ndarray:
+        """MaxSim scores of passages given by their token states (float32 [len(states)]):
+        those stored at index time (:mod:`~lexedge.runtime.passage_states`) or just
+        computed; only the query is encoded."""
+        if not len(passage_states):
+            return np.zeros(0, dtype=np.float32)
+        (query_states, query_weights), = self.token_states([query], "query")
+        return maxsim(query_states, query_weights, passage_states)
 
 
 def maxsim(query_states: np.ndarray, query_weights: np.ndarray,

@@ -108,16 +108,13 @@ class Searcher:
             analyzer, rerank.get("rerank_weight", 1.0)))
         # A late-interaction reranker reads as many tokens of each passage as was chosen on
         # dev for this language (lexedge late-interaction); the manifest's default otherwise.
-        cap = (rerank.get("passage_max_length_by_analyzer") or {}).get(analyzer)
-        self.passage_tokens = None  # None: a cross-encoder, or no reranker
-        if isinstance(self.reranker, OnnxLateInteraction):
-            if cap is not None and (type(cap) is not int
-                                    or not 1 <= cap <= self.reranker.max_length):
-                raise LexedgeError(f"{bundle.path / 'manifest.json'}: reranker."
-                                   f"passage_max_length_by_analyzer.{analyzer} must be a whole "
-                                   f"number of tokens within 1-{self.reranker.max_length}, got "
-                                   f"{cap!r}")
-            self.passage_tokens = self.reranker.passage_max_length if cap is None else cap
+        self.passage_tokens = bundle.passage_tokens(analyzer) if self.reranker is not None \
+            else None  # None: a cross-encoder, or no reranker
+        # Passage states stored at index time serve re-ranking when this reranker made them
+        # (a bundle overriding the recorded one may hold another).
+        states = index.states
+        self.stored_states = states if states is not None and self.reranker is not None \
+            and states.reranker == bundle.reranker_id else None
         # The fusion weight chosen for the bundle's embedder on dev (lexedge export --alpha),
         # for this index's language when the bundle has one for it (--alpha-for ja=A);
         # DEFAULT_ALPHA when it records none.
@@ -206,7 +203,7 @@ class Searcher:
         documents = {doc: self.index.document(doc) for doc, _, _ in candidates}
         if settings.filters:  # already chosen before ranking; a last check costs nothing
             candidates = [c for c in candidates if matches(documents[c[0]], settings.filters)]
-        reranked = 0
+        reranked, stored = 0, False
         weight = self.rerank_weight if settings.rerank_weight is None \
             else float(settings.rerank_weight)
         if not 0.0 <= weight <= 1.0:  # the bundle's
@@ -215,8 +212,13 @@ class Searcher:
         if self.reranker is not None and settings.rerank > 0 and candidates:
             stage = time.perf_counter()
             head = candidates[:settings.rerank]
-            scores = self.reranker.score(query, [documents[d].indexed_text for d, _, _ in head],
-                                         **options)
+            stored = self.stored_states is not None and tokens == self.stored_states.tokens
+            if stored:  # the passages' states were computed at index time: encode the query
+                scores = self.reranker.score_states(query, self.stored_states.get(
+                    [self.index.row_of(d) for d, _, _ in head]))
+            else:
+                scores = self.reranker.score(
+                    query, [documents[d].indexed_text for d, _, _ in head], **options)
             per_stage = {doc: per for doc, _, per in head}
             candidates = [(doc, final, dict(per_stage[doc], rerank=raw)) for doc, final, raw
                           in interpolate([(d, s) for d, s, _ in head], scores, weight)] \
@@ -238,7 +240,8 @@ class Searcher:
                 "alpha": self.alpha_for(settings) if self.has_dense else 0.0,
                 "fusion": settings.fusion,
                 "filters": dict(settings.filters), "rerank_weight": weight if reranked else None,
-                "rerank_tokens": tokens if reranked else None}
+                "rerank_tokens": tokens if reranked else None,
+                "rerank_states": ("stored" if stored else "live") if reranked else None}
         return SearchResult(query, hits, timings, done)
 
     def rerank_tokens_for(self, settings: SearchSettings) -> int | None:

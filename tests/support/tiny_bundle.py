@@ -89,14 +89,37 @@ def _reranker_graph(vocabulary: int, path: Path, seed: int) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
-def build_tiny_bundle(out: Path, characters: str, reranker: bool = True, dimension: int = 16,
-                      seed: int = 0, rerank_weight: float | None = None,
+def _late_interaction_graph(vocabulary: int, dimension: int, path: Path, seed: int) -> None:
+    """Token states: each character's own unit vector; token weights: the mask."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = np.random.default_rng(seed).normal(size=(vocabulary, dimension)).astype(np.float32)
+    nodes = [
+        helper.make_node("Gather", ["table", "input_ids"], ["vectors"]),
+        helper.make_node("LpNormalization", ["vectors"], ["token_states"], axis=-1, p=2),
+        helper.make_node("Cast", ["attention_mask"], ["token_weights"], to=TensorProto.FLOAT),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny_late_interaction",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("token_states", TensorProto.FLOAT,
+                                       ["batch", "seq", dimension]),
+         helper.make_tensor_value_info("token_weights", TensorProto.FLOAT, ["batch", "seq"])],
+        [numpy_helper.from_array(table, "table")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def build_tiny_bundle(out: Path, characters: str, reranker: bool | str = True,
+                      dimension: int = 16, seed: int = 0, rerank_weight: float | None = None,
                       alpha: float | None = None, alpha_by_analyzer: dict | None = None,
-                      layer_norm: bool = False) -> Path:
+                      layer_norm: bool = False, reranker_seed: int | None = None) -> Path:
     """Write a bundle folder at ``out`` whose vocabulary covers ``characters`` (the reranker
     records ``rerank_weight`` and the manifest ``search.alpha`` when given, as an export from
     a selection does; ``layer_norm``: the embedder normalises its token vectors before
-    pooling)."""
+    pooling). ``reranker="late_interaction"`` gives a late-interaction reranker (each
+    character's own unit vector, ``reranker_seed`` choosing them) instead of a cross-encoder."""
     out.mkdir(parents=True, exist_ok=True)
     vocabulary = _tokenizer(characters, out / "embedder.tokenizer.json")
     _embedder_graph(vocabulary, dimension, out / "embedder.onnx", seed, layer_norm)
@@ -111,7 +134,14 @@ def build_tiny_bundle(out: Path, characters: str, reranker: bool = True, dimensi
                     **({} if alpha is None else {"alpha": alpha}),
                     **({"alpha_by_analyzer": alpha_by_analyzer} if alpha_by_analyzer
                        else {})}}
-    if reranker:
+    if reranker == "late_interaction":
+        _late_interaction_graph(vocabulary, dimension, out / "reranker.onnx",
+                                seed + 1 if reranker_seed is None else reranker_seed)
+        manifest["reranker"] = {"kind": "late_interaction", "file": "reranker.onnx",
+                                "tokenizer": "embedder.tokenizer.json",
+                                "output": "token_states", "weights_output": "token_weights",
+                                "dimension": dimension, **common}
+    elif reranker:
         (out / "reranker.tokenizer.json").write_bytes(
             (out / "embedder.tokenizer.json").read_bytes())
         _reranker_graph(vocabulary, out / "reranker.onnx", seed + 1)

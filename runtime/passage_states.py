@@ -1,0 +1,318 @@
+"""Passage states stored at index time, so that re-ranking encodes only the query (PreTTR,
+MacAvaney et al., 2020, arXiv:2004.14255; issue 19, item 3).
+
+A late-interaction reranker (:class:`~lexedge.runtime.onnx_models.OnnxLateInteraction`)
+scores a passage from its token states, which do not depend on the query. ``lexedge index
+build --passage-states`` computes every passage's states once, as re-ranking would read them
+(the bundle's tokens for the index's language), and keeps them compressed as ColBERTv2 does
+(Santhanam et al., 2022, arXiv:2112.01488): each token is the id of its nearest centroid (a
+spherical k-means of sampled states) and its residual from it, every dimension in ``bits``
+bits (buckets cut at the residuals' quantiles). A search then runs the reranker's graph on
+the query alone and MaxSim over the stored states.
+
+Measured on the full corpora (``bench/stored_states.py``, AVX2 cores): re-scoring ja_appi's
+top 20 took p95 266 ms live and 18 ms from stored states; 2 bits (98 bytes a token for the
+built-in's 384 dimensions) kept MRR@10 within 0.005 of live on STARD and 0.014 on ja_appi.
+
+The codec is numpy: faiss's k-means and residual quantizers would add a 30 MB dependency to
+the base install for a few lines of arithmetic, and none of its codecs is ColBERTv2's.
+
+Layout, inside an index::
+
+    states/codec.json     bits, tokens read, the reranker that made the states
+    states/centroids.npy  float32 [centroids, dim]
+    states/buckets.npy    float32 [2, 2^bits]: cut points (the first 2^bits - 1) and values
+    states/offsets.npy    int64 [rows + 1]: each row's first token record
+    states/digests.npy    uint8 [rows, 16]: blake2b of each row's records
+    states/tokens.bin     uint8 [tokens, RECORD]: centroid id (uint16, little-endian), codes
+
+``tokens.bin`` is the bulk (hundreds of MB for a large corpus): opening an index does not
+hash it. Each row is checked against its digest when a search first reads it, and the whole
+file against the index manifest when an update copies it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import LexedgeError
+
+STATES_FOLDER = "states"
+CODEC_FILE, CENTROIDS_FILE, BUCKETS_FILE = "codec.json", "centroids.npy", "buckets.npy"
+OFFSETS_FILE, DIGESTS_FILE, TOKENS_FILE = "offsets.npy", "digests.npy", "tokens.bin"
+#: The states file a search checks row by row, not as a whole when the index opens.
+ROW_CHECKED_FILES = (f"{STATES_FOLDER}/{TOKENS_FILE}",)
+BITS = (1, 2, 4, 8)
+DEFAULT_BITS = 2
+#: Centroids at most, and sampled articles whose states fit them: the settings measured in
+#: ``bench/results/stored_states_c4096.md`` (1,024 centroids on 600 articles lost 0.016
+#: MRR@10 more on STARD).
+CENTROIDS = 4096
+SAMPLE_DOCUMENTS = 2000
+KMEANS_ITERATIONS = 10
+#: Sampled tokens per centroid at least: a small corpus gets fewer centroids.
+TOKENS_PER_CENTROID = 32
+#: Residual values the buckets' quantiles are taken from at most.
+QUANTILE_SAMPLE = 1 << 22
+#: Tokens assigned to centroids per matrix product (its scores: 32 MB at 4,096 centroids).
+ASSIGN_BLOCK = 2048
+#: Documents whose states are computed, encoded and written per step of a build.
+BUILD_CHUNK = 1024
+DIGEST_BYTES = 16
+
+
+class ResidualCodec:
+    """ColBERTv2's residual compression of unit vectors.
+
+    Args:
+        centroids: float32 [centroids, dim], unit rows.
+        cutoffs: the ``2^bits - 1`` residual values that separate the buckets.
+        values: the ``2^bits`` values the buckets are read back as.
+
+    Example::
+
+        codec = ResidualCodec.fit(sample_states, bits=2)
+        restored = codec.decode(codec.encode(states))  # unit vectors near ``states``
+    """
+
+    def __init__(self, centroids: np.ndarray, cutoffs: np.ndarray, values: np.ndarray):
+        self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+        self.cutoffs = np.asarray(cutoffs, dtype=np.float32)
+        self.values = np.asarray(values, dtype=np.float32)
+        self.bits = int(np.log2(len(self.values)))
+        if len(self.values) != 2 ** self.bits or self.bits not in BITS \
+                or len(self.cutoffs) != len(self.values) - 1:
+            raise LexedgeError(f"residual codec: {len(self.values)} bucket values and "
+                               f"{len(self.cutoffs)} cut points do not make 1, 2, 4 or 8 bits")
+        self.dimension = self.centroids.shape[1]
+        if self.dimension * self.bits % 8:
+            raise LexedgeError(f"residual codec: {self.dimension} dimensions of {self.bits} "
+                               "bits do not fill whole bytes")
+        self.record_bytes = 2 + self.dimension * self.bits // 8
+        self._shifts = np.arange(8 - self.bits, -1, -self.bits, dtype=np.uint8)
+
+    @classmethod
+    def fit(cls, sample: np.ndarray, bits: int = DEFAULT_BITS, centroids: int = CENTROIDS,
+            iterations: int = KMEANS_ITERATIONS, seed: int = 0) -> "ResidualCodec":
+        """Fit on ``sample`` (float32 [tokens, dim], unit rows): spherical k-means for the
+        centroids (at most ``centroids``, a power of two with at least
+        :data:`TOKENS_PER_CENTROID` sampled tokens each), then the residuals' quantiles."""
+        if bits not in BITS:
+            raise LexedgeError(f"passage state bits: {bits} is not one of "
+                               f"{', '.join(map(str, BITS))}")
+        sample = np.ascontiguousarray(sample, dtype=np.float32)
+        count = max(1, min(centroids, len(sample) // TOKENS_PER_CENTROID))
+        count = 1 << (count.bit_length() - 1)
+        rng = np.random.default_rng(seed)
+        found = sample[rng.choice(len(sample), count, replace=False)].copy()
+        columns = sample.T.copy()  # summed per centroid one dimension at a time
+        for _ in range(iterations):
+            nearest = _nearest(sample, found)
+            sums = np.stack([np.bincount(nearest, weights=column, minlength=count)
+                             for column in columns], axis=1)
+            norms = np.linalg.norm(sums, axis=1, keepdims=True)
+            used = norms[:, 0] > 0  # a centroid no token chose stays where it was
+            found[used] = sums[used] / norms[used]
+        residual = (sample - found[_nearest(sample, found)]).ravel()
+        if len(residual) > QUANTILE_SAMPLE:  # the quantiles of a few million are as good
+            residual = residual[rng.integers(0, len(residual), QUANTILE_SAMPLE)]
+        levels = 2 ** bits
+        return cls(found, np.quantile(residual, np.arange(1, levels) / levels),
+                   np.quantile(residual, (np.arange(levels) + 0.5) / levels))
+
+    def encode(self, states: np.ndarray) -> np.ndarray:
+        """uint8 [tokens, :attr:`record_bytes`]: each token's centroid id and packed codes."""
+        states = np.ascontiguousarray(states, dtype=np.float32)
+        nearest = _nearest(states, self.centroids)
+        codes = np.searchsorted(self.cutoffs, states - self.centroids[nearest]).astype(np.uint8)
+        per_byte = 8 // self.bits
+        grouped = codes.reshape(len(states), -1, per_byte) << self._shifts
+        records = np.empty((len(states), self.record_bytes), dtype=np.uint8)
+        records[:, :2] = nearest.astype("<u2").view(np.uint8).reshape(-1, 2)
+        records[:, 2:] = np.bitwise_or.reduce(grouped, axis=2)
+        return records
+
+    def decode(self, records: np.ndarray) -> np.ndarray:
+        """float32 [tokens, dim] unit vectors: the centroid plus each bucket's value."""
+        records = np.asarray(records, dtype=np.uint8)
+        ids = np.ascontiguousarray(records[:, :2]).view("<u2").ravel()
+        codes = (records[:, 2:, None] >> self._shifts) & np.uint8(2 ** self.bits - 1)
+        restored = self.centroids[ids] + self.values[codes.reshape(len(records), -1)]
+        norms = np.linalg.norm(restored, axis=1, keepdims=True)
+        return restored / np.where(norms > 0, norms, 1)
+
+    def save(self, folder: Path) -> None:
+        np.save(folder / CENTROIDS_FILE, self.centroids, allow_pickle=False)
+        buckets = np.zeros((2, len(self.values)), dtype=np.float32)
+        buckets[0, :-1], buckets[1] = self.cutoffs, self.values
+        np.save(folder / BUCKETS_FILE, buckets, allow_pickle=False)
+
+    @classmethod
+    def load(cls, folder: Path) -> "ResidualCodec":
+        buckets = np.load(folder / BUCKETS_FILE, allow_pickle=False)
+        return cls(np.load(folder / CENTROIDS_FILE, allow_pickle=False), buckets[0, :-1],
+                   buckets[1])
+
+
+def _nearest(states: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Each row's nearest centroid by cosine, :data:`ASSIGN_BLOCK` rows per product."""
+    nearest = np.empty(len(states), dtype=np.int64)
+    scores = np.empty((min(ASSIGN_BLOCK, len(states)), len(centroids)), dtype=np.float32)
+    for start in range(0, len(states), ASSIGN_BLOCK):
+        block = states[start:start + ASSIGN_BLOCK]
+        # one buffer for every block: fresh pages cost more than the product on small VMs
+        np.matmul(block, centroids.T, out=scores[:len(block)])
+        nearest[start:start + len(block)] = np.argmax(scores[:len(block)], axis=1)
+    return nearest
+
+
+def _digest(records: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(records).data,
+                           digest_size=DIGEST_BYTES).digest()
+
+
+class PassageStates:
+    """The stored states of an index's rows, read on demand.
+
+    Args:
+        folder: the index's ``states`` folder.
+    """
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.settings = json.loads((self.folder / CODEC_FILE).read_text(encoding="utf-8"))
+        self.codec = ResidualCodec.load(self.folder)
+        self.offsets = np.load(self.folder / OFFSETS_FILE, allow_pickle=False)
+        self.digests = np.load(self.folder / DIGESTS_FILE, allow_pickle=False)
+        self._records = None  # mapped on first read
+        self._checked: set[int] = set()
+
+    @property
+    def tokens(self) -> int:
+        """The tokens of each passage that were read (re-ranking must read as many)."""
+        return int(self.settings["tokens"])
+
+    @property
+    def reranker(self) -> str:
+        """The id of the reranker that made the states (:attr:`Bundle.reranker_id`)."""
+        return self.settings["reranker"]
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def _mapped(self) -> np.ndarray:
+        if self._records is None:
+            path = self.folder / TOKENS_FILE
+            size = path.stat().st_size
+            if size != int(self.offsets[-1]) * self.codec.record_bytes:
+                raise LexedgeError(f"{path}: {size:,} bytes, not the "
+                                   f"{int(self.offsets[-1]) * self.codec.record_bytes:,} its "
+                                   "offsets need (damaged); rebuild the index")
+            self._records = np.memmap(path, dtype=np.uint8, mode="r").reshape(
+                -1, self.codec.record_bytes) if size else np.zeros(
+                (0, self.codec.record_bytes), dtype=np.uint8)
+        return self._records
+
+    def get(self, rows: Sequence[int]) -> list[np.ndarray]:
+        """Each row's states, float32 [tokens, dim], checked against its digest.
+
+        Raises:
+            LexedgeError: a row's records changed since the index was written.
+        """
+        records = self._mapped()
+        found = []
+        for row in rows:
+            own = np.array(records[self.offsets[row]:self.offsets[row + 1]])
+            if row not in self._checked:
+                if _digest(own) != self.digests[row].tobytes():
+                    raise LexedgeError(f"{self.folder / TOKENS_FILE}: row {row} does not match "
+                                       "its digest (changed or damaged since the index was "
+                                       "written); rebuild the index")
+                self._checked.add(row)
+            found.append(self.codec.decode(own))
+        return found
+
+
+class StatesWriter:
+    """Append rows' states to a ``states`` folder, in row order; :meth:`close` writes the
+    offsets and digests (the caller's atomic folder fsyncs and installs them).
+
+    Args:
+        folder: the ``states`` folder being written (created if missing).
+        codec: the codec of a new folder; ``None`` to continue the one in ``folder``.
+        settings: what ``codec.json`` records (with a new codec).
+    """
+
+    def __init__(self, folder: Path, codec: ResidualCodec | None = None,
+                 settings: dict | None = None):
+        self.folder = Path(folder)
+        self.folder.mkdir(exist_ok=True)
+        if codec is None:
+            self.codec = ResidualCodec.load(self.folder)
+            self.offsets = list(np.load(self.folder / OFFSETS_FILE, allow_pickle=False))
+            self.digests = list(np.load(self.folder / DIGESTS_FILE, allow_pickle=False))
+        else:
+            self.codec, self.offsets, self.digests = codec, [0], []
+            codec.save(self.folder)
+            (self.folder / CODEC_FILE).write_text(json.dumps(
+                dict(settings or {}, bits=codec.bits, centroids=len(codec.centroids),
+                     dimension=codec.dimension, record_bytes=codec.record_bytes),
+                indent=2) + "\n", encoding="utf-8")
+        self._handle = open(self.folder / TOKENS_FILE, "ab")
+
+    def append(self, states: Iterable[np.ndarray]) -> None:
+        for one in states:
+            records = self.codec.encode(one)
+            self._handle.write(records.tobytes())
+            self.offsets.append(self.offsets[-1] + len(records))
+            self.digests.append(np.frombuffer(_digest(records), dtype=np.uint8))
+
+    def close(self) -> None:
+        self._handle.close()
+        np.save(self.folder / OFFSETS_FILE, np.asarray(self.offsets, dtype=np.int64),
+                allow_pickle=False)
+        np.save(self.folder / DIGESTS_FILE, np.asarray(self.digests, dtype=np.uint8).reshape(
+            -1, DIGEST_BYTES), allow_pickle=False)
+
+
+def encode_states(reranker, texts: Sequence[str], tokens: int, writer: StatesWriter,
+                  progress=None) -> None:
+    """Compute ``texts``' passage states read to ``tokens`` and append them in order,
+    :data:`BUILD_CHUNK` texts at a time."""
+    for start in range(0, len(texts), BUILD_CHUNK):
+        chunk = texts[start:start + BUILD_CHUNK]
+        writer.append(found for found, _ in reranker.token_states(
+            chunk, "passage", passage_max_length=tokens))
+        if progress is not None:
+            progress(len(chunk))
+
+
+def build_states(folder: Path, reranker, texts: Sequence[str], tokens: int, reranker_id: str,
+                 bits: int = DEFAULT_BITS, progress: bool = False) -> dict:
+    """Write the states of ``texts`` (an index's rows, in order) into ``folder``; returns what
+    the index manifest records of them (settings, time, bytes)."""
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    rng = np.random.default_rng(0)
+    sampled = np.sort(rng.choice(len(texts), min(len(texts), SAMPLE_DOCUMENTS), replace=False))
+    sample = np.concatenate([found for found, _ in reranker.token_states(
+        [texts[row] for row in sampled], "passage", passage_max_length=tokens)])
+    codec = ResidualCodec.fit(sample, bits)
+    del sample
+    fitted = time.perf_counter() - started
+    writer = StatesWriter(folder, codec, {"tokens": tokens, "reranker": reranker_id})
+    with tqdm(total=len(texts), desc="passage states", unit="doc",
+              disable=None if progress else True) as bar:
+        encode_states(reranker, texts, tokens, writer, bar.update)
+    writer.close()
+    return {"tokens": tokens, "bits": codec.bits, "centroids": len(codec.centroids),
+            "reranker": reranker_id, "fit_seconds": round(fitted, 3),
+            "seconds": round(time.perf_counter() - started, 3),
+            "bytes": sum(path.stat().st_size for path in folder.iterdir())}
