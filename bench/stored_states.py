@@ -56,50 +56,28 @@ def _int8(states: np.ndarray) -> np.ndarray:
 
 
 class _Residual:
-    """ColBERTv2's residual compression (Santhanam et al., 2022, arXiv:2112.01488): a token
-    is stored as the id of its nearest centroid (2 bytes) and its residual from it, every
-    dimension in ``bits`` bits (buckets cut at the residuals' quantiles over the sample); it
-    is read back as the centroid plus each bucket's middle value, made unit length again."""
+    """The index's codec (``lexedge.runtime.passage_states.ResidualCodec``) as a function:
+    states in, what a search reads back out."""
 
-    def __init__(self, sample: np.ndarray, bits: int, centroids: int = 1024,
-                 iterations: int = 10, seed: int = 0):
-        self.bits = bits
-        rng = np.random.default_rng(seed)
-        self.centroids = sample[rng.choice(len(sample), centroids, replace=False)].copy()
-        for _ in range(iterations):  # spherical k-means
-            nearest = self._nearest(sample)
-            sums = np.zeros_like(self.centroids)
-            np.add.at(sums, nearest, sample)
-            used = np.linalg.norm(sums, axis=1) > 0
-            self.centroids[used] = sums[used] / np.linalg.norm(sums[used], axis=1,
-                                                               keepdims=True)
-        residual = (sample - self.centroids[self._nearest(sample)]).ravel()
-        levels = 2 ** bits
-        self.cutoffs = np.quantile(residual, np.arange(1, levels) / levels)
-        self.values = np.quantile(residual, (np.arange(levels) + 0.5) / levels).astype(
-            np.float32)
-
-    def _nearest(self, states: np.ndarray) -> np.ndarray:
-        return np.concatenate([np.argmax(states[start:start + 20_000] @ self.centroids.T,
-                                         axis=1) for start in range(0, len(states), 20_000)])
+    def __init__(self, codec):
+        self.codec = codec
 
     def __call__(self, states: np.ndarray) -> np.ndarray:
-        nearest = self._nearest(states)
-        codes = np.searchsorted(self.cutoffs, states - self.centroids[nearest])
-        restored = self.centroids[nearest] + self.values[codes]
-        return (restored / np.linalg.norm(restored, axis=1, keepdims=True)).astype(np.float32)
+        return self.codec.decode(self.codec.encode(states))
 
     def bytes_per_token(self, width: int) -> int:
-        return 2 + width * self.bits // 8
+        return self.codec.record_bytes
 
 
 def measure(index: Path, data: Path, dimensions: list[int], bundle: Path | None = None,
             residual_bits: tuple[int, ...] = (2, 1), centroids: int = 1024,
-            sample_articles: int = PCA_SAMPLE) -> dict:
+            sample_articles: int = PCA_SAMPLE, tokens_per_article: int = 1 << 16,
+            tokens_per_centroid: int = 1) -> dict:
     from lexedge.runtime.datasets import load_qrels, load_queries
     from lexedge.runtime.fusion import interpolate
     from lexedge.runtime.metrics import mrr_at_k, ndcg_at_k
     from lexedge.runtime.onnx_models import maxsim
+    from lexedge.runtime.passage_states import ResidualCodec, sample_states
     from lexedge.runtime.searcher import Searcher
     from lexedge.runtime.settings import SearchSettings
 
@@ -115,11 +93,9 @@ def measure(index: Path, data: Path, dimensions: list[int], bundle: Path | None 
     texts = {doc: searcher.index.document(doc).indexed_text for doc in candidates}
     states = dict(zip(candidates, (found for found, _ in reranker.token_states(
         [texts[doc] for doc in candidates], "passage", passage_max_length=cap))))
-    rows = np.random.default_rng(0).choice(len(searcher.index.docs), sample_articles,
-                                           replace=False)
-    sample = np.concatenate([found for found, _ in reranker.token_states(
-        [searcher.index.docs.get(int(row)).indexed_text for row in rows], "passage",
-        passage_max_length=cap)])
+    docs = searcher.index.docs
+    sample = sample_states(reranker, [docs.get(row).indexed_text for row in range(len(docs))],
+                           cap, sample_articles, tokens_per_article)
     _, singular, directions = np.linalg.svd(sample, full_matrices=False)
     width = states[candidates[0]].shape[1]
     variants = {"live": None, "stored float32": (None, False), "stored int8": (None, True),
@@ -127,8 +103,9 @@ def measure(index: Path, data: Path, dimensions: list[int], bundle: Path | None 
                    for k in dimensions}}
     bytes_per_token = {"live": 0, "stored float32": 4 * width, "stored int8": width + 2,
                        **{f"stored PCA {k} int8": k + 2 for k in dimensions}}
-    codecs = {f"stored residual {bits}-bit": _Residual(sample, bits, centroids)
-              for bits in residual_bits}
+    codecs = {f"stored residual {bits}-bit": _Residual(ResidualCodec.fit(
+        sample, bits, centroids, tokens_per_centroid=tokens_per_centroid))
+        for bits in residual_bits}
     for name, codec in codecs.items():
         variants[name] = (None, codec)
         bytes_per_token[name] = codec.bytes_per_token(width)
@@ -193,6 +170,13 @@ def main(argv=None) -> int:
                         help="the residual compression's centroids")
     parser.add_argument("--sample-articles", type=int, default=PCA_SAMPLE,
                         help="random articles whose states fit the PCA and the centroids")
+    parser.add_argument("--tokens-per-article", type=int, default=1 << 16,
+                        help="random tokens of each sampled article kept at most (an index "
+                             "build keeps 64)")
+    parser.add_argument("--tokens-per-centroid", type=int, default=1,
+                        help="sampled tokens per centroid at least (an index build: 16)")
+    parser.add_argument("--bits", type=int, nargs="+", default=[2, 1],
+                        help="the residual compressions' bits a dimension")
     parser.add_argument("--name", default="stored_states")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
@@ -211,7 +195,9 @@ def main(argv=None) -> int:
         name, _, path = spec.partition("=")
         row = results["datasets"][name] = measure(
             Path(path), args.data / name, args.dimensions, args.bundle,
-            centroids=args.centroids, sample_articles=args.sample_articles)
+            residual_bits=tuple(args.bits), centroids=args.centroids,
+            sample_articles=args.sample_articles, tokens_per_article=args.tokens_per_article,
+            tokens_per_centroid=args.tokens_per_centroid)
         stage = row["rerank_stage_ms"]
         lines += ["", f"## {name}: {row['queries']} questions, {row['candidates']} distinct "
                   f"candidates, passages read to {row['tokens_read']} tokens, weight "

@@ -134,6 +134,8 @@ def search_settings(args: argparse.Namespace,
 
 
 def add_commands(commands) -> None:
+    from .passage_states import BITS, DEFAULT_BITS
+
     evaluate = commands.add_parser(
         "eval", help="evaluate a retrieval method on a BEIR dataset split",
         description="Evaluate retrieval on DATA_DIR (corpus.jsonl, queries.jsonl, qrels/). "
@@ -182,13 +184,13 @@ def add_commands(commands) -> None:
     build.add_argument("--vectors", nargs="+", type=Path, metavar="SHARD_DIR",
                        help="vectors encoded apart by `lexedge index encode`: documents found "
                             "there with the same text are not embedded again")
-    build.add_argument("--passage-states", nargs="?", const=2, type=int, choices=(1, 2, 4, 8),
-                       metavar="BITS",
+    build.add_argument("--passage-states", nargs="?", const=DEFAULT_BITS, type=int,
+                       choices=BITS, metavar="BITS",
                        help="also store each passage's re-ranking states (ColBERTv2 residuals, "
-                            "BITS a dimension, default 2: about 100 bytes a token), so that "
-                            "re-ranking encodes only the query: ja_appi's top 20 in 18 ms "
-                            "instead of 266 (p95), for 184 MB of disk; needs a bundle with a "
-                            "late-interaction reranker, such as builtin")
+                            f"BITS a dimension, default {DEFAULT_BITS}: about 200 bytes a "
+                            "token; 2 halves that at some quality), so that re-ranking "
+                            "encodes only the query; needs a bundle with a late-interaction "
+                            "reranker, such as builtin")
     add_providers_option(build)
     build.add_argument("--json", action="store_true", help=JSON_HELP)
     build.set_defaults(handler=run_index_build)
@@ -616,6 +618,8 @@ def run_search(args: argparse.Namespace) -> int:
     weight, tokens = result.settings["rerank_weight"], result.settings.get("rerank_tokens")
     mixed = f" at weight {weight:g}" if weight is not None and weight != 1.0 else ""
     mixed += f", {tokens} tokens each" if tokens is not None else ""
+    mixed += ", from the stored passage states" \
+        if result.settings.get("rerank_states") == "stored" else ""
     print(f"({result.timings_ms['total']:.0f} ms, budget {result.settings['budget']}, "
           f"reranked {result.settings['rerank']}{mixed})")
     return found(result)

@@ -60,18 +60,19 @@ class ChunkStore:
 
 
 class BuildProgress:
-    """How far an index build's embedding is: a tqdm bar on a terminal; elsewhere (a log, CI,
-    a pipe) one line every ``every`` seconds and at the end, with the rate and what is left
-    when the total is known (issue 23: a build sat silent for 9.5 minutes off a terminal)."""
+    """How far an index build's embedding (or another pass over its documents: ``what``) is:
+    a tqdm bar on a terminal; elsewhere (a log, CI, a pipe) one line every ``every`` seconds
+    and at the end, with the rate and what is left when the total is known (issue 23: a build
+    sat silent for 9.5 minutes off a terminal)."""
 
     def __init__(self, total: int | None, enabled: bool, every: float = 30.0,
-                 stream=None):
+                 stream=None, what: str = "embedding"):
         from tqdm import tqdm
 
         self.stream = sys.stderr if stream is None else stream
-        self.total, self.enabled, self.every = total, enabled, every
+        self.total, self.enabled, self.every, self.what = total, enabled, every, what
         terminal = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.bar = tqdm(desc="embedding", unit=" docs", total=total, mininterval=1.0,
+        self.bar = tqdm(desc=what, unit=" docs", total=total, mininterval=1.0,
                         disable=not terminal, file=self.stream)
         self.lines = enabled and not terminal
         self.done, self.started = 0, time.monotonic()
@@ -100,7 +101,7 @@ class BuildProgress:
         left = ""
         if not final and self.total and rate > 0:
             left = f", about {_duration((self.total - self.done) / rate)} left"
-        print(f"lexedge: embedding {self.done:,}{of} documents, {rate:.0f} docs/s"
+        print(f"lexedge: {self.what} {self.done:,}{of} documents, {rate:.0f} docs/s"
               f"{left}{', done in ' + _duration(elapsed) if final else ''}",
               file=self.stream, flush=True)
 

@@ -11,8 +11,10 @@ bits (buckets cut at the residuals' quantiles). A search then runs the reranker'
 the query alone and MaxSim over the stored states.
 
 Measured on the full corpora (``bench/stored_states.py``, AVX2 cores): re-scoring ja_appi's
-top 20 took p95 266 ms live and 18 ms from stored states; 2 bits (98 bytes a token for the
-built-in's 384 dimensions) kept MRR@10 within 0.005 of live on STARD and 0.014 on ja_appi.
+top 20 took p95 266 ms live and 18 ms from stored states. With 4 bits a dimension (the
+default: 194 bytes a token for the built-in's 384 dimensions) MRR@10 stayed within 0.006 of
+live on STARD and matched it on ja_appi; 2 bits (98 bytes, ColBERTv2's default) lost 0.011
+and 0.020 (``bench/results/stored_states_bits.md``).
 
 The codec is numpy: faiss's k-means and residual quantizers would add a 30 MB dependency to
 the base install for a few lines of arithmetic, and none of its codecs is ColBERTv2's.
@@ -41,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .embedding_chunks import BuildProgress
 from .errors import LexedgeError
 
 STATES_FOLDER = "states"
@@ -49,12 +52,14 @@ OFFSETS_FILE, DIGESTS_FILE, TOKENS_FILE = "offsets.npy", "digests.npy", "tokens.
 #: The states file a search checks row by row, not as a whole when the index opens.
 ROW_CHECKED_FILES = (f"{STATES_FOLDER}/{TOKENS_FILE}",)
 BITS = (1, 2, 4, 8)
-DEFAULT_BITS = 2
+DEFAULT_BITS = 4
 #: Centroids at most, and sampled articles whose states fit them: the settings measured in
 #: ``bench/results/stored_states_c4096.md`` (1,024 centroids on 600 articles lost 0.016
-#: MRR@10 more on STARD).
+#: MRR@10 more on STARD), each article giving at most ``SAMPLE_TOKENS_PER_DOCUMENT`` random
+#: tokens, so that the sample stays within 200 MB (all of ja_appi's made a 2.1 GB build).
 CENTROIDS = 4096
 SAMPLE_DOCUMENTS = 2000
+SAMPLE_TOKENS_PER_DOCUMENT = 64
 KMEANS_ITERATIONS = 10
 #: Sampled tokens per centroid at least: a small corpus gets fewer centroids.
 TOKENS_PER_CENTROID = 32
@@ -62,8 +67,9 @@ TOKENS_PER_CENTROID = 32
 QUANTILE_SAMPLE = 1 << 22
 #: Tokens assigned to centroids per matrix product (its scores: 32 MB at 4,096 centroids).
 ASSIGN_BLOCK = 2048
-#: Documents whose states are computed, encoded and written per step of a build.
-BUILD_CHUNK = 1024
+#: Documents whose states are computed, encoded and written per step of a build (their
+#: float32 states: 200 MB at most, read to 256 tokens).
+BUILD_CHUNK = 512
 DIGEST_BYTES = 16
 
 
@@ -99,7 +105,8 @@ class ResidualCodec:
 
     @classmethod
     def fit(cls, sample: np.ndarray, bits: int = DEFAULT_BITS, centroids: int = CENTROIDS,
-            iterations: int = KMEANS_ITERATIONS, seed: int = 0) -> "ResidualCodec":
+            iterations: int = KMEANS_ITERATIONS, seed: int = 0,
+            tokens_per_centroid: int = TOKENS_PER_CENTROID) -> "ResidualCodec":
         """Fit on ``sample`` (float32 [tokens, dim], unit rows): spherical k-means for the
         centroids (at most ``centroids``, a power of two with at least
         :data:`TOKENS_PER_CENTROID` sampled tokens each), then the residuals' quantiles."""
@@ -107,7 +114,7 @@ class ResidualCodec:
             raise LexedgeError(f"passage state bits: {bits} is not one of "
                                f"{', '.join(map(str, BITS))}")
         sample = np.ascontiguousarray(sample, dtype=np.float32)
-        count = max(1, min(centroids, len(sample) // TOKENS_PER_CENTROID))
+        count = max(1, min(centroids, len(sample) // tokens_per_centroid))
         count = 1 << (count.bit_length() - 1)
         rng = np.random.default_rng(seed)
         found = sample[rng.choice(len(sample), count, replace=False)].copy()
@@ -119,9 +126,12 @@ class ResidualCodec:
             norms = np.linalg.norm(sums, axis=1, keepdims=True)
             used = norms[:, 0] > 0  # a centroid no token chose stays where it was
             found[used] = sums[used] / norms[used]
-        residual = (sample - found[_nearest(sample, found)]).ravel()
-        if len(residual) > QUANTILE_SAMPLE:  # the quantiles of a few million are as good
-            residual = residual[rng.integers(0, len(residual), QUANTILE_SAMPLE)]
+        del columns
+        # the residuals' quantiles from at most QUANTILE_SAMPLE values: as good as all, and
+        # no second copy of the sample in memory
+        tokens = rng.integers(0, len(sample), max(1, QUANTILE_SAMPLE // sample.shape[1])) \
+            if sample.size > QUANTILE_SAMPLE else np.arange(len(sample))
+        residual = (sample[tokens] - found[_nearest(sample[tokens], found)]).ravel()
         levels = 2 ** bits
         return cls(found, np.quantile(residual, np.arange(1, levels) / levels),
                    np.quantile(residual, (np.arange(levels) + 0.5) / levels))
@@ -293,24 +303,36 @@ def encode_states(reranker, texts: Sequence[str], tokens: int, writer: StatesWri
             progress(len(chunk))
 
 
+def sample_states(reranker, texts: Sequence[str], tokens: int,
+                  documents: int = SAMPLE_DOCUMENTS,
+                  per_document: int = SAMPLE_TOKENS_PER_DOCUMENT, seed: int = 0) -> np.ndarray:
+    """The states a codec is fitted on: up to ``per_document`` random tokens of each of
+    ``documents`` random texts, read to ``tokens``."""
+    rng = np.random.default_rng(seed)
+    sampled = np.sort(rng.choice(len(texts), min(len(texts), documents), replace=False))
+    sample = []
+    for start in range(0, len(sampled), BUILD_CHUNK):
+        for found, _ in reranker.token_states(
+                [texts[row] for row in sampled[start:start + BUILD_CHUNK]], "passage",
+                passage_max_length=tokens):
+            keep = min(len(found), per_document)
+            sample.append(found[np.sort(rng.choice(len(found), keep, replace=False))])
+    return np.concatenate(sample)
+
+
 def build_states(folder: Path, reranker, texts: Sequence[str], tokens: int, reranker_id: str,
                  bits: int = DEFAULT_BITS, progress: bool = False) -> dict:
     """Write the states of ``texts`` (an index's rows, in order) into ``folder``; returns what
     the index manifest records of them (settings, time, bytes)."""
-    from tqdm import tqdm
-
     started = time.perf_counter()
-    rng = np.random.default_rng(0)
-    sampled = np.sort(rng.choice(len(texts), min(len(texts), SAMPLE_DOCUMENTS), replace=False))
-    sample = np.concatenate([found for found, _ in reranker.token_states(
-        [texts[row] for row in sampled], "passage", passage_max_length=tokens)])
+    sample = sample_states(reranker, texts, tokens)
     codec = ResidualCodec.fit(sample, bits)
     del sample
     fitted = time.perf_counter() - started
     writer = StatesWriter(folder, codec, {"tokens": tokens, "reranker": reranker_id})
-    with tqdm(total=len(texts), desc="passage states", unit="doc",
-              disable=None if progress else True) as bar:
-        encode_states(reranker, texts, tokens, writer, bar.update)
+    bar = BuildProgress(len(texts), progress, what="storing the passage states of")
+    encode_states(reranker, texts, tokens, writer, bar.update)
+    bar.close()
     writer.close()
     return {"tokens": tokens, "bits": codec.bits, "centroids": len(codec.centroids),
             "reranker": reranker_id, "fit_seconds": round(fitted, 3),
