@@ -10,9 +10,11 @@ language), in one process:
 - ``stored``: each candidate's states computed as a build would (all candidates in
   length-sorted batches, not the search's 20), kept as float32 or as int8 with a scale per
   token; ``PCA k``: projected first onto the top k directions of random articles' states
-  (the query's states too), then int8; ``residual b-bit``: ColBERTv2's compression, a
-  centroid id and b bits a dimension, its centroids (``--centroids``, 1,024) and buckets
-  fitted on those articles' states (``--sample-articles``, 600).
+  (the query's states too), then int8; ``residual b-bit`` (``--bits``): ColBERTv2's
+  compression as ``lexedge index build --passage-states`` stores it
+  (``lexedge.runtime.passage_states``), a centroid id and b bits a dimension, its centroids
+  (``--centroids``, 1,024) and buckets fitted on those articles' states
+  (``--sample-articles``, 600; at most ``--tokens-per-article`` of each).
 
 Quality (MRR@10, nDCG@10 of the served order), bytes per stored token and the disk that makes
 for the whole corpus (its passages' tokens at the cap), and the re-ranking stage's time: the
@@ -20,6 +22,12 @@ live pass over the 20 passages against the query's states plus MaxSim over store
 states held in memory (a disk read would add to it).
 
     python bench/stored_states.py --index ja_appi=work-out/idx_ja --index stard=work-out/idx_stard
+
+What an index build stores (``stored_states_bits``)::
+
+    python bench/stored_states.py --index ja_appi=work-out/idx_ja --index stard=work-out/idx_stard \
+        --centroids 4096 --sample-articles 2000 --tokens-per-article 64 \
+        --tokens-per-centroid 16 --bits 2 4 --dimensions 128 --name stored_states_bits
 
 ``--bundle DIR`` takes the reranker from another bundle with the same embedder, e.g. one whose
 head projects the states narrower (``lexedge late-interaction --dimension 128``): its

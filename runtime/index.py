@@ -48,7 +48,7 @@ from .docstore import DocStore, append_docstore, write_docstore
 from .embedding_chunks import ChunkEmbedding, ChunkStore, saved_chunks_folder
 from .errors import LexedgeError
 from .exact import ExactIndex
-from .passage_states import (ROW_CHECKED_FILES, STATES_FOLDER, PassageStates,
+from .passage_states import (BITS, ROW_CHECKED_FILES, STATES_FOLDER, PassageStates,
                              StatesWriter, build_states, encode_states)
 from .provenance import PROVENANCE, provenance
 from .storage import (MANIFEST_HASH_FIELD, MARKER_FILE, atomic_directory, manifest_sha256,
@@ -397,8 +397,9 @@ def _check_states_request(bundle, bits: int) -> None:
         raise LexedgeError(f"--passage-states: {bundle.path}'s reranker is "
                            f"{'absent' if not bundle.has_reranker else 'a cross-encoder'}; "
                            "only a late-interaction reranker's passage states can be stored")
-    if bits not in (1, 2, 4, 8):
-        raise LexedgeError(f"--passage-states: {bits} bits; choose 1, 2, 4 or 8")
+    if bits not in BITS:
+        raise LexedgeError(f"--passage-states: {bits} bits; choose one of "
+                           f"{', '.join(map(str, BITS))}")
 
 
 def unique_ids(documents: Iterable[Document], source) -> Iterator[Document]:

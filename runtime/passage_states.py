@@ -62,7 +62,7 @@ SAMPLE_DOCUMENTS = 2000
 SAMPLE_TOKENS_PER_DOCUMENT = 64
 KMEANS_ITERATIONS = 10
 #: Sampled tokens per centroid at least: a small corpus gets fewer centroids.
-TOKENS_PER_CENTROID = 32
+TOKENS_PER_CENTROID = 16
 #: Residual values the buckets' quantiles are taken from at most.
 QUANTILE_SAMPLE = 1 << 22
 #: Tokens assigned to centroids per matrix product (its scores: 32 MB at 4,096 centroids).

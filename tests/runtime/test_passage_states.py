@@ -68,7 +68,7 @@ def test_the_residual_codec_packs_each_width_and_reads_back_what_it_quantised(bi
 
 def test_a_small_sample_gets_fewer_centroids_a_power_of_two():
     sample = np.eye(16, dtype=np.float32)[np.arange(100) % 16]
-    assert len(ResidualCodec.fit(sample, 2).centroids) == 2  # 100 tokens // 32 -> 3 -> 2
+    assert len(ResidualCodec.fit(sample, 2).centroids) == 4  # 100 tokens // 16 -> 6 -> 4
 
 
 def test_a_search_re_ranks_from_the_stored_states_as_live_re_ranking_does(stored):
