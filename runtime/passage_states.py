@@ -118,15 +118,15 @@ class ResidualCodec:
         count = 1 << (count.bit_length() - 1)
         rng = np.random.default_rng(seed)
         found = sample[rng.choice(len(sample), count, replace=False)].copy()
-        columns = sample.T.copy()  # summed per centroid one dimension at a time
         for _ in range(iterations):
             nearest = _nearest(sample, found)
-            sums = np.stack([np.bincount(nearest, weights=column, minlength=count)
-                             for column in columns], axis=1)
+            # summed per centroid one dimension at a time: no copy of the sample
+            sums = np.stack([np.bincount(nearest, weights=sample[:, dimension],
+                                         minlength=count)
+                             for dimension in range(sample.shape[1])], axis=1)
             norms = np.linalg.norm(sums, axis=1, keepdims=True)
             used = norms[:, 0] > 0  # a centroid no token chose stays where it was
             found[used] = sums[used] / norms[used]
-        del columns
         # the residuals' quantiles from at most QUANTILE_SAMPLE values: as good as all, and
         # no second copy of the sample in memory
         tokens = rng.integers(0, len(sample), max(1, QUANTILE_SAMPLE // sample.shape[1])) \
@@ -310,14 +310,19 @@ def sample_states(reranker, texts: Sequence[str], tokens: int,
     ``documents`` random texts, read to ``tokens``."""
     rng = np.random.default_rng(seed)
     sampled = np.sort(rng.choice(len(texts), min(len(texts), documents), replace=False))
-    sample = []
+    sample, filled = None, 0  # filled in place: no second copy of it at any time
     for start in range(0, len(sampled), BUILD_CHUNK):
         for found, _ in reranker.token_states(
                 [texts[row] for row in sampled[start:start + BUILD_CHUNK]], "passage",
                 passage_max_length=tokens):
+            if sample is None:
+                sample = np.empty((len(sampled) * per_document, found.shape[1]),
+                                  dtype=np.float32)
             keep = min(len(found), per_document)
-            sample.append(found[np.sort(rng.choice(len(found), keep, replace=False))])
-    return np.concatenate(sample)
+            sample[filled:filled + keep] = found[np.sort(rng.choice(len(found), keep,
+                                                                    replace=False))]
+            filled += keep
+    return sample[:filled]
 
 
 def build_states(folder: Path, reranker, texts: Sequence[str], tokens: int, reranker_id: str,
