@@ -10,12 +10,14 @@ one process, each question taken both ways in turn (the order alternating), K = 
 - ``stored``: it runs over the query alone, MaxSim over the stored states.
 
 Quality (R@10, MRR@10, nDCG@10 of the served order), p50 / p95 of the re-ranking stage and of
-the whole search, what the states cost to build (from the index manifest) and on disk.
+the whole search, what the states cost to build (from the index manifest) and on disk. With
+``--plain DATASET=DIR`` (the same corpus built without states), what adding 2 articles costs
+each index (a copy of it, in a temporary folder beside it).
 
     lexedge index build --docs ../shared/data/ja_appi/corpus.jsonl --bundle builtin \\
         --passage-states --out work-out/idx_ja_states
     python bench/passage_states.py --index ja_appi=work-out/idx_ja_states \\
-        --index stard=work-out/idx_stard_states
+        --index stard=work-out/idx_stard_states --plain ja_appi=work-out/idx_ja
 
 Writes ``bench/results/NAME.{json,md}``.
 """
@@ -24,7 +26,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -93,12 +98,34 @@ def measure(index: Path, data: Path, passes: int) -> dict:
                         for name, values in quality[way].items()}} for way in WAYS}}
 
 
+def change_cost(indexes: dict[str, Path]) -> dict:
+    """Seconds to add 2 new articles to a copy of each index (``Index.add``: states are
+    computed for them and the index is rewritten)."""
+    from lexedge.runtime.index import Index
+
+    new = [{"id": f"bench-new-{n}", "title": "個人情報の保護に関する法律 第二十七条の二",
+            "text": "個人情報取扱事業者は、本人の同意を得ないで個人データを第三者に提供したとき"
+                    "は、その旨を記録しなければならない。" * (n + 1)} for n in range(2)]
+    seconds = {}
+    for way, index in indexes.items():
+        with tempfile.TemporaryDirectory(dir=Path(index).parent) as scratch:
+            copy = Path(scratch) / "index"
+            shutil.copytree(index, copy)
+            opened = Index.load(copy)
+            started = time.perf_counter()
+            opened.add(new)
+            seconds[way] = round(time.perf_counter() - started, 2)
+    return seconds
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--index", action="append", required=True, metavar="DATASET=DIR",
                         help="a full index built with --bundle builtin --passage-states")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--passes", type=int, default=2)
+    parser.add_argument("--plain", action="append", default=[], metavar="DATASET=DIR",
+                        help="the same corpus indexed without states: compare adding to it")
     parser.add_argument("--name", default="passage_states")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
@@ -107,6 +134,12 @@ def main(argv=None) -> int:
     for spec in args.index:
         name, _, path = spec.partition("=")
         datasets[name] = measure(Path(path), args.data / name, args.passes)
+    for spec in args.plain:
+        name, _, path = spec.partition("=")
+        states = next(spec.partition("=")[2] for spec in args.index
+                      if spec.partition("=")[0] == name)
+        datasets[name]["add_2_seconds"] = change_cost({"plain": Path(path),
+                                                       "stored": Path(states)})
     results = {"cpu": cpu_model(), "flags": _cpu_flags(), "cores": os.cpu_count(),
                "passes": args.passes, "rerank": RERANK, "datasets": datasets}
     lines = ["# Re-ranking from passage states stored at index time, as `lexedge search` "
@@ -135,6 +168,11 @@ def main(argv=None) -> int:
                      f"{states['bytes'] / 1e6:,.1f} MB | "
                      f"{row['index_bytes_without_states'] / 1e6:,.1f} MB | "
                      f"{row['build_seconds']} | {states['seconds']} ({states['fit_seconds']}) |")
+    for name, row in datasets.items():
+        if "add_2_seconds" in row:
+            cost = row["add_2_seconds"]
+            lines += ["", f"Adding 2 articles to {name}: {cost['plain']} s without states, "
+                      f"{cost['stored']} s with them (each a copy of the index)."]
     lines += ["", "Reproduce: the commands in `bench/passage_states.py`'s docstring."]
     write_report(args.out, args.name, results, lines)
     return 0
