@@ -103,7 +103,8 @@ class ResidualCodec:
         self.record_bytes = 2 + self.dimension * self.bits // 8
         self._shifts = np.arange(8 - self.bits, -1, -self.bits, dtype=np.uint8)
         # every code byte's bucket values, as one opaque item per byte: reading a byte's
-        # values is then one np.take (a fancy index over the unpacked codes took 10x longer)
+        # values is then one np.take (a fancy index over the unpacked codes was most of a
+        # search's time from stored states)
         per_byte = 8 // self.bits
         unpacked = (np.arange(256, dtype=np.uint8)[:, None] >> self._shifts) & np.uint8(
             2 ** self.bits - 1)
