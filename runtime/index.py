@@ -49,7 +49,7 @@ from .embedding_chunks import ChunkEmbedding, ChunkStore, saved_chunks_folder
 from .errors import LexedgeError
 from .exact import ExactIndex
 from .passage_states import (BITS, ROW_CHECKED_FILES, STATES_FOLDER, PassageStates,
-                             StatesWriter, build_states, encode_states)
+                             StatesWriter, StoredTexts, build_states, encode_states)
 from .provenance import PROVENANCE, provenance
 from .storage import (MANIFEST_HASH_FIELD, MARKER_FILE, atomic_directory, manifest_sha256,
                       manifest_with, read_manifest, settle, sha256_file, writer_lock)
@@ -176,12 +176,10 @@ class Index:
                 build_dense(embedding.vectors()).save(staging / "dense")
             stored = None
             if passage_states is not None:
-                docs = DocStore(staging)
                 stored = build_states(
-                    staging / STATES_FOLDER, bundle.reranker(),
-                    [docs.get(row).indexed_text for row in range(len(docs))],
-                    bundle.passage_tokens(chosen.name),
-                    bundle.reranker_id, passage_states, progress)
+                    staging / STATES_FOLDER, bundle.reranker(), StoredTexts(DocStore(staging)),
+                    bundle.passage_tokens(chosen.name), bundle.reranker_id, passage_states,
+                    progress)
             manifest = _manifest(chosen, k1, b, len(bm25), bundle, Path(out),
                                  {"path": None, "sha256": None, "python": len(source)} if given
                                  else {"path": str(source.resolve()),

@@ -308,13 +308,30 @@ class StatesWriter:
 def encode_states(reranker, texts: Sequence[str], tokens: int, writer: StatesWriter,
                   progress=None) -> None:
     """Compute ``texts``' passage states read to ``tokens`` and append them in order,
-    :data:`BUILD_CHUNK` texts at a time."""
+    :data:`BUILD_CHUNK` texts at a time (``texts`` may read them only when sliced, as
+    :class:`StoredTexts` does)."""
     for start in range(0, len(texts), BUILD_CHUNK):
-        chunk = texts[start:start + BUILD_CHUNK]
+        chunk = list(texts[start:start + BUILD_CHUNK])
         writer.append(found for found, _ in reranker.token_states(
             chunk, "passage", passage_max_length=tokens))
         if progress is not None:
             progress(len(chunk))
+
+
+class StoredTexts(Sequence):
+    """The indexed text of each row of a document store, read from disk when asked for, so
+    that a build's states pass never holds the corpus in memory."""
+
+    def __init__(self, docs):
+        self.docs = docs
+
+    def __len__(self) -> int:
+        return len(self.docs)
+
+    def __getitem__(self, row):
+        if isinstance(row, slice):
+            return [self.docs.get(one).indexed_text for one in range(*row.indices(len(self)))]
+        return self.docs.get(int(row)).indexed_text
 
 
 def sample_states(reranker, texts: Sequence[str], tokens: int,
