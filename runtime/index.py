@@ -48,8 +48,8 @@ from .docstore import DocStore, append_docstore, write_docstore
 from .embedding_chunks import ChunkEmbedding, ChunkStore, saved_chunks_folder
 from .errors import LexedgeError
 from .exact import ExactIndex
-from .passage_states import (BITS, ROW_CHECKED_FILES, STATES_FOLDER, PassageStates,
-                             StatesWriter, StoredTexts, build_states, encode_states)
+from .passage_states import (BITS, STATES_FOLDER, PassageStates, StatesWriter, StoredTexts,
+                             build_states, encode_states, row_checked)
 from .provenance import PROVENANCE, provenance
 from .storage import (MANIFEST_HASH_FIELD, MARKER_FILE, atomic_directory, manifest_sha256,
                       manifest_with, read_manifest, settle, sha256_file, writer_lock)
@@ -231,7 +231,7 @@ class Index:
         # read is returned before every hash has matched, and a damaged file is reported as
         # damaged even when reading it failed first.
         groups = _hash_groups({file: expected for file, expected in files.items()
-                               if file.relative_to(path).as_posix() not in LAZY_FILES},
+                               if not _lazy(file.relative_to(path).as_posix())},
                               VERIFY_THREADS)
         # every buffer made before any thread starts: the peak memory does not depend on
         # how the threads interleave
@@ -340,10 +340,11 @@ class Index:
             raise LexedgeError(f"{self.path}: its passage states were made by another "
                                f"reranker than {self.bundle.path}'s; update it with the bundle "
                                "it was built with, or rebuild it")
-        # the stored terms (and states) were not hashed when the index was opened for
-        # searching
+        # the stored terms were not hashed when the index was opened for searching (the
+        # states' segments are not read here: they are linked into the new version, each
+        # row still checked by its digest when read)
         _verify_files({self.path / name: self.manifest["files"][name]
-                       for name in LAZY_FILES if name in self.manifest["files"]})
+                       for name in BM25_UPDATE_FILES if name in self.manifest["files"]})
         with atomic_directory(self.path, kind="index") as staging:
             for name in ("docs.jsonl", "docs.offsets.npy", "docs.ids.json"):
                 shutil.copy2(self.path / name, staging / name)
@@ -363,9 +364,9 @@ class Index:
                 (staging / "dense").mkdir()
                 dense.save(staging / "dense")
             if self.states is not None:
-                # removed rows keep their states (never read), new rows append theirs
-                shutil.copytree(self.path / STATES_FOLDER, staging / STATES_FOLDER)
-                writer = StatesWriter(staging / STATES_FOLDER)
+                # removed rows keep their states (never read), new rows add a segment
+                writer = StatesWriter(staging / STATES_FOLDER,
+                                      extending=self.path / STATES_FOLDER)
                 encode_states(self.bundle.reranker(), [d.indexed_text for d in new_documents],
                               self.states.tokens, writer)
                 writer.close()
@@ -382,7 +383,8 @@ class Index:
             (staging / "bm25").mkdir()
             bm25.save(staging / "bm25")
             (staging / DELETED_FILE).write_text(json.dumps(sorted(deleted)))
-            _seal(staging, dict(self.manifest, documents=len(bm25)))
+            _seal(staging, dict(self.manifest, documents=len(bm25)),
+                  linked_from=(self.path, self.manifest["files"]))
         return Index.load(self.path, bundle=self.bundle)
 
 
@@ -422,16 +424,32 @@ def _identity(path: Path) -> tuple | None:
     return status.st_dev, status.st_ino, status.st_mtime_ns
 
 
-def _seal(staging: Path, manifest: dict) -> None:
-    """Write ``manifest`` listing every file's sha256, then the hash of the manifest itself."""
+def _seal(staging: Path, manifest: dict,
+          linked_from: tuple[Path, dict[str, str]] | None = None) -> None:
+    """Write ``manifest`` listing every file's sha256, then the hash of the manifest itself.
+    ``linked_from``: the index being updated and its file list; a file of ``staging`` that
+    is a hard link to the same file there keeps the sha256 recorded for it (the same bytes:
+    hashing a large states segment again would cost seconds per update)."""
     manifest = dict(manifest, format=FORMAT_VERSION)
     manifest.pop(MANIFEST_HASH_FIELD, None)
-    manifest["files"] = {path.relative_to(staging).as_posix(): sha256_file(path)
-                         for path in sorted(staging.rglob("*"))
-                         if path.is_file() and path.name not in (MANIFEST_FILE, MARKER_FILE)}
+    manifest["files"] = {path.relative_to(staging).as_posix(): _recorded_sha256(
+        path, path.relative_to(staging).as_posix(), linked_from)
+        for path in sorted(staging.rglob("*"))
+        if path.is_file() and path.name not in (MANIFEST_FILE, MARKER_FILE)}
     manifest[MANIFEST_HASH_FIELD] = manifest_sha256(manifest)
     (staging / MANIFEST_FILE).write_text(
         json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+def _recorded_sha256(path: Path, name: str,
+                     linked_from: tuple[Path, dict[str, str]] | None) -> str:
+    if linked_from is not None and name in linked_from[1]:
+        try:
+            if os.path.samefile(path, linked_from[0] / name):
+                return linked_from[1][name]
+        except OSError:
+            pass  # gone from the old version: hash it
+    return sha256_file(path)
 
 
 def _checked_file_list(path: Path, manifest: dict) -> dict[Path, str]:
@@ -465,9 +483,13 @@ VERIFY_THREADS = min(4, os.cpu_count() or 1)
 #: The files of an index that only an update reads (each document's stored BM25 terms): a
 #: search does not hash them, an update does before it reads them.
 BM25_UPDATE_FILES = tuple(f"bm25/{name}" for name in BM25Index.UPDATE_FILES)
-#: The files opening an index does not hash: those only an update reads (it hashes them
-#: then), and the stored passage states, whose rows a search checks as it reads them.
-LAZY_FILES = BM25_UPDATE_FILES + ROW_CHECKED_FILES
+
+
+def _lazy(name: str) -> bool:
+    """Whether opening an index leaves file ``name`` unhashed: the files only an update
+    reads (it hashes them then), and the passage states' segments, whose rows a search
+    checks as it reads them."""
+    return name in BM25_UPDATE_FILES or row_checked(name)
 
 
 def _hash_groups(files: dict[Path, str], threads: int) -> list[dict[Path, str]]:

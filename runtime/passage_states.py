@@ -27,16 +27,21 @@ Layout, inside an index::
     states/offsets.npy    int64 [rows + 1]: each row's first token record
     states/digests.npy    uint8 [rows, 16]: blake2b of each row's records
     states/tokens.bin     uint8 [tokens, RECORD]: centroid id (uint16, little-endian), codes
+    states/tokens-K.bin   the records of the rows the K-th update added
 
-``tokens.bin`` is the bulk (hundreds of MB for a large corpus): opening an index does not
-hash it. Each row is checked against its digest when a search first reads it, and the whole
-file against the index manifest when an update copies it.
+The segments (``tokens*.bin``) are the bulk, hundreds of MB for a large corpus, and never
+change once written: an update hard-links them into the new version of the index (copies
+them where the file system has no hard links) and writes its new rows to a segment of their
+own. Neither opening an index nor updating it hashes them: each row is checked against its
+digest when a search first reads it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -49,8 +54,19 @@ from .errors import LexedgeError
 STATES_FOLDER = "states"
 CODEC_FILE, CENTROIDS_FILE, BUCKETS_FILE = "codec.json", "centroids.npy", "buckets.npy"
 OFFSETS_FILE, DIGESTS_FILE, TOKENS_FILE = "offsets.npy", "digests.npy", "tokens.bin"
-#: The states file a search checks row by row, not as a whole when the index opens.
-ROW_CHECKED_FILES = (f"{STATES_FOLDER}/{TOKENS_FILE}",)
+
+
+def row_checked(name: str) -> bool:
+    """Whether ``name`` (a path inside an index) is a states segment, checked row by row
+    as a search reads it, never as a whole."""
+    folder, _, file = name.rpartition("/")
+    return folder == STATES_FOLDER and file.startswith("tokens") and file.endswith(".bin")
+
+
+def _segment_name(number: int) -> str:
+    return TOKENS_FILE if number == 0 else f"tokens-{number}.bin"
+
+
 BITS = (1, 2, 4, 8)
 DEFAULT_BITS = 4
 #: Centroids at most, and sampled articles whose states fit them: the settings measured in
@@ -210,7 +226,17 @@ class PassageStates:
         self.codec = ResidualCodec.load(self.folder)
         self.offsets = np.load(self.folder / OFFSETS_FILE, allow_pickle=False)
         self.digests = np.load(self.folder / DIGESTS_FILE, allow_pickle=False)
-        self._records = None  # mapped on first read
+        if not isinstance(self.settings.get("segments"), list):
+            raise LexedgeError(f"{self.folder / CODEC_FILE}: lists no segments (written "
+                               "before they were kept in parts); rebuild the index")
+        self.segments = [(name, int(tokens)) for name, tokens in self.settings["segments"]]
+        # each segment's first token, in the offsets' numbering
+        self._starts = np.cumsum([0] + [tokens for _, tokens in self.segments])
+        if self._starts[-1] != self.offsets[-1]:
+            raise LexedgeError(f"{self.folder / CODEC_FILE}: its segments hold "
+                               f"{self._starts[-1]:,} tokens, the offsets "
+                               f"{int(self.offsets[-1]):,} (damaged); rebuild the index")
+        self._records: dict[int, np.ndarray] = {}  # segments mapped on first read
         self._checked: set[int] = set()
 
     @property
@@ -226,18 +252,19 @@ class PassageStates:
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
-    def _mapped(self) -> np.ndarray:
-        if self._records is None:
-            path = self.folder / TOKENS_FILE
+    def _segment(self, number: int) -> np.ndarray:
+        if number not in self._records:
+            name, tokens = self.segments[number]
+            path = self.folder / name
             size = path.stat().st_size
-            if size != int(self.offsets[-1]) * self.codec.record_bytes:
+            if size != tokens * self.codec.record_bytes:
                 raise LexedgeError(f"{path}: {size:,} bytes, not the "
-                                   f"{int(self.offsets[-1]) * self.codec.record_bytes:,} its "
-                                   "offsets need (damaged); rebuild the index")
-            self._records = np.memmap(path, dtype=np.uint8, mode="r").reshape(
+                                   f"{tokens * self.codec.record_bytes:,} its {tokens:,} "
+                                   "tokens need (damaged); rebuild the index")
+            self._records[number] = np.memmap(path, dtype=np.uint8, mode="r").reshape(
                 -1, self.codec.record_bytes) if size else np.zeros(
                 (0, self.codec.record_bytes), dtype=np.uint8)
-        return self._records
+        return self._records[number]
 
     def get(self, rows: Sequence[int]) -> list[np.ndarray]:
         """Each row's states, float32 [tokens, dim], checked against its digest.
@@ -245,15 +272,20 @@ class PassageStates:
         Raises:
             LexedgeError: a row's records changed since the index was written.
         """
-        records = self._mapped()
         read = []
         for row in rows:
-            own = records[self.offsets[row]:self.offsets[row + 1]]
+            first, end = int(self.offsets[row]), int(self.offsets[row + 1])
+            # a row lies in one segment: the one holding its first token (an empty row
+            # reads nothing from any)
+            number = min(int(np.searchsorted(self._starts, first, side="right")) - 1,
+                         len(self.segments) - 1)
+            start = int(self._starts[number])
+            own = self._segment(number)[first - start:end - start]
             if row not in self._checked:
                 if _digest(own) != self.digests[row].tobytes():
-                    raise LexedgeError(f"{self.folder / TOKENS_FILE}: row {row} does not match "
-                                       "its digest (changed or damaged since the index was "
-                                       "written); rebuild the index")
+                    raise LexedgeError(f"{self.folder / self.segments[number][0]}: row {row} "
+                                       "does not match its digest (changed or damaged since "
+                                       "the index was written); rebuild the index")
                 self._checked.add(row)
             read.append(own)
         if not read:
@@ -264,45 +296,73 @@ class PassageStates:
 
 
 class StatesWriter:
-    """Append rows' states to a ``states`` folder, in row order; :meth:`close` writes the
-    offsets and digests (the caller's atomic folder fsyncs and installs them).
+    """Append rows' states to a ``states`` folder, in row order, as a new segment;
+    :meth:`close` writes the offsets, digests and segment list (the caller's atomic folder
+    fsyncs and installs them).
 
     Args:
         folder: the ``states`` folder being written (created if missing).
-        codec: the codec of a new folder; ``None`` to continue the one in ``folder``.
-        settings: what ``codec.json`` records (with a new codec).
+        codec: the codec of a new store.
+        settings: what ``codec.json`` records of a new store.
+        extending: the ``states`` folder of the index being updated: its codec and rows are
+            kept, its segments hard-linked (copied where links fail), unread.
     """
 
     def __init__(self, folder: Path, codec: ResidualCodec | None = None,
-                 settings: dict | None = None):
+                 settings: dict | None = None, extending: Path | None = None):
         self.folder = Path(folder)
         self.folder.mkdir(exist_ok=True)
-        if codec is None:
+        if extending is not None:
+            for name in (CODEC_FILE, CENTROIDS_FILE, BUCKETS_FILE):
+                shutil.copy2(extending / name, self.folder / name)
+            self.settings = json.loads((self.folder / CODEC_FILE).read_text(encoding="utf-8"))
+            self.segments = [(name, int(tokens)) for name, tokens in self.settings["segments"]]
+            for name, _ in self.segments:
+                _link_or_copy(extending / name, self.folder / name)
             self.codec = ResidualCodec.load(self.folder)
-            self.offsets = list(np.load(self.folder / OFFSETS_FILE, allow_pickle=False))
-            self.digests = list(np.load(self.folder / DIGESTS_FILE, allow_pickle=False))
-        else:
-            self.codec, self.offsets, self.digests = codec, [0], []
+            self.offsets = list(np.load(extending / OFFSETS_FILE, allow_pickle=False))
+            self.digests = list(np.load(extending / DIGESTS_FILE, allow_pickle=False))
+        elif codec is not None:
+            self.codec, self.offsets, self.digests, self.segments = codec, [0], [], []
             codec.save(self.folder)
-            (self.folder / CODEC_FILE).write_text(json.dumps(
-                dict(settings or {}, bits=codec.bits, centroids=len(codec.centroids),
-                     dimension=codec.dimension, record_bytes=codec.record_bytes),
-                indent=2) + "\n", encoding="utf-8")
-        self._handle = open(self.folder / TOKENS_FILE, "ab")
+            self.settings = dict(settings or {}, bits=codec.bits,
+                                 centroids=len(codec.centroids), dimension=codec.dimension,
+                                 record_bytes=codec.record_bytes)
+        else:
+            raise ValueError("StatesWriter: a codec for a new store, or the store it extends")
+        self.segment = _segment_name(len(self.segments))
+        self._handle = open(self.folder / self.segment, "xb")
+        self._written = 0
 
     def append(self, states: Iterable[np.ndarray]) -> None:
         for one in states:
             records = self.codec.encode(one)
             self._handle.write(records.tobytes())
+            self._written += len(records)
             self.offsets.append(self.offsets[-1] + len(records))
             self.digests.append(np.frombuffer(_digest(records), dtype=np.uint8))
 
     def close(self) -> None:
         self._handle.close()
+        if self._written or not self.segments:
+            self.segments.append((self.segment, self._written))
+        else:  # an update that added no rows adds no segment
+            (self.folder / self.segment).unlink()
+        (self.folder / CODEC_FILE).write_text(json.dumps(
+            dict(self.settings, segments=self.segments), indent=2) + "\n", encoding="utf-8")
         np.save(self.folder / OFFSETS_FILE, np.asarray(self.offsets, dtype=np.int64),
                 allow_pickle=False)
         np.save(self.folder / DIGESTS_FILE, np.asarray(self.digests, dtype=np.uint8).reshape(
             -1, DIGEST_BYTES), allow_pickle=False)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """``source`` at ``target`` too: a hard link (the segment never changes, and a link
+    costs nothing), a copy where the file system refuses links."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def encode_states(reranker, texts: Sequence[str], tokens: int, writer: StatesWriter,

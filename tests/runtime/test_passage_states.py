@@ -97,8 +97,15 @@ def test_a_search_reading_other_lengths_or_another_reranker_re_ranks_live(
 
 def test_an_update_appends_the_new_passages_states_and_keeps_the_others(stored):
     before = stored.states.get(range(len(stored.docs)))
+    segment = stored.path / STATES_FOLDER / TOKENS_FILE
+    inode = segment.stat().st_ino
     updated = stored.add(NEW).remove(["d3"])
     assert len(updated.states) == len(updated.docs) == 7
+    # the first segment linked, not copied or rewritten; the new row in a segment of its
+    # own; a removal adds none
+    assert segment.stat().st_ino == inode
+    assert [name for name, _ in updated.states.segments] == [TOKENS_FILE, "tokens-1.bin"]
+    assert not (updated.path / STATES_FOLDER / "tokens-2.bin").exists()
     kept = updated.states.get(range(6))
     for old, new in zip(before, kept):
         np.testing.assert_array_equal(old, new)
@@ -118,8 +125,29 @@ def test_a_changed_row_of_states_is_refused_by_name_when_read(stored, tmp_path):
     searcher = Searcher(tmp_path / "idx")  # opening does not read the states
     with pytest.raises(LexedgeError, match=r"tokens\.bin: row 0 does not match its digest"):
         searcher.index.states.get([0])
-    with pytest.raises(LexedgeError, match=r"tokens\.bin: sha256 mismatch"):
-        searcher.index.add(NEW)
+    recorded = searcher.index.manifest["files"][f"{STATES_FOLDER}/{TOKENS_FILE}"]
+    # an update links the segment unread; the damaged row is still refused, and the
+    # manifest still records the segment as it was written
+    updated = searcher.index.add(NEW)
+    assert updated.manifest["files"][f"{STATES_FOLDER}/{TOKENS_FILE}"] == recorded
+    with pytest.raises(LexedgeError, match=r"tokens\.bin: row 0 does not match its digest"):
+        Searcher(updated).index.states.get([0])
+    assert len(updated.states.get([1, updated.row_of("n1")])) == 2
+
+
+def test_an_update_copies_the_states_where_the_file_system_has_no_hard_links(
+        stored, monkeypatch):
+    def refused(source, target):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr("os.link", refused)
+    segment = stored.path / STATES_FOLDER / TOKENS_FILE
+    inode, recorded = segment.stat().st_ino, stored.manifest["files"][
+        f"{STATES_FOLDER}/{TOKENS_FILE}"]
+    updated = stored.add(NEW)
+    assert segment.stat().st_ino != inode
+    assert updated.manifest["files"][f"{STATES_FOLDER}/{TOKENS_FILE}"] == recorded
+    np.testing.assert_array_equal(updated.states.get([0])[0], stored.states.get([0])[0])
 
 
 @pytest.mark.parametrize("reranker", [False, True])
