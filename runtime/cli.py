@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Iterable
 from dataclasses import fields
 from pathlib import Path
@@ -187,10 +188,11 @@ def add_commands(commands) -> None:
     build.add_argument("--passage-states", nargs="?", const=DEFAULT_BITS, type=int,
                        choices=BITS, metavar="BITS",
                        help="also store each passage's re-ranking states (ColBERTv2 residuals, "
-                            f"BITS a dimension, default {DEFAULT_BITS}: about 200 bytes a "
-                            "token; 2 halves that at some quality), so that re-ranking "
-                            "encodes only the query; needs a bundle with a late-interaction "
-                            "reranker, such as builtin")
+                            f"BITS a dimension: {', '.join(map(str, BITS))}; default "
+                            f"{DEFAULT_BITS}, about 200 bytes a token with builtin; 2 halves "
+                            "that at some quality), so that re-ranking encodes only the "
+                            "query; needs a bundle with a late-interaction reranker, such as "
+                            "builtin. A rebuild keeps them only when given this again")
     add_providers_option(build)
     build.add_argument("--json", action="store_true", help=JSON_HELP)
     build.set_defaults(handler=run_index_build)
@@ -448,7 +450,7 @@ def format_metrics_table(metrics: dict) -> str:
 def run_index_build(args: argparse.Namespace) -> int:
     from .bundle import Bundle
     from .errors import LexedgeError
-    from .index import Index
+    from .index import Index, had_passage_states
 
     bundle = Bundle.load(args.bundle) if args.bundle else None
     imported = None
@@ -458,9 +460,13 @@ def run_index_build(args: argparse.Namespace) -> int:
         if bundle is None:
             raise LexedgeError("--vectors needs the --bundle they were encoded with")
         imported = ImportedVectors(args.vectors, bundle)
+    dropping = args.passage_states is None and had_passage_states(args.out)
     index = Index.build(args.docs, args.out, analyzer=args.analyzer, k1=args.k1, b=args.b,
                         bundle=bundle, vectors=imported, providers=args.providers,
                         passage_states=args.passage_states)
+    if dropping:
+        print(f"lexedge: note: {args.out} held stored passage states; this build stores none "
+              "(give --passage-states to keep them)", file=sys.stderr)
     manifest = index.manifest
     vectors, states = manifest.get("vectors"), manifest.get("passage_states")
     if args.json:

@@ -388,6 +388,15 @@ class Index:
         return Index.load(self.path, bundle=self.bundle)
 
 
+def had_passage_states(path: str | Path) -> bool:
+    """Whether the index at ``path`` (if any) holds stored passage states."""
+    try:
+        manifest = json.loads((Path(path) / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and bool(manifest.get("passage_states"))
+
+
 def _check_states_request(bundle, bits: int) -> None:
     """Refuse, before any work, passage states that cannot be stored."""
     if bundle is None:

@@ -87,6 +87,7 @@ ASSIGN_BLOCK = 2048
 #: float32 states: 200 MB at most, read to 256 tokens).
 BUILD_CHUNK = 512
 DIGEST_BYTES = 16
+REBUILD = "rebuild the index with `lexedge index build ... --passage-states`"
 
 
 class ResidualCodec:
@@ -228,14 +229,14 @@ class PassageStates:
         self.digests = np.load(self.folder / DIGESTS_FILE, allow_pickle=False)
         if not isinstance(self.settings.get("segments"), list):
             raise LexedgeError(f"{self.folder / CODEC_FILE}: lists no segments (written "
-                               "before they were kept in parts); rebuild the index")
+                               f"before they were kept in parts); {REBUILD}")
         self.segments = [(name, int(tokens)) for name, tokens in self.settings["segments"]]
         # each segment's first token, in the offsets' numbering
         self._starts = np.cumsum([0] + [tokens for _, tokens in self.segments])
         if self._starts[-1] != self.offsets[-1]:
             raise LexedgeError(f"{self.folder / CODEC_FILE}: its segments hold "
                                f"{self._starts[-1]:,} tokens, the offsets "
-                               f"{int(self.offsets[-1]):,} (damaged); rebuild the index")
+                               f"{int(self.offsets[-1]):,} (damaged); {REBUILD}")
         self._records: dict[int, np.ndarray] = {}  # segments mapped on first read
         self._checked: set[int] = set()
 
@@ -260,20 +261,22 @@ class PassageStates:
             if size != tokens * self.codec.record_bytes:
                 raise LexedgeError(f"{path}: {size:,} bytes, not the "
                                    f"{tokens * self.codec.record_bytes:,} its {tokens:,} "
-                                   "tokens need (damaged); rebuild the index")
+                                   f"tokens need (damaged); {REBUILD}")
             self._records[number] = np.memmap(path, dtype=np.uint8, mode="r").reshape(
                 -1, self.codec.record_bytes) if size else np.zeros(
                 (0, self.codec.record_bytes), dtype=np.uint8)
         return self._records[number]
 
-    def get(self, rows: Sequence[int]) -> list[np.ndarray]:
-        """Each row's states, float32 [tokens, dim], checked against its digest.
+    def get(self, rows: Sequence[int], ids: Sequence[str] | None = None
+            ) -> list[np.ndarray]:
+        """Each row's states, float32 [tokens, dim], checked against its digest; ``ids``:
+        the rows' document ids, which a refusal names.
 
         Raises:
             LexedgeError: a row's records changed since the index was written.
         """
         read = []
-        for row in rows:
+        for number_in_call, row in enumerate(rows):
             first, end = int(self.offsets[row]), int(self.offsets[row + 1])
             # a row lies in one segment: the one holding its first token (an empty row
             # reads nothing from any)
@@ -283,9 +286,10 @@ class PassageStates:
             own = self._segment(number)[first - start:end - start]
             if row not in self._checked:
                 if _digest(own) != self.digests[row].tobytes():
-                    raise LexedgeError(f"{self.folder / self.segments[number][0]}: row {row} "
-                                       "does not match its digest (changed or damaged since "
-                                       "the index was written); rebuild the index")
+                    document = f" (document {ids[number_in_call]!r})" if ids else ""
+                    raise LexedgeError(f"{self.folder / self.segments[number][0]}: row {row}"
+                                       f"{document} does not match its digest (changed or "
+                                       f"damaged since the index was written); {REBUILD}")
                 self._checked.add(row)
             read.append(own)
         if not read:

@@ -215,7 +215,7 @@ class Searcher:
             stored = self.stored_states is not None and tokens == self.stored_states.tokens
             if stored:  # the passages' states were computed at index time: encode the query
                 scores = self.reranker.score_states(query, self.stored_states.get(
-                    [self.index.row_of(d) for d, _, _ in head]))
+                    [self.index.row_of(d) for d, _, _ in head], [d for d, _, _ in head]))
             else:
                 scores = self.reranker.score(
                     query, [documents[d].indexed_text for d, _, _ in head], **options)

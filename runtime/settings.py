@@ -61,7 +61,8 @@ class SearchSettings:
             reranker reads: fewer is faster and reads less of long passages. ``None``: the
             bundle's (chosen on dev for the index's language by ``lexedge
             late-interaction``). A cross-encoder reads each query-passage pair to its own
-            length and refuses it.
+            length and refuses it. An index's stored passage states serve only the count
+            they were stored at; another reads the passages live.
         alpha: dense weight in the weighted fusion (0 = BM25 only, 1 = dense only).
             ``None``: the bundle's (the weight chosen for its embedder on dev, recorded by
             ``lexedge export --alpha``), else :data:`DEFAULT_ALPHA`.
@@ -89,7 +90,8 @@ class SearchSettings:
                   "(default: the bundle's, else 1: reranker alone)", metavar="W"))
     rerank_tokens: int | None = field(default=None, metadata=_setting(
         POSITIVE, "read each re-scored passage to T tokens; fewer is faster (default: the "
-                  "bundle's, chosen for the index's language)", metavar="T"))
+                  "bundle's, chosen for the index's language; another count than the index's "
+                  "stored passage states were made at reads the passages live)", metavar="T"))
     alpha: float | None = field(default=None, metadata=_setting(
         FRACTION, "dense weight in the weighted fusion: 0 = BM25 only, 1 = dense only "
                   f"(default: the bundle's, else {DEFAULT_ALPHA})"))

@@ -125,6 +125,9 @@ def test_a_changed_row_of_states_is_refused_by_name_when_read(stored, tmp_path):
     searcher = Searcher(tmp_path / "idx")  # opening does not read the states
     with pytest.raises(LexedgeError, match=r"tokens\.bin: row 0 does not match its digest"):
         searcher.index.states.get([0])
+    # a search names the document whose states are damaged
+    with pytest.raises(LexedgeError, match=r"row 0 \(document 'd1'\) does not match"):
+        searcher.search(searcher.index.document("d1").text, rerank=6)
     recorded = searcher.index.manifest["files"][f"{STATES_FOLDER}/{TOKENS_FILE}"]
     # an update links the segment unread; the damaged row is still refused, and the
     # manifest still records the segment as it was written
@@ -175,3 +178,8 @@ def test_the_command_line_builds_them_and_reports_their_size(late_interaction_bu
     assert states["bits"] == 4 and states["tokens"] == 64
     assert states["bytes"] == sum(p.stat().st_size for p in (tmp_path / "i" / STATES_FOLDER)
                                   .iterdir())
+    # a rebuild without the option says it drops them
+    assert main(["index", "build", "--docs", str(tiny_dataset), "--out", str(tmp_path / "i"),
+                 "--bundle", str(late_interaction_bundle)]) == 0
+    assert "held stored passage states; this build stores none" in capsys.readouterr().err
+    assert not (tmp_path / "i" / STATES_FOLDER).exists()
