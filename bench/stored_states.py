@@ -85,7 +85,8 @@ def measure(index: Path, data: Path, dimensions: list[int], bundle: Path | None 
     from lexedge.runtime.fusion import interpolate
     from lexedge.runtime.metrics import mrr_at_k, ndcg_at_k
     from lexedge.runtime.onnx_models import maxsim
-    from lexedge.runtime.passage_states import ResidualCodec, sample_states
+    from lexedge.runtime.passage_states import sample_states
+    from lexedge.runtime.residual_codec import ResidualCodec
     from lexedge.runtime.searcher import Searcher
     from lexedge.runtime.settings import SearchSettings
 

@@ -135,7 +135,7 @@ def search_settings(args: argparse.Namespace,
 
 
 def add_commands(commands) -> None:
-    from .passage_states import BITS, DEFAULT_BITS
+    from .residual_codec import BITS, DEFAULT_BITS
 
     evaluate = commands.add_parser(
         "eval", help="evaluate a retrieval method on a BEIR dataset split",

@@ -48,8 +48,9 @@ from .docstore import DocStore, append_docstore, write_docstore
 from .embedding_chunks import ChunkEmbedding, ChunkStore, saved_chunks_folder
 from .errors import LexedgeError
 from .exact import ExactIndex
-from .passage_states import (BITS, STATES_FOLDER, PassageStates, StatesWriter, StoredTexts,
+from .passage_states import (STATES_FOLDER, PassageStates, StatesWriter, StoredTexts,
                              build_states, encode_states, row_checked)
+from .residual_codec import BITS
 from .provenance import PROVENANCE, provenance
 from .storage import (MANIFEST_HASH_FIELD, MARKER_FILE, atomic_directory, manifest_sha256,
                       manifest_with, read_manifest, settle, sha256_file, writer_lock)

@@ -14,7 +14,8 @@ from lexedge.cli import main
 from lexedge.runtime.bundle import Bundle
 from lexedge.runtime.errors import LexedgeError
 from lexedge.runtime.index import Index
-from lexedge.runtime.passage_states import STATES_FOLDER, TOKENS_FILE, ResidualCodec
+from lexedge.runtime.passage_states import STATES_FOLDER, TOKENS_FILE
+from lexedge.runtime.residual_codec import ResidualCodec
 from lexedge.runtime.searcher import Searcher
 from support.tiny_bundle import build_tiny_bundle
 
