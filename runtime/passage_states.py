@@ -102,6 +102,10 @@ class PassageStates:
             raise LexedgeError(f"{self.folder / CODEC_FILE}: lists no segments (written "
                                f"before they were kept in parts); {REBUILD}")
         self.segments = [(name, int(tokens)) for name, tokens in self.settings["segments"]]
+        for name, _ in self.segments:  # a name from the file, never a path out of the folder
+            if not row_checked(f"{STATES_FOLDER}/{name}"):
+                raise LexedgeError(f"{self.folder / CODEC_FILE}: segment {name!r} is not a "
+                                   f"states segment of this folder; {REBUILD}")
         # each segment's first token, in the offsets' numbering
         self._starts = np.cumsum([0] + [tokens for _, tokens in self.segments])
         if self._starts[-1] != self.offsets[-1]:

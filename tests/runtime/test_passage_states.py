@@ -184,3 +184,16 @@ def test_the_command_line_builds_them_and_reports_their_size(late_interaction_bu
                  "--bundle", str(late_interaction_bundle)]) == 0
     assert "held stored passage states; this build stores none" in capsys.readouterr().err
     assert not (tmp_path / "i" / STATES_FOLDER).exists()
+
+
+def test_a_segment_name_pointing_out_of_the_states_folder_is_refused(stored, tmp_path):
+    import shutil
+
+    from lexedge.runtime.passage_states import CODEC_FILE, PassageStates
+
+    folder = shutil.copytree(stored.path / STATES_FOLDER, tmp_path / "copy")
+    codec = json.loads((folder / CODEC_FILE).read_text(encoding="utf-8"))
+    codec["segments"][0][0] = "../docs.jsonl"
+    (folder / CODEC_FILE).write_text(json.dumps(codec), encoding="utf-8")
+    with pytest.raises(LexedgeError, match=r"segment '\.\./docs\.jsonl' is not a states segment"):
+        PassageStates(folder)
