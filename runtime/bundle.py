@@ -116,23 +116,24 @@ class Bundle:
         An index is bound to this rather than to the whole bundle, so adding or swapping the
         reranker does not force re-embedding the corpus.
         """
-        entry = self.manifest["embedder"]
-        identity = {"files": [self.manifest["files"][entry[name]] for name in ("file", "tokenizer")],
-                    "settings": {key: entry.get(key) for key in (
-                        "pooling", "normalize", "query_prefix", "passage_prefix", "max_length",
-                        "dimension", "output")}}
-        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+        return self._model_id("embedder", ("pooling", "normalize", "query_prefix",
+                                           "passage_prefix", "max_length", "dimension",
+                                           "output"))
 
     @property
     def reranker_id(self) -> str | None:
         """A hash of what decides a late-interaction reranker's passage states: its files and
         settings (an index's stored states are bound to it); ``None`` without a reranker."""
-        entry = self.manifest.get("reranker")
-        if not entry:
+        if not self.has_reranker:
             return None
+        return self._model_id("reranker", ("kind", "passage_prefix", "output", "dimension",
+                                           "max_length"))
+
+    def _model_id(self, section: str, settings: tuple[str, ...]) -> str:
+        """A hash of a model's files and the ``settings`` of its manifest section."""
+        entry = self.manifest[section]
         identity = {"files": [self.manifest["files"][entry[name]] for name in ("file", "tokenizer")],
-                    "settings": {key: entry.get(key) for key in (
-                        "kind", "passage_prefix", "output", "dimension", "max_length")}}
+                    "settings": {key: entry.get(key) for key in settings}}
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
     def passage_tokens(self, analyzer: str | None) -> int | None:

@@ -250,7 +250,7 @@ def encode_states(reranker, texts: Sequence[str], tokens: int, writer: StatesWri
     :data:`BUILD_CHUNK` texts at a time (``texts`` may read them only when sliced, as
     :class:`StoredTexts` does)."""
     for start in range(0, len(texts), BUILD_CHUNK):
-        chunk = list(texts[start:start + BUILD_CHUNK])
+        chunk = texts[start:start + BUILD_CHUNK]
         writer.append(found for found, _ in reranker.token_states(
             chunk, "passage", passage_max_length=tokens))
         if progress is not None:
